@@ -1,0 +1,177 @@
+"""Example inputs: normalising what users pass, and making fresh ones for parity.
+
+Users give a tensor, a tuple of tensors, or a dict of keyword arguments (the
+Hugging Face style).  Internally that is always ``(args, kwargs)``.  Parity is
+checked on a *fresh* seeded input of the same shapes and dtypes, never the
+export input, so control flow frozen by tracing shows up as a mismatch.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch.utils import _pytree as pytree
+
+from modelexport.errors import InputMismatchError, one_line
+
+
+@dataclass
+class ModelInputs:
+    """Positional and keyword example inputs for one forward call."""
+
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_user(cls, inputs: Any) -> ModelInputs:
+        if isinstance(inputs, ModelInputs):
+            return inputs
+        if isinstance(inputs, torch.Tensor):
+            return cls(args=(inputs,))
+        if isinstance(inputs, Mapping):
+            return cls(kwargs=dict(inputs))
+        if isinstance(inputs, (tuple, list)):
+            return cls(args=tuple(inputs))
+        raise InputMismatchError(
+            f"inputs must be a tensor, a tuple of tensors or a dict of keyword "
+            f"arguments, not {type(inputs).__name__}"
+        )
+
+    def names(self) -> list[str]:
+        """Graph input names: keyword names, or ``input_N`` for positional tensors."""
+        positional = [f"input_{i}" for i in range(len(self.args))]
+        return positional + list(self.kwargs)
+
+    def tensors(self) -> list[torch.Tensor]:
+        """Every tensor leaf, in the order ONNX exporters flatten them."""
+        leaves = pytree.tree_leaves((self.args, self.kwargs))
+        return [leaf for leaf in leaves if isinstance(leaf, torch.Tensor)]
+
+    def named_tensors(self) -> dict[str, torch.Tensor]:
+        """Top-level tensor inputs by graph-input name (non-tensors are constants)."""
+        named = {f"input_{i}": a for i, a in enumerate(self.args)}
+        named.update(self.kwargs)
+        return {k: v for k, v in named.items() if isinstance(v, torch.Tensor)}
+
+    def call(self, model: torch.nn.Module) -> Any:
+        return model(*self.args, **self.kwargs)
+
+    def describe(self) -> str:
+        parts = [f"{name}{tuple(t.shape)}:{str(t.dtype).replace('torch.', '')}"
+                 for name, t in self.named_tensors().items()]
+        return ", ".join(parts) or "no tensor inputs"
+
+
+def fresh_like(inputs: ModelInputs, seed: int = 1234) -> ModelInputs:
+    """Same structure, shapes and dtypes, new seeded values.
+
+    Floats are redrawn from a normal with the example's mean and spread;
+    integers uniformly from the example's own value range (so token ids stay
+    in the vocabulary and an all-ones mask stays all ones); booleans are kept.
+    """
+    generator = torch.Generator().manual_seed(seed)
+
+    def redraw(value: Any) -> Any:
+        if not isinstance(value, torch.Tensor) or value.numel() == 0:
+            return value
+        if value.dtype.is_floating_point:
+            spread = value.float().std().item() if value.numel() > 1 else 1.0
+            spread = spread if spread > 0 else 1.0
+            mean = value.float().mean().item()
+            noise = torch.randn(value.shape, generator=generator)
+            return (noise * spread + mean).to(value.dtype)
+        if value.dtype == torch.bool:
+            return value.clone()
+        low, high = int(value.min()), int(value.max())
+        return torch.randint(low, high + 1, value.shape, generator=generator,
+                             dtype=value.dtype)
+
+    args, kwargs = pytree.tree_map(redraw, (inputs.args, inputs.kwargs))
+    return ModelInputs(args=tuple(args), kwargs=dict(kwargs))
+
+
+def flatten_outputs(outputs: Any) -> list[torch.Tensor]:
+    """Tensor leaves of a forward's result, in the order exporters emit outputs.
+
+    Hugging Face ``ModelOutput`` objects drop ``None`` fields; both exporters
+    flatten what remains depth-first, which pytree reproduces.
+    """
+    if hasattr(outputs, "to_tuple"):
+        outputs = outputs.to_tuple()
+    leaves = pytree.tree_leaves(outputs)
+    return [leaf for leaf in leaves if isinstance(leaf, torch.Tensor)]
+
+
+def run_checked(model: torch.nn.Module, inputs: ModelInputs) -> Any:
+    """Run one forward, turning a signature or shape mismatch into a clear error."""
+    try:
+        with torch.no_grad():
+            return inputs.call(model)
+    except (TypeError, ValueError, RuntimeError, IndexError) as exc:
+        raise InputMismatchError(
+            f"inputs ({inputs.describe()}) do not fit {type(model).__name__}: "
+            f"{one_line(exc)}"
+        ) from exc
+
+
+def bound_arguments(model: torch.nn.Module, inputs: ModelInputs) -> dict[str, Any]:
+    """The inputs keyed by ``model.forward``'s parameter names, in call order.
+
+    Falls back to ``input_N`` / keyword names when the signature can't bind
+    (``*args`` forwards, C++ modules).
+    """
+    try:
+        bound = inspect.signature(model.forward).bind(*inputs.args, **inputs.kwargs)
+    except (TypeError, ValueError):
+        named: dict[str, Any] = {f"input_{i}": a for i, a in enumerate(inputs.args)}
+        named.update(inputs.kwargs)
+        return named
+    named = {}
+    for name, value in bound.arguments.items():
+        kind = bound.signature.parameters[name].kind
+        if kind is inspect.Parameter.VAR_POSITIONAL:
+            named.update({f"{name}_{i}": v for i, v in enumerate(value)})
+        elif kind is inspect.Parameter.VAR_KEYWORD:
+            named.update(value)
+        else:
+            named[name] = value
+    return named
+
+
+def graph_input_names(model: torch.nn.Module, inputs: ModelInputs) -> list[str]:
+    """One name per tensor leaf, in flattening order: ``input_ids``, ``pixel_values``...
+
+    Tensors nested in a list or dict argument get ``name_0``, ``name_1``...
+    """
+    names: list[str] = []
+    for name, value in bound_arguments(model, inputs).items():
+        if isinstance(value, torch.Tensor):
+            names.append(name)
+            continue
+        leaves = [v for v in pytree.tree_leaves(value) if isinstance(v, torch.Tensor)]
+        names.extend(f"{name}_{i}" for i in range(len(leaves)))
+    return names
+
+
+def dynamic_axes_for(
+    names: list[str], tensors: list[torch.Tensor], batch: bool, sequence: bool
+) -> dict[str, dict[int, str]]:
+    """Which input dimensions to leave symbolic.
+
+    ``batch`` is dimension 0 of every input; ``sequence`` is dimension 1 of
+    integer inputs of rank 2 (token ids, masks, positions).
+    """
+    axes: dict[str, dict[int, str]] = {}
+    for name, tensor in zip(names, tensors):
+        dims: dict[int, str] = {}
+        if batch and tensor.dim() >= 1:
+            dims[0] = "batch"
+        if sequence and tensor.dim() == 2 and not tensor.dtype.is_floating_point:
+            dims[1] = "sequence"
+        if dims:
+            axes[name] = dims
+    return axes

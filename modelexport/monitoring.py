@@ -1,0 +1,82 @@
+"""Per-phase wall time and peak memory of an export.
+
+Peak memory is the process's resident set size sampled by a background
+thread: tensors allocated by torch's C++ allocator are invisible to
+``tracemalloc``, so RSS is the figure that reflects what an export costs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import resource
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def current_rss_bytes() -> int:
+    """Resident set size now; falls back to the lifetime peak off Linux."""
+    try:
+        with open("/proc/self/statm") as handle:
+            return int(handle.read().split()[1]) * _PAGE_SIZE
+    except OSError:
+        scale = 1 if sys.platform == "darwin" else 1024
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
+
+
+class _PeakSampler:
+    """Samples RSS every ``interval`` seconds until stopped; keeps the maximum."""
+
+    def __init__(self, interval: float = 0.005) -> None:
+        self.interval = interval
+        self.peak = current_rss_bytes()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.peak = max(self.peak, current_rss_bytes())
+
+    def __enter__(self) -> _PeakSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, current_rss_bytes())
+
+
+@dataclass
+class PhaseMonitor:
+    """Records how long each named phase took, and its peak RSS when enabled.
+
+    ``log`` receives one line per finished phase (the ``verbose`` option).
+    """
+
+    track_memory: bool = False
+    log: Callable[[str], None] | None = None
+    seconds: dict[str, float] = field(default_factory=dict)
+    peak_rss_mb: dict[str, float] = field(default_factory=dict)
+
+    @contextlib.contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        sampler = _PeakSampler() if self.track_memory else None
+        with sampler if sampler is not None else contextlib.nullcontext():
+            try:
+                yield
+            finally:
+                elapsed = time.perf_counter() - start
+                self.seconds[name] = self.seconds.get(name, 0.0) + elapsed
+        if sampler is not None:
+            peak = sampler.peak / 2**20
+            self.peak_rss_mb[name] = max(self.peak_rss_mb.get(name, 0.0), peak)
+        if self.log is not None:
+            extra = f", peak RSS {self.peak_rss_mb[name]:.0f} MB" if sampler else ""
+            self.log(f"{name}: {elapsed:.2f}s{extra}")

@@ -1,0 +1,101 @@
+"""Writing the ONNX file, its external data and its sidecar without half-written files.
+
+Everything is first written into a private staging folder beside the target
+(same filesystem, so the final ``os.replace`` is atomic), then moved into
+place with the ``.onnx`` last.  A failure at any point leaves the previous
+files, if any, untouched and removes the staging folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import onnx
+
+from modelexport.errors import OutputPathError
+
+PROTOBUF_LIMIT_BYTES = 2 * 1024**3
+
+
+def sidecar_path_for(onnx_path: Path) -> Path:
+    return onnx_path.with_name(onnx_path.name + ".hierarchy.json")
+
+
+def report_path_for(onnx_path: Path) -> Path:
+    return onnx_path.with_name(onnx_path.name + ".report.md")
+
+
+def external_data_path_for(onnx_path: Path) -> Path:
+    return onnx_path.with_name(onnx_path.name + ".data")
+
+
+def model_bytes(model: onnx.ModelProto) -> int:
+    """Size of the initializers' payload, the part that can break the 2 GB limit."""
+    return sum(len(t.raw_data) for t in model.graph.initializer)
+
+
+@dataclass
+class StagedOutput:
+    """A staging folder beside the output, used as the export's scratch space too."""
+
+    target: Path
+    staging: Path
+
+    @classmethod
+    def open(cls, target: str | os.PathLike) -> StagedOutput:
+        """Check the output can be written, before any expensive work starts."""
+        path = Path(target).expanduser().resolve()
+        if path.is_dir():
+            raise OutputPathError(f"output {path} is a directory; give a file name")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(prefix=".modelexport-", dir=path.parent))
+        except OSError as exc:
+            raise OutputPathError(
+                f"cannot write to {path.parent}: {exc.strerror or exc}"
+            ) from None
+        return cls(target=path, staging=staging)
+
+    def staged(self, final: Path) -> Path:
+        return self.staging / final.name
+
+    def write_onnx(self, model: onnx.ModelProto, external_data: bool) -> Path:
+        """Serialize into staging; weights go to ``<name>.data`` when asked."""
+        staged = self.staged(self.target)
+        if external_data:
+            onnx.save_model(
+                model,
+                str(staged),
+                save_as_external_data=True,
+                all_tensors_to_one_file=True,
+                location=external_data_path_for(self.target).name,
+                size_threshold=1024,
+            )
+        else:
+            onnx.save_model(model, str(staged))
+        return staged
+
+    def write_text(self, final: Path, text: str) -> None:
+        self.staged(final).write_text(text, encoding="utf-8")
+
+    def write_json(self, final: Path, payload: dict) -> None:
+        self.write_text(final, json.dumps(payload, indent=2, sort_keys=False) + "\n")
+
+    def commit(self, finals: list[Path]) -> None:
+        """Move staged files into place; the ``.onnx`` goes last."""
+        ordered = [p for p in finals if p != self.target] + [self.target]
+        try:
+            for final in ordered:
+                staged = self.staged(final)
+                if staged.exists():
+                    os.replace(staged, final)
+        except OSError as exc:
+            raise OutputPathError(f"cannot write {final}: {exc.strerror or exc}") from None
+
+    def close(self) -> None:
+        shutil.rmtree(self.staging, ignore_errors=True)

@@ -1,0 +1,76 @@
+"""The export report: typed fields, also readable as a nested mapping.
+
+``report.summary.final_strategy`` and ``report['summary']['final_strategy']``
+give the same value, so both the typed API and the seed's dictionary style
+work.  ``to_dict()`` is what the CLI prints with ``--json``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass
+class Attempt:
+    """One strategy tried during an export."""
+
+    strategy: str
+    success: bool
+    seconds: float
+    error_type: str = ""
+    error: str = ""
+
+
+@dataclass
+class Summary:
+    model_class: str
+    requested_strategy: str
+    final_strategy: str | None
+    success: bool
+    attempts: list[Attempt] = field(default_factory=list)
+    total_seconds: float = 0.0
+
+
+@dataclass
+class Outputs:
+    onnx: str
+    sidecar: str
+    external_data: str | None = None
+    report: str | None = None
+
+
+@dataclass
+class ExportReport(Mapping):
+    """Everything known about one export."""
+
+    summary: Summary
+    outputs: Outputs
+    coverage: dict[str, float | int]
+    anchored: dict[str, float | int | None]
+    timings: dict[str, float]
+    memory_peak_mb: dict[str, float]
+    settings: dict[str, Any]
+    graph: dict[str, int]
+    parity: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def __getitem__(self, key: str) -> Any:
+        return self.to_dict()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.to_dict())
+
+    def __len__(self) -> int:
+        return len(self.to_dict())
+
+    @property
+    def success(self) -> bool:
+        return self.summary.success
+
+    @property
+    def parity_passed(self) -> bool | None:
+        return None if self.parity is None else bool(self.parity["passed"])

@@ -1,0 +1,148 @@
+"""The strategy protocol, its result type, and the registry.
+
+A strategy does two things: *capture* the model as an ONNX graph, and
+*assign* each node to the module that produced it (or leave it ``None`` for
+the shared projection pass to place).  Everything after that (projection,
+call indices, writing tags, the sidecar, parity) is common code in the API.
+
+Adding a strategy is one file with one ``@register_strategy`` class.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
+
+import onnx
+import torch
+
+from modelexport.errors import ModelExportError, one_line
+from modelexport.hierarchy import ModuleTree
+from modelexport.inputs import ModelInputs
+from modelexport.tagging import Assignment
+
+
+@dataclass
+class ExportRequest:
+    """Everything a strategy needs to capture and tag one model."""
+
+    model: torch.nn.Module
+    inputs: ModelInputs
+    tree: ModuleTree
+    input_names: list[str]
+    opset: int
+    dynamic_axes: dict[str, dict[int, str]]
+    optimize: bool
+    workdir: Path
+
+
+@dataclass
+class StrategyResult:
+    """Outcome of one strategy attempt: the graph and assignments, or the error."""
+
+    strategy: str
+    model: onnx.ModelProto | None = None
+    assignments: list[Assignment | None] | None = None
+    exception: BaseException | None = None
+    seconds: dict[str, float] = field(default_factory=dict)
+    exporter_log: str = ""
+
+    @property
+    def success(self) -> bool:
+        return self.exception is None and self.model is not None
+
+    @property
+    def total_seconds(self) -> float:
+        return sum(self.seconds.values())
+
+    def error_line(self) -> str:
+        return "" if self.exception is None else one_line(self.exception)
+
+
+class Strategy(ABC):
+    """One way of producing a tagged ONNX graph from a PyTorch model."""
+
+    name: ClassVar[str]
+    summary: ClassVar[str]
+
+    @abstractmethod
+    def capture(self, request: ExportRequest) -> onnx.ModelProto:
+        """Export the model; raise on failure (never fall back silently)."""
+
+    @abstractmethod
+    def assign(
+        self, request: ExportRequest, graph: onnx.ModelProto
+    ) -> list[Assignment | None]:
+        """The module of each top-level node, or None where the strategy can't tell."""
+
+    def run(self, request: ExportRequest) -> StrategyResult:
+        """Capture then assign, timing both and catching any failure into the result.
+
+        Exporter chatter on stdout is captured rather than printed, and kept in
+        the result so a failure can still be diagnosed.
+        """
+        result = StrategyResult(strategy=self.name)
+        chatter = io.StringIO()
+        try:
+            with contextlib.redirect_stdout(chatter), _preserved_modes(request.model):
+                start = time.perf_counter()
+                graph = self.capture(request)
+                result.seconds["capture"] = time.perf_counter() - start
+                start = time.perf_counter()
+                assignments = self.assign(request, graph)
+                result.seconds["assign"] = time.perf_counter() - start
+            if len(assignments) != len(graph.graph.node):
+                raise RuntimeError(
+                    f"{self.name} assigned {len(assignments)} of "
+                    f"{len(graph.graph.node)} nodes"
+                )
+            result.model, result.assignments = graph, assignments
+        except Exception as exc:
+            result.exception = exc
+        result.exporter_log = chatter.getvalue()
+        return result
+
+
+@contextlib.contextmanager
+def _preserved_modes(model: torch.nn.Module) -> Iterator[None]:
+    """Restore every submodule's train/eval flag after an exporter ran.
+
+    The TorchScript exporter restores the mode of the module it was *given*,
+    recursively; when that is a fresh wrapper (in training mode) the user's
+    model comes back with dropout switched on.
+    """
+    modes = [(module, module.training) for module in model.modules()]
+    try:
+        yield
+    finally:
+        for module, training in modes:
+            module.training = training
+
+
+_REGISTRY: dict[str, type[Strategy]] = {}
+
+
+def register_strategy(cls: type[Strategy]) -> type[Strategy]:
+    """Class decorator that makes a strategy selectable by its ``name``."""
+    if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
+        raise ValueError(f"strategy {cls.name!r} is already registered")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def strategy_names() -> list[str]:
+    return list(_REGISTRY)
+
+
+def get_strategy(name: str) -> Strategy:
+    try:
+        return _REGISTRY[name.lower()]()
+    except KeyError:
+        known = ", ".join(_REGISTRY)
+        raise ModelExportError(f"unknown strategy {name!r} (known: {known})") from None

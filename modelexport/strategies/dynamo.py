@@ -1,0 +1,87 @@
+"""DYNAMO: ``torch.onnx.export(dynamo=True)`` with the exporter's own scope records.
+
+The dynamo exporter writes ``pkg.torch.onnx.name_scopes`` on almost every
+node: the cumulative qualified module names from the root, the last entry
+being the FX node's own name.  That is an exact record of the module, so this
+strategy only checks it against the module tree.
+
+A dynamo failure is a failure.  Some torch releases fall back to the
+TorchScript exporter on error; that fallback is switched off wherever the
+installed torch offers the switch, so a file reported as DYNAMO really is.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+
+import onnx
+import torch
+
+from modelexport.hierarchy import ROOT
+from modelexport.inputs import bound_arguments
+from modelexport.strategies.base import ExportRequest, Strategy, register_strategy
+from modelexport.tagging import Assignment
+from modelexport.tags import TagSource
+
+NAME_SCOPES_KEY = "pkg.torch.onnx.name_scopes"
+
+
+def _dynamic_shapes(request: ExportRequest) -> dict | None:
+    """torch.export's spec: every forward argument by name, symbolic dims where asked."""
+    if not request.dynamic_axes:
+        return None
+    shapes: dict[str, dict[int, object] | None] = {}
+    for name in bound_arguments(request.model, request.inputs):
+        axes = request.dynamic_axes.get(name)
+        shapes[name] = {dim: torch.export.Dim.DYNAMIC for dim in axes} if axes else None
+    return shapes
+
+
+def scope_module(scopes: list[str]) -> str:
+    """The module a name-scope list points at: the entry before the FX node name."""
+    return scopes[-2] if len(scopes) >= 2 else ROOT
+
+
+@register_strategy
+class DynamoStrategy(Strategy):
+    name = "dynamo"
+    summary = "torch.onnx dynamo exporter; tags from its own name_scopes metadata"
+
+    def capture(self, request: ExportRequest) -> onnx.ModelProto:
+        options: dict[str, object] = {
+            "dynamo": True,
+            "opset_version": request.opset,
+            "optimize": request.optimize,
+            "verbose": False,
+            "dynamic_shapes": _dynamic_shapes(request),
+        }
+        if "fallback" in inspect.signature(torch.onnx.export).parameters:
+            options["fallback"] = False
+        program = torch.onnx.export(
+            request.model, request.inputs.args, kwargs=request.inputs.kwargs, **options
+        )
+        if program is None or not hasattr(program, "model_proto"):
+            raise RuntimeError("the dynamo exporter returned no ONNX program")
+        return program.model_proto
+
+    def assign(
+        self, request: ExportRequest, graph: onnx.ModelProto
+    ) -> list[Assignment | None]:
+        tree = request.tree
+        assignments: list[Assignment | None] = []
+        for node in graph.graph.node:
+            raw = next(
+                (p.value for p in node.metadata_props if p.key == NAME_SCOPES_KEY), None
+            )
+            if raw is None:
+                assignments.append(None)
+                continue
+            module = scope_module(ast.literal_eval(raw))
+            if module in tree:
+                assignments.append(Assignment(module, TagSource.EXACT))
+            else:
+                assignments.append(
+                    Assignment(tree.deepest_known(module), TagSource.INHERITED)
+                )
+        return assignments

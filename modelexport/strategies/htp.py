@@ -1,0 +1,158 @@
+"""HTP (hierarchical trace-and-project): TorchScript trace, scopes resolved on the tree.
+
+``torch.onnx.export(dynamo=False)`` names nodes after the module scopes the
+tracer saw: ``/encoder/layer.0/attention/self/query/MatMul``.  Parsing those
+strings alone is fragile (containers that never ran vanish, repeated calls
+get ``_N`` suffixes, some segments are qualified relative to a grandparent,
+export passes add nodes with no scope), so each scope is *resolved* step by
+step against the real module tree: a segment is accepted only if it names an
+existing module inside the current one.  Scope-less nodes are left to the
+shared projection pass.
+
+Hugging Face models take keyword arguments, and positional tracing of them
+fails, so the model is traced through a small adapter that rebuilds the
+original call from a flat tuple of tensors.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+
+import onnx
+import torch
+from torch.utils import _pytree as pytree
+
+from modelexport.hierarchy import ROOT, ModuleTree, ancestors, is_within
+from modelexport.strategies.base import ExportRequest, Strategy, register_strategy
+from modelexport.tagging import Assignment
+from modelexport.tags import TagSource
+
+ADAPTER_ATTRIBUTE = "wrapped"
+_REPEAT_SUFFIX = re.compile(r"^(.*)_(\d+)$")
+
+
+class _CallAdapter(torch.nn.Module):
+    """Calls the wrapped model with the original args/kwargs, from flat tensors."""
+
+    def __init__(self, model: torch.nn.Module, args: tuple, kwargs: dict) -> None:
+        super().__init__()
+        self.wrapped = model
+        leaves, self._spec = pytree.tree_flatten((args, kwargs))
+        self._is_tensor = [isinstance(leaf, torch.Tensor) for leaf in leaves]
+        self._constants = leaves
+
+    def forward(self, *tensors: torch.Tensor) -> object:
+        supplied = iter(tensors)
+        leaves = [
+            next(supplied) if is_tensor else constant
+            for is_tensor, constant in zip(self._is_tensor, self._constants)
+        ]
+        args, kwargs = pytree.tree_unflatten(leaves, self._spec)
+        return self.wrapped(*args, **kwargs)
+
+
+def _segment_candidates(segment: str) -> list[tuple[str, bool]]:
+    """The segment itself, then without a ``_N`` repeat suffix (flagged True)."""
+    candidates = [(segment, False)]
+    match = _REPEAT_SUFFIX.match(segment)
+    if match:
+        candidates.append((match.group(1), True))
+    return candidates
+
+
+def resolve_scope(segments: list[str], tree: ModuleTree) -> tuple[str, bool]:
+    """Walk scope segments down the module tree.
+
+    Returns the deepest module reached and whether every segment resolved.
+    A segment may name a child, a deeper descendant through containers that
+    never ran (``layer.0``), or be qualified relative to an ancestor
+    (``seq/seq.0``); it is never allowed to leave the current module.
+    """
+    current = ROOT
+    for segment in segments:
+        step = None
+        for candidate, _suffixed in _segment_candidates(segment):
+            for base in ancestors(current):
+                full = f"{base}.{candidate}" if base else candidate
+                if full in tree and is_within(full, current):
+                    step = full
+                    break
+            if step is not None:
+                break
+        if step is None:
+            return current, False
+        current = step
+    return current, True
+
+
+def scope_segments(node_name: str) -> list[str] | None:
+    """``/wrapped/encoder/layer.0/MatMul`` -> ``['encoder', 'layer.0']``; None if scope-less."""
+    if not node_name.startswith("/"):
+        return None
+    parts = node_name.strip("/").split("/")[:-1]
+    if parts and parts[0] == ADAPTER_ATTRIBUTE:
+        parts = parts[1:]
+    return parts
+
+
+def _strip_adapter_prefix(graph: onnx.ModelProto) -> None:
+    """Rename ``wrapped.x.weight`` initializers back to the model's own state-dict names."""
+    prefix = ADAPTER_ATTRIBUTE + "."
+    taken = {i.name for i in graph.graph.initializer}
+    renames = {
+        init.name: init.name[len(prefix):]
+        for init in graph.graph.initializer
+        if init.name.startswith(prefix) and init.name[len(prefix):] not in taken
+    }
+    if not renames:
+        return
+    for init in graph.graph.initializer:
+        init.name = renames.get(init.name, init.name)
+    for value in list(graph.graph.input) + list(graph.graph.value_info):
+        value.name = renames.get(value.name, value.name)
+    for node in graph.graph.node:
+        for i, name in enumerate(node.input):
+            if name in renames:
+                node.input[i] = renames[name]
+
+
+@register_strategy
+class HTPStrategy(Strategy):
+    name = "htp"
+    summary = "TorchScript trace; node scopes resolved against the module tree, rest projected"
+
+    def capture(self, request: ExportRequest) -> onnx.ModelProto:
+        adapter = _CallAdapter(request.model, request.inputs.args, request.inputs.kwargs)
+        adapter.train(request.model.training)
+        tensors = tuple(request.inputs.tensors())
+        path = request.workdir / "htp.onnx"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                adapter,
+                tensors,
+                str(path),
+                dynamo=False,
+                opset_version=request.opset,
+                input_names=request.input_names,
+                dynamic_axes=request.dynamic_axes or None,
+                do_constant_folding=request.optimize,
+            )
+        graph = onnx.load(str(path))
+        _strip_adapter_prefix(graph)
+        return graph
+
+    def assign(
+        self, request: ExportRequest, graph: onnx.ModelProto
+    ) -> list[Assignment | None]:
+        assignments: list[Assignment | None] = []
+        for node in graph.graph.node:
+            segments = scope_segments(node.name)
+            if segments is None:
+                assignments.append(None)
+                continue
+            module, complete = resolve_scope(segments, request.tree)
+            source = TagSource.EXACT if complete else TagSource.INHERITED
+            assignments.append(Assignment(module, source))
+        return assignments

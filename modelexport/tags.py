@@ -1,0 +1,127 @@
+"""The tag schema, and reading and writing tags on ONNX nodes.
+
+Tags live in ``NodeProto.metadata_props`` (ONNX >= 1.16), never as attributes
+on standard ops: extra attributes make checkers and runtimes reject a node.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+import onnx
+
+SCHEMA_VERSION = "1.0"
+KEY_MODULE = "modelexport.module"
+KEY_TAG = "modelexport.tag"
+KEY_SOURCE = "modelexport.source"
+KEY_CALL = "modelexport.call"
+MODEL_KEY_VERSION = "modelexport.version"
+MODEL_KEY_STRATEGY = "modelexport.strategy"
+OUR_KEYS = frozenset({KEY_MODULE, KEY_TAG, KEY_SOURCE, KEY_CALL})
+
+
+class TagSource(str, Enum):
+    """How a node's module was determined, from most to least certain."""
+
+    EXACT = "exact"  # the exporter's own record names the module
+    INHERITED = "inherited"  # nearest recorded enclosing module of a deeper scope
+    PROJECTED = "projected"  # scope-less node, placed by its graph neighbours
+    ROOT = "root"  # nothing better known
+
+
+@dataclass(frozen=True)
+class NodeTag:
+    """Which module produced one ONNX node."""
+
+    module: str
+    tag: str
+    source: TagSource
+    call: int | None = None
+
+
+def _drop_keys(
+    proto: onnx.NodeProto | onnx.ModelProto, keys: set[str] | frozenset[str]
+) -> None:
+    kept = [p for p in proto.metadata_props if p.key not in keys]
+    del proto.metadata_props[:]
+    proto.metadata_props.extend(kept)
+
+
+def _set_props(proto: onnx.NodeProto | onnx.ModelProto, values: dict[str, str]) -> None:
+    _drop_keys(proto, set(values))
+    for key, value in values.items():
+        proto.metadata_props.add(key=key, value=value)
+
+
+def write_node_tag(node: onnx.NodeProto, tag: NodeTag) -> None:
+    _drop_keys(node, OUR_KEYS)
+    node.metadata_props.add(key=KEY_MODULE, value=tag.module)
+    node.metadata_props.add(key=KEY_TAG, value=tag.tag)
+    node.metadata_props.add(key=KEY_SOURCE, value=tag.source.value)
+    if tag.call is not None:
+        node.metadata_props.add(key=KEY_CALL, value=str(tag.call))
+
+
+def write_tags(
+    model: onnx.ModelProto, tags: list[NodeTag], strategy: str, version: str
+) -> None:
+    """Tag every top-level node; nodes inside subgraphs inherit their parent's tag."""
+    nodes = model.graph.node
+    if len(tags) != len(nodes):
+        raise ValueError(f"{len(tags)} tags for {len(nodes)} nodes")
+    for node, tag in zip(nodes, tags):
+        write_node_tag(node, tag)
+        for sub in _subgraph_nodes(node):
+            write_node_tag(sub, tag)
+    _set_props(model, {MODEL_KEY_VERSION: version, MODEL_KEY_STRATEGY: strategy})
+
+
+def strip_tags(model: onnx.ModelProto) -> None:
+    """Remove every modelexport key from nodes and the model (a clean export)."""
+    for node in model.graph.node:
+        _drop_keys(node, OUR_KEYS)
+        for sub in _subgraph_nodes(node):
+            _drop_keys(sub, OUR_KEYS)
+    _drop_keys(model, {MODEL_KEY_VERSION, MODEL_KEY_STRATEGY})
+
+
+def _subgraph_nodes(node: onnx.NodeProto) -> list[onnx.NodeProto]:
+    found: list[onnx.NodeProto] = []
+    for attr in node.attribute:
+        graphs = list(attr.graphs)
+        if attr.HasField("g"):
+            graphs.append(attr.g)
+        for graph in graphs:
+            for sub in graph.node:
+                found.append(sub)
+                found.extend(_subgraph_nodes(sub))
+    return found
+
+
+def read_node_tag(node: onnx.NodeProto) -> NodeTag | None:
+    """The tag written on ``node``, or None when it carries none."""
+    props = {p.key: p.value for p in node.metadata_props}
+    if KEY_MODULE not in props:
+        return None
+    call = props.get(KEY_CALL)
+    return NodeTag(
+        module=props[KEY_MODULE],
+        tag=props.get(KEY_TAG, ""),
+        source=TagSource(props.get(KEY_SOURCE, TagSource.ROOT.value)),
+        call=int(call) if call is not None else None,
+    )
+
+
+def read_tags(model: onnx.ModelProto | str) -> dict[str, NodeTag | None]:
+    """Map every top-level node name to its tag (None where untagged).
+
+    Accepts a loaded model or a path; a path is read without external data,
+    since tags never live there.
+    """
+    if not isinstance(model, onnx.ModelProto):
+        model = onnx.load(model, load_external_data=False)
+    return {
+        node.name or f"#{index}": read_node_tag(node)
+        for index, node in enumerate(model.graph.node)
+    }

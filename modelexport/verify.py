@@ -1,0 +1,215 @@
+"""Checks on an export: tag quality figures and ONNX Runtime parity.
+
+Every figure here can drop: coverage falls when a tag names no module,
+anchored accuracy when a parameter-consuming node sits on the wrong module,
+parity when ONNX Runtime disagrees with PyTorch on a fresh input.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+from onnx import numpy_helper
+
+from modelexport.errors import InputMismatchError, one_line
+from modelexport.hierarchy import ModuleTree, common_ancestor
+from modelexport.inputs import ModelInputs, flatten_outputs, fresh_like
+from modelexport.tags import NodeTag, TagSource
+
+
+@dataclass
+class TagFigures:
+    """Coverage and the share of each tag source over the top-level nodes."""
+
+    nodes: int
+    coverage: float
+    exact: float
+    inherited: float
+    projected: float
+    root: float
+
+    def as_dict(self) -> dict[str, float | int]:
+        return asdict(self)
+
+
+def tag_figures(tags: Sequence[NodeTag | None], tree: ModuleTree) -> TagFigures:
+    """Coverage = tags naming an existing module / all nodes; plus source shares."""
+    total = len(tags)
+    if total == 0:
+        return TagFigures(0, 0.0, 0.0, 0.0, 0.0, 0.0)
+    sources = Counter(t.source for t in tags if t is not None)
+    covered = sum(1 for t in tags if t is not None and t.module in tree)
+    return TagFigures(
+        nodes=total,
+        coverage=covered / total,
+        exact=sources[TagSource.EXACT] / total,
+        inherited=sources[TagSource.INHERITED] / total,
+        projected=sources[TagSource.PROJECTED] / total,
+        root=sources[TagSource.ROOT] / total,
+    )
+
+
+def randomize_parameters(model: torch.nn.Module, seed: int = 0, scale: float = 0.02) -> None:
+    """Add seeded noise to every parameter so each one's content is unique.
+
+    Fresh models have many identical tensors (LayerNorm ones, zero biases);
+    exporters deduplicate those and content matching becomes ambiguous.
+    The noise is small, so the model's numerics stay in a normal range.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for param in model.parameters():
+            if param.dtype.is_floating_point:
+                noise = torch.randn(param.shape, generator=generator) * scale
+                param.add_(noise.to(param.dtype))
+
+
+def _content_key(array: np.ndarray) -> tuple:
+    contiguous = np.ascontiguousarray(array)
+    return (contiguous.shape, str(contiguous.dtype), hash(contiguous.tobytes()))
+
+
+def initializer_owners(graph: onnx.ModelProto, tree: ModuleTree,
+                       model: torch.nn.Module) -> dict[str, list[str]]:
+    """Map initializer names to the modules owning a parameter with that content.
+
+    Exporters rename and transpose weights, so matching is by tensor content
+    (the parameter as is, or transposed when 2-D), never by name.
+    """
+    owners_by_id = tree.parameter_owners()
+    by_content: dict[tuple, list[str]] = {}
+    seen: set[int] = set()
+    for param in model.parameters():
+        if id(param) in seen:
+            continue
+        seen.add(id(param))
+        array = param.detach().cpu().numpy()
+        owners = owners_by_id.get(id(param), [])
+        views = [array, array.T] if array.ndim == 2 else [array]
+        for view in views:
+            by_content.setdefault(_content_key(view), []).extend(owners)
+    mapping: dict[str, list[str]] = {}
+    for init in graph.graph.initializer:
+        if init.data_location == onnx.TensorProto.EXTERNAL:
+            continue
+        owners = by_content.get(_content_key(numpy_helper.to_array(init)))
+        if owners:
+            mapping[init.name] = sorted(set(owners))
+    return mapping
+
+
+@dataclass
+class AnchorFigures:
+    """Parameter-consuming nodes and how many sit on the parameter's owner."""
+
+    anchored_nodes: int
+    correct: int
+
+    @property
+    def accuracy(self) -> float | None:
+        return self.correct / self.anchored_nodes if self.anchored_nodes else None
+
+
+def anchored_accuracy(graph: onnx.ModelProto, tags: Sequence[NodeTag | None],
+                      tree: ModuleTree, model: torch.nn.Module) -> AnchorFigures:
+    """Share of parameter-consuming nodes tagged with the module that owns the parameter.
+
+    A node fed by several modules' parameters (BatchNorm folded into a Conv,
+    tied weights) may carry any of the owners or their common ancestor.
+    """
+    owners = initializer_owners(graph, tree, model)
+    anchored = correct = 0
+    for node, tag in zip(graph.graph.node, tags):
+        candidates = sorted({o for name in node.input for o in owners.get(name, ())})
+        if not candidates:
+            continue
+        anchored += 1
+        if tag is None:
+            continue
+        allowed = set(candidates) | {common_ancestor(candidates)}
+        if tag.module in allowed:
+            correct += 1
+    return AnchorFigures(anchored_nodes=anchored, correct=correct)
+
+
+@dataclass
+class ParityResult:
+    """ONNX Runtime vs PyTorch on one fresh seeded input."""
+
+    passed: bool
+    max_abs: float
+    max_rel: float
+    atol: float
+    rtol: float
+    outputs: int
+    seed: int
+    detail: str = ""
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _ort_feed(session: object, inputs: ModelInputs, names: list[str]) -> dict[str, np.ndarray]:
+    tensors = inputs.tensors()
+    by_name = dict(zip(names, tensors))
+    wanted = [i.name for i in session.get_inputs()]  # type: ignore[attr-defined]
+    if all(name in by_name for name in wanted):
+        return {name: by_name[name].detach().cpu().numpy() for name in wanted}
+    if len(wanted) == len(tensors):
+        return {name: t.detach().cpu().numpy() for name, t in zip(wanted, tensors)}
+    raise InputMismatchError(
+        f"the ONNX graph expects inputs {wanted}, the example provides {names}"
+    )
+
+
+def check_parity(onnx_path: str | Path, model: torch.nn.Module, example: ModelInputs,
+                 input_names: list[str], atol: float = 1e-4, rtol: float = 1e-3,
+                 seed: int = 1234) -> ParityResult:
+    """Run ONNX Runtime and PyTorch on a fresh input derived from ``example``.
+
+    Passes when every output has the reference's shape and is within
+    ``atol + rtol * |reference|`` everywhere.  ``max_rel`` is the largest
+    error divided by the largest magnitude of the reference output.
+    """
+    import onnxruntime as ort
+
+    fresh = fresh_like(example, seed=seed)
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+    with torch.no_grad():
+        expected = [t.detach().cpu().numpy() for t in flatten_outputs(fresh.call(model))]
+    got = session.run(None, _ort_feed(session, fresh, input_names))
+    if len(got) != len(expected):
+        return ParityResult(False, float("inf"), float("inf"), atol, rtol, len(got), seed,
+                            f"ONNX has {len(got)} outputs, PyTorch {len(expected)}")
+    max_abs = max_rel = 0.0
+    passed, detail = True, ""
+    for index, (ours, ref) in enumerate(zip(got, expected)):
+        if ours.shape != ref.shape:
+            return ParityResult(False, float("inf"), float("inf"), atol, rtol, len(got), seed,
+                                f"output {index}: shape {ours.shape} vs {ref.shape}")
+        if ref.size == 0:
+            continue
+        diff = np.abs(ours.astype(np.float64) - ref.astype(np.float64))
+        scale = float(np.abs(ref).max()) or 1.0
+        max_abs = max(max_abs, float(diff.max()))
+        max_rel = max(max_rel, float(diff.max()) / scale)
+        if not np.all(diff <= atol + rtol * np.abs(ref.astype(np.float64))):
+            passed = False
+            detail = detail or f"output {index} exceeds tolerance"
+    return ParityResult(passed, max_abs, max_rel, atol, rtol, len(got), seed, detail)
+
+
+def check_model_file(path: str | Path) -> None:
+    """Full ONNX checker on a saved file (external data included)."""
+    try:
+        onnx.checker.check_model(str(path), full_check=True)
+    except Exception as exc:
+        raise RuntimeError(f"ONNX checker rejected {path}: {one_line(exc)}") from exc
