@@ -8,6 +8,8 @@ non-zero; anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import re
+
 
 class ModelExportError(Exception):
     """Base class for errors whose message is meant for the user."""
@@ -37,14 +39,30 @@ class InvalidOnnxError(ModelExportError):
     """A file that should be ONNX is missing, truncated or not ONNX at all."""
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = _ANSI.sub("", str(exc)).strip() or type(exc).__name__
+    return next((line.strip() for line in text.splitlines() if line.strip()), text)
+
+
 def one_line(exc: BaseException, limit: int = 300) -> str:
     """Condense an exception to a single line of at most ``limit`` characters.
 
-    Exporter internals often raise multi-paragraph messages; a report row or a
-    CLI error needs the first meaningful line only.
+    Exporter internals raise multi-paragraph messages and wrap the real cause
+    (torch.onnx's ``TorchExportError`` says only which step failed), so the
+    innermost chained cause is appended: that is the line a user can act on.
     """
-    text = str(exc).strip() or type(exc).__name__
-    first = next((line.strip() for line in text.splitlines() if line.strip()), text)
-    if len(first) > limit:
-        first = first[: limit - 3] + "..."
-    return first
+    line = _first_line(exc)
+    cause, seen = exc.__cause__ or exc.__context__, {id(exc)}
+    innermost = None
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        innermost = cause
+        cause = cause.__cause__ or cause.__context__
+    if innermost is not None:
+        line = f"{line} <- {type(innermost).__name__}: {_first_line(innermost)}"
+    if len(line) > limit:
+        line = line[: limit - 3] + "..."
+    return line

@@ -56,7 +56,7 @@ def tag_figures(tags: Sequence[NodeTag | None], tree: ModuleTree) -> TagFigures:
 
 
 def randomize_parameters(model: torch.nn.Module, seed: int = 0, scale: float = 0.02) -> None:
-    """Add seeded noise to every parameter so each one's content is unique.
+    """Add seeded noise to every parameter (and BatchNorm statistic) so content is unique.
 
     Fresh models have many identical tensors (LayerNorm ones, zero biases);
     exporters deduplicate those and content matching becomes ambiguous.
@@ -68,6 +68,14 @@ def randomize_parameters(model: torch.nn.Module, seed: int = 0, scale: float = 0
             if param.dtype.is_floating_point:
                 noise = torch.randn(param.shape, generator=generator) * scale
                 param.add_(noise.to(param.dtype))
+        # Fresh running statistics (mean 0, var 1) make a BatchNorm folded into
+        # its Conv reproduce the BN bias exactly, a false content match.
+        for module in model.modules():
+            if isinstance(module, torch.nn.modules.batchnorm._NormBase) and \
+                    module.running_mean is not None:
+                stats = torch.randn(module.running_mean.shape, generator=generator)
+                module.running_mean.add_(stats * scale)
+                module.running_var.add_(stats.abs() * scale)
 
 
 def _content_key(array: np.ndarray) -> tuple:

@@ -1,0 +1,85 @@
+"""The zoo registry: entries declare how to build a model and its inputs.
+
+An entry is a builder function decorated with :func:`zoo_entry`; the
+decorator records its name, family, kind, tiers, input generator and parity
+tolerance.  Builders construct models from configs with seeded random
+weights, never from downloads, so the zoo runs offline.  Users can register
+their own entries from any Python file the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from modelexport.loading import generate_inputs
+from modelexport.verify import randomize_parameters
+
+TIERS = ("tiny", "full")
+KINDS = ("cnn", "transformer", "custom")
+
+InputMaker = Callable[[torch.nn.Module, str, int], Any]
+
+
+def hf_inputs(model: torch.nn.Module, tier: str, seed: int) -> Any:
+    """Inputs derived from a Hugging Face config (see ``generate_inputs``)."""
+    return generate_inputs(model, batch_size=1, sequence_length=16 if tier == "tiny" else 128,
+                           seed=seed)
+
+
+@dataclass(frozen=True)
+class ZooEntry:
+    name: str
+    family: str
+    kind: str
+    builder: Callable[[str], torch.nn.Module]
+    make_inputs: InputMaker
+    tiers: tuple[str, ...] = TIERS
+    atol: float = 1e-4
+    rtol: float = 1e-3
+    notes: str = ""
+
+    def build(self, tier: str = "tiny", seed: int = 0) -> torch.nn.Module:
+        """The model in eval mode, with seeded, content-unique parameters."""
+        if tier not in self.tiers:
+            raise ValueError(f"zoo entry {self.name!r} has no {tier!r} tier")
+        torch.manual_seed(seed)
+        model = self.builder(tier).eval()
+        randomize_parameters(model, seed=seed)
+        return model
+
+    def inputs(self, model: torch.nn.Module, tier: str = "tiny", seed: int = 0) -> Any:
+        return self.make_inputs(model, tier, seed)
+
+
+_ENTRIES: dict[str, ZooEntry] = {}
+
+
+def zoo_entry(name: str, family: str, kind: str, inputs: InputMaker = hf_inputs,
+              tiers: tuple[str, ...] = TIERS, atol: float = 1e-4, rtol: float = 1e-3,
+              notes: str = "") -> Callable[[Callable[[str], torch.nn.Module]], Callable]:
+    """Register the decorated ``builder(tier) -> nn.Module`` as a zoo entry."""
+    if kind not in KINDS:
+        raise ValueError(f"zoo entry kind must be one of {KINDS}, not {kind!r}")
+
+    def register(builder: Callable[[str], torch.nn.Module]) -> Callable:
+        if name in _ENTRIES:
+            raise ValueError(f"zoo entry {name!r} is already registered")
+        _ENTRIES[name] = ZooEntry(name, family, kind, builder, inputs, tiers, atol, rtol, notes)
+        return builder
+
+    return register
+
+
+def entries(tier: str | None = None) -> list[ZooEntry]:
+    return [e for e in _ENTRIES.values() if tier is None or tier in e.tiers]
+
+
+def get_entry(name: str) -> ZooEntry:
+    try:
+        return _ENTRIES[name]
+    except KeyError:
+        raise KeyError(f"no zoo entry {name!r} (known: {', '.join(_ENTRIES)})") from None

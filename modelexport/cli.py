@@ -1,0 +1,176 @@
+"""The ``modelexport`` command.
+
+User mistakes (a missing model, inputs that don't fit, an unwritable path, a
+strategy that fails) end with one ``error:`` line on stderr and exit code 2;
+a completed export whose parity check fails exits 1.  Progress goes to stderr
+when it is a terminal or ``-v`` is given, so stdout stays clean for ``--json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import warnings
+from collections.abc import Sequence
+
+from modelexport.errors import ModelExportError, ModelLoadError
+
+EXIT_OK, EXIT_PARITY_FAILED, EXIT_USER_ERROR = 0, 1, 2
+
+
+def _progress(enabled: bool):
+    def say(line: str) -> None:
+        if enabled:
+            print(line, file=sys.stderr, flush=True)
+
+    return say
+
+
+def _quiet_libraries() -> None:
+    """Exporter warnings are for torch developers; our report says what matters."""
+    warnings.filterwarnings("ignore")
+    for name in ("torch", "torch.onnx", "transformers", "onnxscript"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    from modelexport.loading import TASK_AUTO_CLASSES
+    from modelexport.strategies import strategy_names
+
+    parser = argparse.ArgumentParser(
+        prog="modelexport",
+        description="Export PyTorch models to ONNX with every node tagged by its module.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    export = sub.add_parser("export", help="export a model to a tagged ONNX file")
+    export.add_argument("--model", required=True,
+                        help="save_pretrained folder, hub id, pkg.mod:factory or zoo:NAME[:TIER]")
+    export.add_argument("--output", "-o", required=True, help="path of the .onnx to write")
+    export.add_argument("--strategy", default="auto",
+                        choices=["auto", *strategy_names()], help="default: auto")
+    export.add_argument("--task", choices=sorted(TASK_AUTO_CLASSES),
+                        help="transformers task (default: the config's architecture)")
+    export.add_argument("--opset", type=int, default=18)
+    export.add_argument("--batch-size", type=int, default=1)
+    export.add_argument("--sequence-length", type=int, default=16)
+    export.add_argument("--input-specs", help="JSON file describing the inputs")
+    export.add_argument("--dynamic-batch", action="store_true")
+    export.add_argument("--dynamic-sequence", action="store_true")
+    export.add_argument("--no-optimize", action="store_true",
+                        help="skip the exporters' graph optimisation")
+    export.add_argument("--validate", action="store_true",
+                        help="ONNX checker + ONNX Runtime parity on a fresh input")
+    export.add_argument("--atol", type=float, default=1e-4)
+    export.add_argument("--rtol", type=float, default=1e-3)
+    export.add_argument("--clean", action="store_true",
+                        help="write no node metadata (the sidecar keeps the hierarchy)")
+    export.add_argument("--report", action="store_true",
+                        help="also write <output>.report.md")
+    export.add_argument("--trust-remote-code", action="store_true")
+    export.add_argument("--json", action="store_true", help="print the report as JSON")
+    export.add_argument("-v", "--verbose", action="store_true")
+    return parser
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from modelexport.api import UnifiedExporter
+    from modelexport.loading import generate_inputs, inputs_from_spec_file, load_model
+
+    say = _progress(args.verbose or sys.stderr.isatty())
+    say(f"[modelexport] loading {args.model}")
+    if args.model.startswith("zoo:"):
+        loaded = _load_zoo_entry(args.model)
+    else:
+        loaded = load_model(args.model, task=args.task, trust_remote_code=args.trust_remote_code)
+    if args.input_specs:
+        inputs = inputs_from_spec_file(args.input_specs)
+    elif loaded.inputs is not None:
+        inputs = loaded.inputs
+    else:
+        inputs = generate_inputs(loaded.model, args.batch_size, args.sequence_length)
+    exporter = UnifiedExporter(
+        strategy=args.strategy,
+        enable_optimizations=not args.no_optimize,
+        enable_monitoring=args.verbose,
+        opset=args.opset,
+        dynamic_batch=args.dynamic_batch,
+        dynamic_sequence=args.dynamic_sequence,
+        clean=args.clean,
+        validate=args.validate,
+        atol=args.atol,
+        rtol=args.rtol,
+        markdown_report=args.report,
+        log=say,
+    )
+    report = exporter.export(loaded.model, inputs, args.output)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        _print_summary(report)
+    if report.parity is not None and not report.parity["passed"]:
+        print(f"error: parity failed: {report.parity['detail']}", file=sys.stderr)
+        return EXIT_PARITY_FAILED
+    return EXIT_OK
+
+
+def _load_zoo_entry(spec: str):
+    """``zoo:NAME[:TIER]``: a zoo model with its own inputs (seeded, offline)."""
+    from model_zoo import get_entry
+    from modelexport.loading import LoadedModel
+
+    _, name, *rest = spec.split(":")
+    tier = rest[0] if rest else "tiny"
+    try:
+        entry = get_entry(name)
+        model = entry.build(tier)
+    except (KeyError, ValueError) as exc:
+        raise ModelLoadError(str(exc).strip("'\"")) from None
+    return LoadedModel(model=model, inputs=entry.inputs(model, tier), source=spec)
+
+
+def _print_summary(report) -> None:
+    c, s = report.coverage, report.summary
+    print(f"exported {s.model_class} with {s.final_strategy} -> {report.outputs.onnx}")
+    print(f"  nodes {c['nodes']}, coverage {c['coverage']:.1%}; exact {c['exact']:.1%}, "
+          f"inherited {c['inherited']:.1%}, projected {c['projected']:.1%}, "
+          f"root {c['root']:.1%}")
+    accuracy = report.anchored["accuracy"]
+    if accuracy is not None:
+        print(f"  anchored accuracy {accuracy:.1%} "
+              f"({report.anchored['anchored_nodes']} parameter-consuming nodes)")
+    if report.parity is not None:
+        p = report.parity
+        verdict = "passed" if p["passed"] else "FAILED"
+        print(f"  parity {verdict}: max abs {p['max_abs']:.2e}, max rel {p['max_rel']:.2e}")
+    for attempt in s.attempts:
+        if not attempt.success:
+            print(f"  attempt {attempt.strategy} failed: {attempt.error_type}: {attempt.error}")
+    print(f"  sidecar {report.outputs.sidecar}")
+    if report.outputs.report:
+        print(f"  report {report.outputs.report}")
+    print(f"  total {s.total_seconds:.2f}s")
+
+
+_COMMANDS = {"export": _cmd_export}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _build_parser().parse_args(argv)
+    _quiet_libraries()
+    try:
+        return _COMMANDS[args.command](args)
+    except ModelExportError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,230 @@
+"""Finding a model from what a CLI user typed, and making inputs for it.
+
+``--model`` accepts, in this order:
+
+1. ``pkg.module:function`` or ``path/to/file.py:function``: a factory returning
+   an ``nn.Module`` or ``(nn.Module, example_inputs)``;
+2. a local folder written by ``save_pretrained`` (config.json inside);
+3. a Hugging Face hub id, which needs the hub to be reachable.
+
+``trust_remote_code`` stays off unless the user asks for it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from modelexport.errors import InputMismatchError, ModelLoadError, one_line
+
+# Task names users pass to --task, and the transformers Auto class for each.
+TASK_AUTO_CLASSES: dict[str, str] = {
+    "feature-extraction": "AutoModel",
+    "fill-mask": "AutoModelForMaskedLM",
+    "text-classification": "AutoModelForSequenceClassification",
+    "token-classification": "AutoModelForTokenClassification",
+    "question-answering": "AutoModelForQuestionAnswering",
+    "text-generation": "AutoModelForCausalLM",
+    "text2text-generation": "AutoModelForSeq2SeqLM",
+    "image-classification": "AutoModelForImageClassification",
+    "audio-classification": "AutoModelForAudioClassification",
+}
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to export, with example inputs when its source provided them."""
+
+    model: torch.nn.Module
+    inputs: Any = None
+    source: str = ""
+    task: str | None = None
+
+
+def load_model(spec: str, task: str | None = None, trust_remote_code: bool = False,
+               ) -> LoadedModel:
+    """Resolve ``spec`` (see module doc) to a model; every failure is one clear line."""
+    if task is not None and task not in TASK_AUTO_CLASSES:
+        known = ", ".join(TASK_AUTO_CLASSES)
+        raise ModelLoadError(f"unknown task {task!r} (known: {known})")
+    path = Path(spec).expanduser()
+    if ":" in spec and not path.exists():
+        return _load_factory(spec)
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ModelLoadError(f"{path} has no config.json; is it a save_pretrained folder?")
+        return _load_pretrained(str(path), task, trust_remote_code, local=True)
+    if path.exists():
+        raise ModelLoadError(f"{spec} is a file; pass a model folder, a hub id or pkg.mod:factory")
+    if spec.startswith((".", "/", "~")) or not _HUB_ID.match(spec):
+        raise ModelLoadError(f"no model folder at {spec}")
+    return _load_pretrained(spec, task, trust_remote_code, local=False)
+
+
+def _load_factory(spec: str) -> LoadedModel:
+    target, _, attribute = spec.rpartition(":")
+    try:
+        if target.endswith(".py"):
+            module_spec = importlib.util.spec_from_file_location(Path(target).stem, target)
+            if module_spec is None or module_spec.loader is None:
+                raise ImportError(f"cannot import {target}")
+            module = importlib.util.module_from_spec(module_spec)
+            module_spec.loader.exec_module(module)
+        else:
+            module = importlib.import_module(target)
+        factory = getattr(module, attribute)
+    except (ImportError, AttributeError, FileNotFoundError, SyntaxError) as exc:
+        raise ModelLoadError(f"cannot load factory {spec}: {one_line(exc)}") from None
+    try:
+        made = factory()
+    except Exception as exc:
+        raise ModelLoadError(f"factory {spec} raised {type(exc).__name__}: {one_line(exc)}") \
+            from None
+    inputs = None
+    if isinstance(made, tuple) and len(made) == 2:
+        made, inputs = made
+    if not isinstance(made, torch.nn.Module):
+        raise ModelLoadError(
+            f"factory {spec} returned {type(made).__name__}, not a torch.nn.Module"
+        )
+    return LoadedModel(model=made, inputs=inputs, source=spec)
+
+
+def _load_pretrained(spec: str, task: str | None, trust_remote_code: bool, local: bool,
+                     ) -> LoadedModel:
+    import transformers
+
+    where = "folder" if local else "hub id"
+    try:
+        config = transformers.AutoConfig.from_pretrained(
+            spec, trust_remote_code=trust_remote_code, local_files_only=local
+        )
+        model_class = _model_class_for(config, task, transformers)
+        model = model_class.from_pretrained(
+            spec, trust_remote_code=trust_remote_code, local_files_only=local
+        )
+    except ModelLoadError:
+        raise
+    except Exception as exc:
+        hint = "" if local else " (is the hub reachable? a save_pretrained folder works offline)"
+        raise ModelLoadError(
+            f"cannot load {where} {spec}: {type(exc).__name__}: {one_line(exc, 200)}{hint}"
+        ) from None
+    return LoadedModel(model=model, source=spec, task=task)
+
+
+def _model_class_for(config: Any, task: str | None, transformers: Any) -> Any:
+    """The Auto class for ``task``, else the architecture named in the config."""
+    if task is not None:
+        return getattr(transformers, TASK_AUTO_CLASSES[task])
+    for name in getattr(config, "architectures", None) or []:
+        cls = getattr(transformers, name, None)
+        if cls is not None:
+            return cls
+    return transformers.AutoModel
+
+
+def _forward_parameters(model: torch.nn.Module) -> set[str]:
+    try:
+        return set(inspect.signature(model.forward).parameters)
+    except (TypeError, ValueError):
+        return set()
+
+
+def generate_inputs(model: torch.nn.Module, batch_size: int = 1, sequence_length: int = 16,
+                    seed: int = 0) -> dict[str, torch.Tensor]:
+    """Example keyword inputs for a Hugging Face model, from its config.
+
+    Text models get ``input_ids`` (within the vocabulary) and an all-ones
+    ``attention_mask``; encoder-decoders also ``decoder_input_ids``; vision
+    models ``pixel_values`` at the config's image size; audio models
+    ``input_values`` or ``input_features``.  Only arguments the model's
+    ``forward`` accepts are produced.
+    """
+    config = getattr(model, "config", None)
+    if config is None:
+        raise InputMismatchError(
+            f"{type(model).__name__} has no Hugging Face config to derive inputs from; "
+            "pass --input-specs FILE.json or return (model, inputs) from the factory"
+        )
+    accepted = _forward_parameters(model)
+    generator = torch.Generator().manual_seed(seed)
+    text = getattr(config, "text_config", None) or config
+    vision = getattr(config, "vision_config", None) or config
+    inputs: dict[str, torch.Tensor] = {}
+    shape = (batch_size, sequence_length)
+    vocab = getattr(text, "vocab_size", None)
+    if "input_ids" in accepted and vocab:
+        inputs["input_ids"] = torch.randint(0, vocab, shape, generator=generator)
+        if "attention_mask" in accepted:
+            inputs["attention_mask"] = torch.ones(shape, dtype=torch.long)
+    if "decoder_input_ids" in accepted and vocab:
+        inputs["decoder_input_ids"] = torch.randint(0, vocab, shape, generator=generator)
+    if "pixel_values" in accepted:
+        size = getattr(vision, "image_size", 224)
+        size = size if isinstance(size, int) else size[0]
+        channels = getattr(vision, "num_channels", 3)
+        inputs["pixel_values"] = torch.randn(batch_size, channels, size, size,
+                                             generator=generator)
+    if "input_features" in accepted and hasattr(config, "num_mel_bins"):
+        frames = 2 * getattr(config, "max_source_positions", 1500)
+        inputs["input_features"] = torch.randn(batch_size, config.num_mel_bins, frames,
+                                               generator=generator)
+    elif "input_values" in accepted:
+        inputs["input_values"] = torch.randn(batch_size, 320 * sequence_length,
+                                             generator=generator)
+    if inputs and "use_cache" in accepted:
+        inputs["use_cache"] = False  # a KV cache is not a graph output anyone asked for
+    if not inputs:
+        raise InputMismatchError(
+            f"cannot derive inputs for {type(model).__name__} from its config; "
+            "pass --input-specs FILE.json"
+        )
+    return inputs
+
+
+_DTYPES = {"float32": torch.float32, "float16": torch.float16, "int64": torch.int64,
+           "int32": torch.int32, "bool": torch.bool}
+
+
+def inputs_from_spec_file(path: str | Path, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Keyword inputs described by a JSON file.
+
+    Format: ``{"name": {"shape": [1, 8], "dtype": "int64", "low": 0, "high": 100}}``;
+    floats are standard normal, integers uniform in ``[low, high)``, bools ones.
+    """
+    try:
+        spec = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InputMismatchError(f"cannot read input specs {path}: {one_line(exc)}") from None
+    if not isinstance(spec, dict) or not spec:
+        raise InputMismatchError(f"input specs {path} must be a non-empty JSON object")
+    generator = torch.Generator().manual_seed(seed)
+    inputs: dict[str, torch.Tensor] = {}
+    for name, entry in spec.items():
+        try:
+            shape = [int(d) for d in entry["shape"]]
+            dtype = _DTYPES[entry.get("dtype", "float32")]
+        except (KeyError, TypeError, ValueError):
+            raise InputMismatchError(
+                f"input spec {name!r} needs a 'shape' list and a dtype among "
+                f"{', '.join(_DTYPES)}"
+            ) from None
+        if dtype.is_floating_point:
+            inputs[name] = torch.randn(shape, generator=generator).to(dtype)
+        elif dtype == torch.bool:
+            inputs[name] = torch.ones(shape, dtype=torch.bool)
+        else:
+            low, high = int(entry.get("low", 0)), int(entry.get("high", 2))
+            inputs[name] = torch.randint(low, high, shape, generator=generator, dtype=dtype)
+    return inputs
