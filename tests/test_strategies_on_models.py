@@ -1,0 +1,84 @@
+"""Every strategy on every test model: valid ONNX, full and correct tags, parity."""
+
+from __future__ import annotations
+
+import onnx
+import onnxruntime as ort
+import pytest
+
+from modelexport.hierarchy import ModuleTree
+from modelexport.tags import KEY_MODULE, TagSource, read_tags
+from tests.conftest import STRATEGIES, TEST_MODELS
+
+CELLS = [(m, s) for m in TEST_MODELS for s in STRATEGIES]
+
+
+@pytest.mark.parametrize(("name", "strategy"), CELLS)
+def test_export_is_valid_onnx_that_runs(exported, name, strategy):
+    cell = exported(name, strategy)
+    onnx.checker.check_model(str(cell.path), full_check=True)
+    session = ort.InferenceSession(str(cell.path), providers=["CPUExecutionProvider"])
+    assert session.get_outputs()
+    assert cell.report["summary"]["final_strategy"] == strategy
+
+
+@pytest.mark.parametrize(("name", "strategy"), CELLS)
+def test_every_node_tagged_with_a_real_module(exported, name, strategy):
+    cell = exported(name, strategy)
+    tree = ModuleTree(cell.model)
+    tags = read_tags(str(cell.path))
+    assert tags, "graph has no nodes"
+    missing = [node for node, tag in tags.items() if tag is None]
+    assert not missing, f"untagged nodes: {missing[:5]}"
+    unknown = {tag.module for tag in tags.values() if tag.module not in tree}
+    assert not unknown, f"tags name modules that don't exist: {unknown}"
+    for tag in tags.values():
+        assert tag.tag == tree.tag(tag.module)
+    assert cell.report["coverage"]["coverage"] == 1.0
+
+
+@pytest.mark.parametrize(("name", "strategy"), CELLS)
+def test_parameter_consuming_nodes_sit_on_their_owner(exported, name, strategy):
+    cell = exported(name, strategy)
+    anchored = cell.report["anchored"]
+    if name == "resnet":
+        pytest.skip("every ResNet conv has its BatchNorm folded in: no parameter survives "
+                    "unchanged, so nothing can be anchored by content")
+    assert anchored["anchored_nodes"] > 0
+    assert anchored["accuracy"] == 1.0, anchored
+
+
+@pytest.mark.parametrize(("name", "strategy"), CELLS)
+def test_parity_on_fresh_input(exported, name, strategy):
+    parity = exported(name, strategy).report["parity"]
+    assert parity["passed"], parity
+    assert parity["max_abs"] <= parity["atol"] + parity["rtol"] * 10
+
+
+@pytest.mark.parametrize("name", ["bert", "resnet", "gpt2", "llama", "vit"])
+def test_htp_leaves_at_most_one_percent_on_root(exported, name):
+    assert exported(name, "htp").report["coverage"]["root"] <= 0.01
+
+
+def test_module_called_twice_gets_call_indices(exported):
+    for strategy in STRATEGIES:
+        cell = exported("shared_block", strategy)
+        calls = {
+            tag.call for tag in read_tags(str(cell.path)).values()
+            if tag.module == "shared.fc"
+        }
+        assert calls == {0, 1}, (strategy, calls)
+
+
+def test_model_metadata_names_strategy_and_version(exported):
+    cell = exported("bert", "htp")
+    props = {p.key: p.value for p in cell.load().metadata_props}
+    assert props["modelexport.strategy"] == "htp"
+    assert props["modelexport.version"]
+    node = cell.load().graph.node[0]
+    assert KEY_MODULE in {p.key for p in node.metadata_props}
+
+
+def test_sources_are_exact_for_scoped_bert_nodes(exported):
+    tags = read_tags(str(exported("bert", "dynamo").path))
+    assert sum(t.source is TagSource.EXACT for t in tags.values()) / len(tags) > 0.9
