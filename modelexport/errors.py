@@ -47,6 +47,13 @@ def _first_line(exc: BaseException) -> str:
     return next((line.strip() for line in text.splitlines() if line.strip()), text)
 
 
+def _chained(exc: BaseException) -> BaseException | None:
+    """The exception ``exc`` wraps, honouring ``raise ... from None``."""
+    if exc.__cause__ is not None:
+        return exc.__cause__
+    return None if exc.__suppress_context__ else exc.__context__
+
+
 def one_line(exc: BaseException, limit: int = 300) -> str:
     """Condense an exception to a single line of at most ``limit`` characters.
 
@@ -55,12 +62,12 @@ def one_line(exc: BaseException, limit: int = 300) -> str:
     innermost chained cause is appended: that is the line a user can act on.
     """
     line = _first_line(exc)
-    cause, seen = exc.__cause__ or exc.__context__, {id(exc)}
+    cause, seen = _chained(exc), {id(exc)}
     innermost = None
     while cause is not None and id(cause) not in seen:
         seen.add(id(cause))
         innermost = cause
-        cause = cause.__cause__ or cause.__context__
+        cause = _chained(cause)
     if innermost is not None:
         line = f"{line} <- {type(innermost).__name__}: {_first_line(innermost)}"
     if len(line) > limit:

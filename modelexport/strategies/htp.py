@@ -117,31 +117,40 @@ def _strip_adapter_prefix(graph: onnx.ModelProto) -> None:
                 node.input[i] = renames[name]
 
 
+def torchscript_export(model: torch.nn.Module, request: ExportRequest, stem: str,
+                       ) -> onnx.ModelProto:
+    """``torch.onnx.export(dynamo=False)`` of ``model`` called like the user's model.
+
+    Shared by every strategy built on a TorchScript trace.  The file goes to
+    the request's scratch folder (so models over 2 GB work) and is loaded back.
+    """
+    adapter = _CallAdapter(model, request.inputs.args, request.inputs.kwargs)
+    adapter.train(request.model.training)
+    path = request.workdir / f"{stem}.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            adapter,
+            tuple(request.inputs.tensors()),
+            str(path),
+            dynamo=False,
+            opset_version=request.opset,
+            input_names=request.input_names,
+            dynamic_axes=request.dynamic_axes or None,
+            do_constant_folding=request.optimize,
+        )
+    graph = onnx.load(str(path))
+    _strip_adapter_prefix(graph)
+    return graph
+
+
 @register_strategy
 class HTPStrategy(Strategy):
     name = "htp"
     summary = "TorchScript trace; node scopes resolved against the module tree, rest projected"
 
     def capture(self, request: ExportRequest) -> onnx.ModelProto:
-        adapter = _CallAdapter(request.model, request.inputs.args, request.inputs.kwargs)
-        adapter.train(request.model.training)
-        tensors = tuple(request.inputs.tensors())
-        path = request.workdir / "htp.onnx"
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                adapter,
-                tensors,
-                str(path),
-                dynamo=False,
-                opset_version=request.opset,
-                input_names=request.input_names,
-                dynamic_axes=request.dynamic_axes or None,
-                do_constant_folding=request.optimize,
-            )
-        graph = onnx.load(str(path))
-        _strip_adapter_prefix(graph)
-        return graph
+        return torchscript_export(request.model, request, "htp")
 
     def assign(
         self, request: ExportRequest, graph: onnx.ModelProto
