@@ -1,0 +1,213 @@
+"""USAGE_BASED: tags from what each module used and produced, not from names.
+
+Forward hooks record, for every module call, the tensors it received and
+returned; parameters record who owns them.  The exported graph (a plain
+TorchScript export whose node names are ignored) is then run once in ONNX
+Runtime on the same input with every intermediate tensor exposed, and:
+
+1. each module call's outputs and inputs are found among the graph's tensors
+   by value (same shape, close values);
+2. the call's *region* is every node on a path from its inputs to its
+   outputs: backward-reachable from the outputs and forward-reachable from
+   the inputs;
+3. a node belongs to the deepest module whose region contains it;
+4. a node that consumes a parameter belongs to that parameter's owner,
+   whatever the regions say.
+
+Nodes outside every region are left to the shared projection pass.  The
+method works on any graph an exporter produces, which makes it a check on
+scope-based strategies as much as an alternative to them.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import onnx
+import torch
+from torch.utils import _pytree as pytree
+
+from modelexport.hierarchy import ROOT
+from modelexport.inputs import flatten_outputs
+from modelexport.parameters import initializer_owners
+from modelexport.strategies.base import ExportRequest, Strategy, register_strategy
+from modelexport.strategies.htp import torchscript_export
+from modelexport.tagging import Assignment
+from modelexport.tags import TagSource
+
+_ATOL, _RTOL = 1e-5, 1e-4
+
+
+@dataclass
+class ModuleCall:
+    """One observed forward call: which module, and the tensors in and out."""
+
+    path: str
+    inputs: list[np.ndarray] = field(default_factory=list)
+    outputs: list[np.ndarray] = field(default_factory=list)
+
+
+def record_calls(model: torch.nn.Module, run: callable) -> list[ModuleCall]:
+    """Run ``run()`` with hooks on every module; return the calls in order."""
+    calls: list[ModuleCall] = []
+    handles = []
+
+    def arrays(value: object) -> list[np.ndarray]:
+        return [t.detach().cpu().numpy().copy() for t in pytree.tree_leaves(value)
+                if isinstance(t, torch.Tensor)]
+
+    for path, module in model.named_modules():
+        def hook(_m, args, kwargs, output, path=path):
+            calls.append(ModuleCall(path, arrays((args, kwargs)),
+                                    [o.detach().cpu().numpy().copy()
+                                     for o in flatten_outputs(output)]))
+        handles.append(module.register_forward_hook(hook, with_kwargs=True))
+    try:
+        with torch.no_grad():
+            run()
+    finally:
+        for handle in handles:
+            handle.remove()
+    return calls
+
+
+def intermediate_values(graph: onnx.ModelProto, feeds: dict[str, np.ndarray],
+                        ) -> dict[str, np.ndarray]:
+    """Every node output of ``graph`` on ``feeds``, from one ONNX Runtime run."""
+    import onnxruntime as ort
+
+    probe = onnx.ModelProto()
+    probe.CopyFrom(graph)
+    inferred = onnx.shape_inference.infer_shapes(probe)
+    typed = {v.name: v for v in inferred.graph.value_info}
+    existing = {o.name for o in probe.graph.output}
+    for node in probe.graph.node:
+        for name in node.output:
+            if name and name not in existing and name in typed:
+                probe.graph.output.append(typed[name])
+                existing.add(name)
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    options.log_severity_level = 3
+    session = ort.InferenceSession(probe.SerializeToString(), options,
+                                   providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    values = dict(zip(names, session.run(names, feeds)))
+    values.update(feeds)
+    return values
+
+
+class ValueIndex:
+    """Graph tensors bucketed by shape and sorted by sum, for fast value lookup."""
+
+    def __init__(self, values: dict[str, np.ndarray]) -> None:
+        self._buckets: dict[tuple, tuple[list[float], list[str]]] = {}
+        self._values = values
+        rows: dict[tuple, list[tuple[float, str]]] = {}
+        for name, value in values.items():
+            if value.size == 0:
+                continue
+            key = (value.shape, value.dtype.kind)
+            rows.setdefault(key, []).append((float(np.sum(value, dtype=np.float64)), name))
+        for key, entries in rows.items():
+            entries.sort()
+            self._buckets[key] = ([s for s, _ in entries], [n for _, n in entries])
+
+    def matches(self, array: np.ndarray) -> Iterator[str]:
+        key = (array.shape, array.dtype.kind)
+        if key not in self._buckets or array.size == 0:
+            return
+        sums, names = self._buckets[key]
+        total = float(np.sum(array, dtype=np.float64))
+        slack = _ATOL * array.size + _RTOL * float(np.sum(np.abs(array), dtype=np.float64))
+        low = bisect.bisect_left(sums, total - slack)
+        high = bisect.bisect_right(sums, total + slack)
+        for name in names[low:high]:
+            if np.allclose(self._values[name], array, atol=_ATOL, rtol=_RTOL):
+                yield name
+
+
+def call_region(call_outputs: list[str], call_inputs: set[str], producer: dict[str, int],
+                consumers: dict[str, list[int]], nodes: list[onnx.NodeProto]) -> set[int]:
+    """Nodes on a path from a call's matched inputs to its matched outputs.
+
+    Backward-reachable from the outputs *and* forward-reachable from the
+    inputs: side computations (a mask built at the root from a graph input,
+    constants) are excluded, and a call whose inputs were not found in the
+    graph (a BatchNorm folded into its Conv) claims nothing.
+    """
+    ends = [producer[n] for n in call_outputs if n in producer]
+    if not ends or not call_inputs:
+        return set()
+    last = max(ends)
+    reachable: set[int] = set()
+    frontier = [c for name in call_inputs for c in consumers.get(name, ()) if c <= last]
+    while frontier:
+        index = frontier.pop()
+        if index in reachable:
+            continue
+        reachable.add(index)
+        for name in nodes[index].output:
+            frontier.extend(c for c in consumers.get(name, ()) if c <= last)
+    region: set[int] = set()
+    stack = [e for e in ends if e in reachable]
+    while stack:
+        index = stack.pop()
+        if index in region:
+            continue
+        region.add(index)
+        for name in nodes[index].input:
+            if name in producer and name not in call_inputs and producer[name] in reachable:
+                stack.append(producer[name])
+    return region
+
+
+@register_strategy
+class UsageBasedStrategy(Strategy):
+    name = "usage_based"
+    summary = "hooks record each module's tensors and parameters; matched onto the graph"
+
+    def capture(self, request: ExportRequest) -> onnx.ModelProto:
+        return torchscript_export(request.model, request, "usage_based")
+
+    def assign(
+        self, request: ExportRequest, graph: onnx.ModelProto
+    ) -> list[Assignment | None]:
+        nodes = list(graph.graph.node)
+        calls = record_calls(request.model, lambda: request.inputs.call(request.model))
+        feeds = {name: tensor.detach().cpu().numpy()
+                 for name, tensor in zip(request.input_names, request.inputs.tensors())}
+        graph_inputs = {i.name for i in graph.graph.input}
+        feeds = {k: v for k, v in feeds.items() if k in graph_inputs}
+        index = ValueIndex(intermediate_values(graph, feeds))
+        producer = {name: i for i, node in enumerate(nodes) for name in node.output if name}
+        consumers: dict[str, list[int]] = {}
+        for i, node in enumerate(nodes):
+            for name in node.input:
+                consumers.setdefault(name, []).append(i)
+
+        owner_depth: list[int] = [-1] * len(nodes)
+        assignments: list[Assignment | None] = [None] * len(nodes)
+        for call in calls:
+            depth = call.path.count(".") + 1 if call.path != ROOT else 0
+            outputs = []
+            for array in call.outputs:
+                found = [n for n in index.matches(array) if n in producer]
+                if found and np.ptp(array) > 0:  # constant tensors match too much
+                    outputs.append(max(found, key=producer.__getitem__))
+            inputs = {name for array in call.inputs for name in index.matches(array)}
+            for node_index in call_region(outputs, inputs, producer, consumers, nodes):
+                if depth > owner_depth[node_index]:
+                    owner_depth[node_index] = depth
+                    assignments[node_index] = Assignment(call.path, TagSource.EXACT)
+
+        owners = initializer_owners(graph, request.tree, request.model)
+        for i, node in enumerate(nodes):
+            candidates = sorted({o for name in node.input for o in owners.get(name, ())})
+            if candidates and (assignments[i] is None
+                               or assignments[i].module not in candidates):
+                assignments[i] = Assignment(candidates[0], TagSource.EXACT)
+        return assignments
