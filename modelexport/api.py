@@ -36,6 +36,7 @@ from modelexport.outputs import (
     sidecar_path_for,
 )
 from modelexport.report import Attempt, ExportReport, Outputs, Summary
+from modelexport.selection import recommend_strategy
 from modelexport.sidecar import build_sidecar
 from modelexport.strategies import ExportRequest, StrategyResult, get_strategy
 from modelexport.tagging import complete_tags
@@ -51,26 +52,27 @@ class ExportStrategy(str, Enum):
     AUTO = "auto"
     DYNAMO = "dynamo"
     HTP = "htp"
+    USAGE_BASED = "usage_based"
+    FX = "fx"
 
 
-AUTO_ORDER = (ExportStrategy.DYNAMO, ExportStrategy.HTP)
-
-
-def _strategy_order(strategy: ExportStrategy | str) -> list[str]:
+def _strategy_name(strategy: ExportStrategy | str) -> str:
     name = strategy.value if isinstance(strategy, ExportStrategy) else str(strategy).lower()
-    if name == ExportStrategy.AUTO.value:
-        return [s.value for s in AUTO_ORDER]
-    get_strategy(name)  # raises a clear error for unknown names
-    return [name]
+    if name != ExportStrategy.AUTO.value:
+        get_strategy(name)  # raises a clear error for unknown names
+    return name
 
 
 class UnifiedExporter:
     """Exports a model with a chosen strategy (or AUTO) and reports how it went.
 
     ``enable_optimizations`` turns on the exporters' own graph optimisation
-    (the onnxscript optimizer for DYNAMO, constant folding for HTP): fewer
-    nodes, at some export-time cost.  ``enable_monitoring`` samples peak RSS
-    per phase; ``verbose`` prints one line per phase and attempt.
+    (the onnxscript optimizer for DYNAMO, constant folding for the TorchScript
+    based strategies): fewer nodes, at some export-time cost.
+    ``enable_monitoring`` samples peak RSS per phase; ``verbose`` prints one
+    line per phase and attempt.  With AUTO, ``recommend_strategy`` picks the
+    first strategy (``prioritize_speed`` chooses its objective) and the rest
+    follow in the rule table's fallback order.
     """
 
     def __init__(
@@ -90,10 +92,12 @@ class UnifiedExporter:
         atol: float = 1e-4,
         rtol: float = 1e-3,
         markdown_report: bool = False,
+        prioritize_speed: bool = True,
         log: Any = None,
     ) -> None:
         self.strategy = strategy
-        self.order = _strategy_order(strategy)
+        self.strategy_name = _strategy_name(strategy)
+        self.prioritize_speed = prioritize_speed
         self.enable_optimizations = enable_optimizations
         self.enable_monitoring = enable_monitoring
         self.verbose = verbose
@@ -143,7 +147,16 @@ class UnifiedExporter:
             optimize=self.enable_optimizations,
             workdir=staging.staging,
         )
-        attempts, result = self._run_strategies(request, monitor)
+        selection = None
+        order = [self.strategy_name]
+        if self.strategy_name == ExportStrategy.AUTO.value:
+            with monitor.phase("select"):
+                pick = recommend_strategy(model, prioritize_speed=self.prioritize_speed)
+            order = pick.fallback_order
+            selection = {"strategy": pick.strategy, "confidence": pick.confidence,
+                         "rule": pick.rule, "reasons": pick.reasons}
+            self._say(f"recommended {pick.strategy} ({pick.confidence:.2f}): {pick.reasons[0]}")
+        attempts, result = self._run_strategies(request, order, monitor)
         graph = result.model
         assert graph is not None and result.assignments is not None
 
@@ -190,7 +203,7 @@ class UnifiedExporter:
         report = ExportReport(
             summary=Summary(
                 model_class=type(model).__name__,
-                requested_strategy=str(getattr(self.strategy, "value", self.strategy)),
+                requested_strategy=self.strategy_name,
                 final_strategy=result.strategy,
                 success=True,
                 attempts=attempts,
@@ -204,6 +217,7 @@ class UnifiedExporter:
             graph={"nodes": len(graph.graph.node), "initializers": len(graph.graph.initializer),
                    "inputs": len(graph.graph.input), "outputs": len(graph.graph.output)},
             parity=parity,
+            selection=selection,
         )
         with monitor.phase("sidecar"):
             sidecar = build_sidecar(
@@ -224,10 +238,10 @@ class UnifiedExporter:
         report.summary.total_seconds = time.perf_counter() - started
         return report
 
-    def _run_strategies(self, request: ExportRequest, monitor: PhaseMonitor,
-                        ) -> tuple[list[Attempt], StrategyResult]:
+    def _run_strategies(self, request: ExportRequest, order: list[str],
+                        monitor: PhaseMonitor) -> tuple[list[Attempt], StrategyResult]:
         attempts: list[Attempt] = []
-        for name in self.order:
+        for name in order:
             with monitor.phase(f"export:{name}"):
                 result = get_strategy(name).run(request)
             exc = result.exception

@@ -84,6 +84,7 @@ class ModuleTree:
         self.root_class = type(model).__name__
         self.modules: dict[str, ModuleInfo] = {}
         self._instances: dict[str, torch.nn.Module] = {}
+        self._local_names: dict[str, list[str]] | None = None
         for path, module in model.named_modules(remove_duplicate=True):
             self._instances[path] = module
             self.modules[path] = ModuleInfo(
@@ -119,6 +120,18 @@ class ModuleTree:
 
     def children_of(self, path: str) -> list[str]:
         return self.modules[path].children
+
+    def with_local_name(self, name: str) -> list[str]:
+        """Modules whose path ends in ``name`` (``fc``, or ``layer.0`` for list items)."""
+        if self._local_names is None:
+            index: dict[str, list[str]] = {}
+            for path in self.modules:
+                parts = path.split(".")
+                index.setdefault(parts[-1], []).append(path)
+                if len(parts) >= 2:
+                    index.setdefault(".".join(parts[-2:]), []).append(path)
+            self._local_names = index
+        return self._local_names.get(name, [])
 
     def deepest_known(self, path: str) -> str:
         """The innermost module of ``path``'s chain that exists in the tree."""

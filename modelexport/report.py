@@ -54,6 +54,7 @@ class ExportReport(Mapping):
     settings: dict[str, Any]
     graph: dict[str, int]
     parity: dict[str, Any] | None = None
+    selection: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -28,7 +28,7 @@ def test_seed_one_call_example_runs_verbatim(tmp_path, capsys):
     report = modelexport.export_model(model, torch.randn(1, 3, 224, 224),
                                       str(tmp_path / "model.onnx"))
     print(f"Exported using {report['summary']['final_strategy']} strategy")
-    assert capsys.readouterr().out.strip() == "Exported using dynamo strategy"
+    assert capsys.readouterr().out.strip() == "Exported using htp strategy"
 
 
 def test_seed_class_example_runs_verbatim(tmp_path, capsys):
@@ -37,10 +37,12 @@ def test_seed_class_example_runs_verbatim(tmp_path, capsys):
                                enable_monitoring=True, verbose=True)
     report = exporter.export(model, inputs, str(tmp_path / "model.onnx"))
     out = capsys.readouterr().out
-    assert "[modelexport] probe:" in out and "[modelexport] dynamo: exported" in out
-    assert report.summary.success and report["summary"]["final_strategy"] == "dynamo"
-    assert report["memory_peak_mb"]["export:dynamo"] > 0
-    assert set(report["timings"]) >= {"probe", "export:dynamo", "tag", "save"}
+    assert "[modelexport] probe:" in out and "[modelexport] htp: exported" in out
+    assert "[modelexport] recommended htp" in out
+    assert report.summary.success and report["summary"]["final_strategy"] == "htp"
+    assert report["selection"]["rule"] == "default" and report["selection"]["reasons"]
+    assert report["memory_peak_mb"]["export:htp"] > 0
+    assert set(report["timings"]) >= {"probe", "select", "export:htp", "tag", "save"}
 
 
 def test_tuple_and_dict_inputs(tmp_path):
@@ -116,12 +118,38 @@ class Branchy(torch.nn.Module):
         return self.b(x)
 
 
+class NestedWriter(torch.nn.Module):
+    """Calls grandchildren directly (so FX is recommended) and writes into a slice,
+    which FX cannot trace: AUTO must fall back."""
+
+    def __init__(self):
+        super().__init__()
+        self.block = torch.nn.ModuleDict({"fc": torch.nn.Linear(4, 4)})
+        self.inner = torch.nn.Module()
+        self.inner.fc = torch.nn.Linear(4, 4)
+
+    def forward(self, x):
+        y = self.inner.fc(x)
+        y[:, 0] = 0.0
+        return y
+
+
 def test_auto_falls_back_and_reports_both_attempts(tmp_path):
-    report = modelexport.export_model(Branchy(), torch.ones(1, 4), tmp_path / "b.onnx")
+    report = modelexport.export_model(NestedWriter(), torch.ones(1, 4), tmp_path / "b.onnx",
+                                      validate=True)
+    assert report["selection"]["strategy"] == "fx"
     attempts = report.summary.attempts
-    assert [a.strategy for a in attempts] == ["dynamo", "htp"]
-    assert not attempts[0].success and attempts[0].error_type and attempts[0].error
+    assert [a.strategy for a in attempts] == ["fx", "htp"]
+    assert not attempts[0].success and attempts[0].error_type == "FxTraceError"
+    assert "FX cannot trace NestedWriter" in attempts[0].error
     assert attempts[1].success and report.summary.final_strategy == "htp"
+    assert report["parity"]["passed"]
+
+
+def test_auto_on_data_dependent_branch_goes_straight_to_htp(tmp_path):
+    report = modelexport.export_model(Branchy(), torch.ones(1, 4), tmp_path / "b.onnx")
+    assert report["selection"]["rule"] == "data-dependent-control-flow"
+    assert [a.strategy for a in report.summary.attempts] == ["htp"]
 
 
 def test_dynamo_failure_is_never_a_silent_torchscript_export(tmp_path):

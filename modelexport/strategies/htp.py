@@ -61,13 +61,31 @@ def _segment_candidates(segment: str) -> list[tuple[str, bool]]:
     return candidates
 
 
+def _unique_descendant(segment: str, current: str, tree: ModuleTree) -> str | None:
+    """The one module inside ``current`` whose local name is ``segment``, if unique.
+
+    TorchScript names a scope by the module's own attribute name, so a module
+    called directly as ``self.block.fc(x)`` shows up as ``fc`` with ``block``
+    missing.  Two candidates (``a.fc`` and ``b.fc``) are ambiguous: no guess.
+    """
+    for candidate, _suffixed in _segment_candidates(segment):
+        found = [p for p in tree.with_local_name(candidate)
+                 if p != current and is_within(p, current)]
+        if len(found) == 1:
+            return found[0]
+        if found:
+            return None
+    return None
+
+
 def resolve_scope(segments: list[str], tree: ModuleTree) -> tuple[str, bool]:
     """Walk scope segments down the module tree.
 
     Returns the deepest module reached and whether every segment resolved.
     A segment may name a child, a deeper descendant through containers that
-    never ran (``layer.0``), or be qualified relative to an ancestor
-    (``seq/seq.0``); it is never allowed to leave the current module.
+    never ran (``layer.0``), be qualified relative to an ancestor
+    (``seq/seq.0``), or name the only descendant with that local name; it is
+    never allowed to leave the current module.
     """
     current = ROOT
     for segment in segments:
@@ -80,6 +98,8 @@ def resolve_scope(segments: list[str], tree: ModuleTree) -> tuple[str, bool]:
                     break
             if step is not None:
                 break
+        if step is None:
+            step = _unique_descendant(segment, current, tree)
         if step is None:
             return current, False
         current = step

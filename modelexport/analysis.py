@@ -1,0 +1,266 @@
+"""What a model is made of, found cheaply and from evidence, before any export.
+
+``ModelAnalyzer.analyze_model`` walks the module tree (types, parameter
+counts) and reads the ``forward`` source of each distinct module class with
+``ast``: a branch or loop exit whose condition reduces a tensor
+(``x.sum() > 0``, ``.item()``, ``torch.any``) is data-dependent control flow;
+one that reads a shape (``x.shape[1] > 1``, ``len(x)``) makes the traced
+graph shape-specific.  Each finding keeps its class, line and source text,
+so the selector's reasons can quote it.  Source analysis is cached per
+class, since large models repeat the same few classes many times.
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+import functools
+import inspect
+import textwrap
+from dataclasses import dataclass, field
+
+import torch
+
+# Tensor methods and torch functions whose result depends on tensor *values*.
+_VALUE_METHODS = frozenset({
+    "sum", "mean", "max", "min", "any", "all", "item", "norm", "std", "var", "prod",
+    "count_nonzero", "nonzero", "allclose", "equal", "isnan", "isinf", "argmax", "argmin",
+    "tolist",
+})
+_VALUE_FUNCTIONS = frozenset({"any", "all", "equal", "allclose", "isnan", "isinf",
+                              "is_nonzero", "count_nonzero"})
+_SHAPE_ATTRIBUTES = frozenset({"shape", "ndim"})
+_SHAPE_METHODS = frozenset({"size", "dim", "numel"})
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One control-flow site in a forward: where it is and what it depends on."""
+
+    kind: str  # "data" or "shape"
+    where: str  # "Class.forward:line"
+    code: str
+
+    def __str__(self) -> str:
+        return f"{self.where}: `{self.code}`"
+
+
+def _roots_in_forward_args(node: ast.AST, arguments: set[str]) -> bool:
+    """True when the expression is built on a forward argument (not ``self.x``)."""
+    return any(isinstance(c, ast.Name) and c.id in arguments for c in ast.walk(node))
+
+
+class _DropPresenceChecks(ast.NodeTransformer):
+    """``x is None`` asks whether an argument was given, not what it holds."""
+
+    def visit_Compare(self, node: ast.Compare) -> ast.AST:
+        if all(isinstance(op, (ast.Is, ast.IsNot)) for op in node.ops):
+            return ast.Constant(value=True)
+        return self.generic_visit(node)
+
+
+def _dependency(test: ast.AST, arguments: set[str], derived: dict[str, str]) -> str | None:
+    """"data", "shape" or None for an expression (a branch condition, an assignment).
+
+    ``derived`` maps local names already known to hold a value- or
+    shape-derived result (``n = x.shape[1]``) to that kind.
+    """
+    kind = None
+    for child in ast.walk(test):
+        if isinstance(child, ast.Name) and child.id in derived:
+            if derived[child.id] == "data":
+                return "data"
+            kind = "shape"
+        if isinstance(child, ast.Call) and isinstance(child.func, ast.Attribute):
+            method, owner = child.func.attr, child.func.value
+            if isinstance(owner, ast.Name) and owner.id == "torch":
+                if method in _VALUE_FUNCTIONS:
+                    return "data"
+                continue
+            if method in _VALUE_METHODS and _roots_in_forward_args(owner, arguments):
+                return "data"
+            if method in _SHAPE_METHODS and _roots_in_forward_args(owner, arguments):
+                kind = "shape"
+        elif isinstance(child, ast.Attribute) and child.attr in _SHAPE_ATTRIBUTES:
+            if _roots_in_forward_args(child.value, arguments):
+                kind = "shape"
+        elif (isinstance(child, ast.Call) and isinstance(child.func, ast.Name)
+              and child.func.id == "len" and child.args
+              and _roots_in_forward_args(child.args[0], arguments)):
+            kind = "shape"
+    return kind
+
+
+def _self_chain(node: ast.AST) -> list[str] | None:
+    """``self.block.fc`` -> ``['block', 'fc']``; None for anything else."""
+    names = []
+    while isinstance(node, ast.Attribute):
+        names.append(node.attr)
+        node = node.value
+    if isinstance(node, ast.Name) and node.id == "self" and names:
+        return names[::-1]
+    return None
+
+
+@functools.lru_cache(maxsize=512)
+def nested_calls_in_class(cls: type) -> tuple[tuple[str, str], ...]:
+    """``self.a.b(...)`` calls in ``cls.forward``: (attribute path, where), cached per class.
+
+    Calling a grandchild directly skips the child's forward, so its scope
+    never opens; scope-named exports then lose the path in between.
+    """
+    parsed = _parse_forward(cls)
+    if parsed is None:
+        return ()
+    function, first_line = parsed
+    found = []
+    for node in ast.walk(function):
+        if isinstance(node, ast.Call):
+            chain = _self_chain(node.func)
+            if chain and len(chain) >= 2:
+                where = f"{cls.__name__}.forward:{first_line + node.lineno - 1}"
+                found.append((".".join(chain), where))
+    return tuple(found)
+
+
+def _parse_forward(cls: type) -> tuple[ast.FunctionDef, int] | None:
+    try:
+        source = textwrap.dedent(inspect.getsource(cls.forward))
+        _, first_line = inspect.getsourcelines(cls.forward)
+        function = ast.parse(source).body[0]
+    except (OSError, TypeError, SyntaxError, IndexError):
+        return None
+    if not isinstance(function, ast.FunctionDef):
+        return None
+    return function, first_line
+
+
+@functools.lru_cache(maxsize=512)
+def control_flow_in_class(cls: type) -> tuple[Finding, ...]:
+    """Branches on tensor values or shapes in ``cls.forward`` (cached per class)."""
+    parsed = _parse_forward(cls)
+    if parsed is None:
+        return ()
+    function, first_line = parsed
+    arguments = {a.arg for a in function.args.args + function.args.kwonlyargs} - {"self"}
+    if function.args.vararg:
+        arguments.add(function.args.vararg.arg)
+    findings = []
+    derived: dict[str, str] = {}
+    for node in sorted(ast.walk(function), key=lambda n: getattr(n, "lineno", 0)):
+        if isinstance(node, ast.Assign):
+            kind = _dependency(node.value, arguments, derived)
+            if kind:
+                for target in node.targets:
+                    for name in ast.walk(target):
+                        if isinstance(name, ast.Name):
+                            derived[name.id] = kind
+        if isinstance(node, (ast.If, ast.While, ast.IfExp, ast.Assert)):
+            test = _DropPresenceChecks().visit(copy.deepcopy(node.test))
+            kind = _dependency(test, arguments, derived)
+            if kind:
+                line = first_line + node.lineno - 1
+                code = ast.unparse(node.test)
+                findings.append(Finding(kind, f"{cls.__name__}.forward:{line}", code))
+    return tuple(findings)
+
+
+def _hints(module: torch.nn.Module) -> set[str]:
+    hints = set()
+    name = type(module).__name__
+    if isinstance(module, torch.nn.modules.conv._ConvNd):
+        hints.add("convolution")
+    if isinstance(module, (torch.nn.Embedding, torch.nn.EmbeddingBag)):
+        hints.add("embedding")
+    if isinstance(module, torch.nn.MultiheadAttention) or "Attention" in name:
+        hints.add("attention")
+    if isinstance(module, (torch.nn.LayerNorm, torch.nn.modules.batchnorm._NormBase,
+                           torch.nn.GroupNorm)) or name.endswith("RMSNorm"):
+        hints.add("normalization")
+    if isinstance(module, torch.nn.RNNBase):
+        hints.add("recurrent")
+    return hints
+
+
+def _resolve_attribute(root: object, chain: str) -> object:
+    for name in chain.split("."):
+        root = getattr(root, name, None)
+        if root is None:
+            return None
+    return root
+
+
+def _is_huggingface(model: torch.nn.Module) -> bool:
+    return any(c.__module__.startswith("transformers.") and c.__name__ == "PreTrainedModel"
+               for c in type(model).__mro__)
+
+
+@dataclass
+class ModelCharacteristics:
+    """What the selector knows about a model; every flag has its evidence listed."""
+
+    model_class: str
+    model_type: str
+    has_control_flow: bool
+    is_huggingface: bool
+    module_count: int
+    parameter_count: int
+    has_dynamic_shapes: bool
+    estimated_complexity: str
+    framework_hints: list[str] = field(default_factory=list)
+    calls_nested_modules: bool = False
+    control_flow_evidence: list[str] = field(default_factory=list)
+    shape_evidence: list[str] = field(default_factory=list)
+    nested_call_evidence: list[str] = field(default_factory=list)
+
+
+class ModelAnalyzer:
+    """Cheap, export-free analysis of a model (see module doc)."""
+
+    def analyze_model(self, model: torch.nn.Module) -> ModelCharacteristics:
+        modules = list(model.modules())
+        hints: set[str] = set()
+        data: list[Finding] = []
+        shape: list[Finding] = []
+        nested: list[str] = []
+        first_of_class: dict[type, torch.nn.Module] = {}
+        for module in modules:
+            first_of_class.setdefault(type(module), module)
+        for cls, instance in first_of_class.items():
+            if cls.__module__.startswith("torch.nn."):
+                continue  # the library's own layers branch only on configuration
+            for finding in control_flow_in_class(cls):
+                (data if finding.kind == "data" else shape).append(finding)
+            for chain, where in nested_calls_in_class(cls):
+                if isinstance(_resolve_attribute(instance, chain), torch.nn.Module):
+                    nested.append(f"{where}: `self.{chain}(...)`")
+        for module in modules:
+            hints |= _hints(module)
+        params = sum(p.numel() for p in model.parameters())
+        if "attention" in hints:
+            model_type = "transformer"
+        elif "convolution" in hints:
+            model_type = "cnn"
+        else:
+            model_type = "unknown"
+        if params < 10_000_000 and len(modules) < 200:
+            complexity = "low"
+        elif params > 300_000_000 or len(modules) > 2000:
+            complexity = "high"
+        else:
+            complexity = "medium"
+        return ModelCharacteristics(
+            model_class=type(model).__name__,
+            model_type=model_type,
+            has_control_flow=bool(data),
+            is_huggingface=_is_huggingface(model),
+            module_count=len(modules),
+            parameter_count=params,
+            has_dynamic_shapes=bool(shape),
+            estimated_complexity=complexity,
+            framework_hints=sorted(hints),
+            calls_nested_modules=bool(nested),
+            control_flow_evidence=[str(f) for f in data],
+            shape_evidence=[str(f) for f in shape],
+            nested_call_evidence=nested,
+        )
