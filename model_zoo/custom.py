@@ -46,3 +46,31 @@ class SharedBlockModel(nn.Module):
            notes="one module instance called twice")
 def shared_block(tier: str) -> nn.Module:
     return SharedBlockModel(width=16 if tier == "tiny" else 512)
+
+
+class Pair(nn.Module):
+    """A container whose forward is never called: its parent reaches in directly."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.fc = nn.Linear(width, width)
+        self.fc2 = nn.Linear(width, width)
+
+
+class NestedCallerModel(nn.Module):
+    """Calls grandchildren directly (``self.a.fc(x)``), so the containers never run."""
+
+    def __init__(self, width: int = 16) -> None:
+        super().__init__()
+        self.a, self.b = Pair(width), Pair(width)
+        self.head = nn.Linear(width, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.b.fc(self.a.fc(x)).relu()
+        return self.head(self.a.fc2(x) + self.b.fc2(x))
+
+
+@zoo_entry("nested_calls", family="custom", kind="custom", inputs=vector_inputs(16),
+           notes="grandchild modules called directly; their parents never run")
+def nested_calls(tier: str) -> nn.Module:
+    return NestedCallerModel(width=16 if tier == "tiny" else 512)

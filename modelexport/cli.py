@@ -73,20 +73,27 @@ def _build_parser() -> argparse.ArgumentParser:
                         help="also write <output>.report.md")
     export.add_argument("--trust-remote-code", action="store_true")
     export.add_argument("--json", action="store_true", help="print the report as JSON")
+    export.add_argument("--quality", action="store_true",
+                        help="with auto: rank strategies by tag quality, not speed")
     export.add_argument("-v", "--verbose", action="store_true")
+
+    recommend = sub.add_parser("recommend", help="analyse a model and recommend a strategy")
+    recommend.add_argument("--model", required=True, help="as for export")
+    recommend.add_argument("--task", choices=sorted(TASK_AUTO_CLASSES))
+    recommend.add_argument("--quality", action="store_true",
+                           help="rank by tag quality instead of speed")
+    recommend.add_argument("--trust-remote-code", action="store_true")
+    recommend.add_argument("--json", action="store_true")
     return parser
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
     from modelexport.api import UnifiedExporter
-    from modelexport.loading import generate_inputs, inputs_from_spec_file, load_model
+    from modelexport.loading import generate_inputs, inputs_from_spec_file
 
     say = _progress(args.verbose or sys.stderr.isatty())
     say(f"[modelexport] loading {args.model}")
-    if args.model.startswith("zoo:"):
-        loaded = _load_zoo_entry(args.model)
-    else:
-        loaded = load_model(args.model, task=args.task, trust_remote_code=args.trust_remote_code)
+    loaded = _load(args)
     if args.input_specs:
         inputs = inputs_from_spec_file(args.input_specs)
     elif loaded.inputs is not None:
@@ -105,6 +112,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
         atol=args.atol,
         rtol=args.rtol,
         markdown_report=args.report,
+        prioritize_speed=not args.quality,
         log=say,
     )
     report = exporter.export(loaded.model, inputs, args.output)
@@ -115,6 +123,38 @@ def _cmd_export(args: argparse.Namespace) -> int:
     if report.parity is not None and not report.parity["passed"]:
         print(f"error: parity failed: {report.parity['detail']}", file=sys.stderr)
         return EXIT_PARITY_FAILED
+    return EXIT_OK
+
+
+def _load(args: argparse.Namespace):
+    from modelexport.loading import load_model
+
+    if args.model.startswith("zoo:"):
+        return _load_zoo_entry(args.model)
+    return load_model(args.model, task=args.task, trust_remote_code=args.trust_remote_code)
+
+
+def _cmd_recommend(args: argparse.Namespace) -> int:
+    from modelexport.selection import recommend_strategy
+
+    pick = recommend_strategy(_load(args).model, prioritize_speed=not args.quality)
+    if args.json:
+        print(json.dumps(pick.to_dict(), indent=2))
+        return EXIT_OK
+    traits = pick.characteristics
+    print(f"model: {traits.model_class} ({traits.model_type}, {traits.module_count} modules, "
+          f"{traits.parameter_count:,} parameters, {traits.estimated_complexity} complexity)")
+    print(f"  huggingface: {traits.is_huggingface}; hints: "
+          f"{', '.join(traits.framework_hints) or 'none'}")
+    print(f"  data-dependent control flow: {traits.has_control_flow}; "
+          f"shape-dependent branches: {traits.has_dynamic_shapes}; "
+          f"direct grandchild calls: {traits.calls_nested_modules}")
+    objective = "speed" if not args.quality else "quality"
+    print(f"recommended: {pick.strategy} (confidence {pick.confidence:.2f}, "
+          f"objective {objective}, rule {pick.rule})")
+    for reason in pick.reasons:
+        print(f"  - {reason}")
+    print(f"AUTO order: {' -> '.join(pick.fallback_order)}")
     return EXIT_OK
 
 
@@ -156,7 +196,7 @@ def _print_summary(report) -> None:
     print(f"  total {s.total_seconds:.2f}s")
 
 
-_COMMANDS = {"export": _cmd_export}
+_COMMANDS = {"export": _cmd_export, "recommend": _cmd_recommend}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
