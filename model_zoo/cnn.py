@@ -48,3 +48,40 @@ class SmallCNN(nn.Module):
            notes="plain torch Sequential CNN")
 def small_cnn(tier: str) -> nn.Module:
     return SmallCNN(width=8 if tier == "tiny" else 64)
+
+
+@zoo_entry("mobilenet_v2", family="mobilenet", kind="cnn",
+           notes="inverted residuals, depthwise convs, ReLU6")
+def mobilenet_v2(tier: str) -> hf.PreTrainedModel:
+    if tier == "full":
+        return hf.MobileNetV2Model(hf.MobileNetV2Config())
+    return hf.MobileNetV2Model(hf.MobileNetV2Config(image_size=32, depth_multiplier=0.25,
+                                                    min_depth=4))
+
+
+@zoo_entry("convnext", family="convnext", kind="cnn",
+           notes="depthwise 7x7, LayerNorm on channels-last, layer scale")
+def convnext(tier: str) -> hf.PreTrainedModel:
+    if tier == "full":
+        return hf.ConvNextModel(hf.ConvNextConfig())
+    return hf.ConvNextModel(hf.ConvNextConfig(hidden_sizes=[8, 16], depths=[1, 1],
+                                              num_stages=2, image_size=32))
+
+
+@zoo_entry("efficientnet", family="efficientnet", kind="cnn",
+           notes="MBConv with squeeze-excitation, SiLU")
+def efficientnet(tier: str) -> hf.PreTrainedModel:
+    if tier == "full":
+        return hf.EfficientNetModel(hf.EfficientNetConfig())
+    return hf.EfficientNetModel(hf.EfficientNetConfig(
+        image_size=32, width_coefficient=0.1, depth_coefficient=0.1, hidden_dim=128,
+        in_channels=[32, 16], out_channels=[16, 24], kernel_sizes=[3, 3], strides=[1, 2],
+        num_block_repeats=[1, 1], expand_ratios=[1, 6], depthwise_padding=[]))
+
+
+@zoo_entry("regnet", family="regnet", kind="cnn", notes="grouped convs, squeeze-excitation")
+def regnet(tier: str) -> hf.PreTrainedModel:
+    if tier == "full":
+        return hf.RegNetModel(hf.RegNetConfig())
+    return hf.RegNetModel(hf.RegNetConfig(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1],
+                                          groups_width=8, layer_type="y"))

@@ -74,3 +74,102 @@ class NestedCallerModel(nn.Module):
            notes="grandchild modules called directly; their parents never run")
 def nested_calls(tier: str) -> nn.Module:
     return NestedCallerModel(width=16 if tier == "tiny" else 512)
+
+
+class MeanGate(nn.Module):
+    """Data-dependent control flow: which branch runs depends on the input's values."""
+
+    def __init__(self, width: int = 16) -> None:
+        super().__init__()
+        self.up = nn.Linear(width, width)
+        self.down = nn.Linear(width, width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.mean() > 0:
+            return self.up(x)
+        return self.down(x)
+
+
+@zoo_entry("mean_gate", family="custom", kind="custom", inputs=vector_inputs(16),
+           notes="if x.mean() > 0: tracing freezes one branch; dynamo and FX refuse it")
+def mean_gate(tier: str) -> nn.Module:
+    return MeanGate(width=16 if tier == "tiny" else 512)
+
+
+class TiedLM(nn.Module):
+    """An embedding and an output projection that share one weight tensor."""
+
+    def __init__(self, vocab: int = 64, width: int = 16) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab, width)
+        self.mix = nn.Linear(width, width)
+        self.lm_head = nn.Linear(width, vocab, bias=False)
+        self.lm_head.weight = self.embed.weight
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.lm_head(torch.tanh(self.mix(self.embed(ids))))
+
+
+def token_inputs(vocab: int, length: int = 8) -> object:
+    def make(_model: nn.Module, _tier: str, seed: int) -> dict[str, torch.Tensor]:
+        generator = torch.Generator().manual_seed(seed)
+        return {"ids": torch.randint(0, vocab, (2, length), generator=generator)}
+
+    return make
+
+
+@zoo_entry("tied_weights", family="custom", kind="custom", inputs=token_inputs(64),
+           notes="lm_head.weight is embed.weight: one initializer, two owners")
+def tied_weights(tier: str) -> nn.Module:
+    return TiedLM(vocab=64, width=16 if tier == "tiny" else 512)
+
+
+class DictInOut(nn.Module):
+    """Takes a dict of tensors and returns a tuple holding a dict."""
+
+    def __init__(self, width: int = 16) -> None:
+        super().__init__()
+        self.image = nn.Linear(width, width)
+        self.text = nn.Linear(width, width)
+        self.fuse = nn.Linear(2 * width, 4)
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
+        image, text = self.image(batch["image"]), self.text(batch["text"])
+        return self.fuse(torch.cat([image, text], dim=-1)), {"image": image, "text": text}
+
+
+def dict_inputs(width: int) -> object:
+    def make(_model: nn.Module, _tier: str, seed: int) -> dict:
+        generator = torch.Generator().manual_seed(seed)
+        return {"batch": {"image": torch.randn(2, width, generator=generator),
+                          "text": torch.randn(2, width, generator=generator)}}
+
+    return make
+
+
+@zoo_entry("dict_io", family="custom", kind="custom", inputs=dict_inputs(16),
+           notes="dict input, tuple output holding a dict")
+def dict_io(tier: str) -> nn.Module:
+    return DictInOut(width=16 if tier == "tiny" else 512)
+
+
+class EarlyExit(nn.Module):
+    """Runs a ModuleList until the activations grow past a threshold."""
+
+    def __init__(self, width: int = 16, depth: int = 4) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList([Block(width) for _ in range(depth)])
+        self.head = nn.Linear(width, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for block in self.blocks:
+            x = block(x)
+            if x.norm() > 50.0:
+                break
+        return self.head(x)
+
+
+@zoo_entry("early_exit", family="custom", kind="custom", inputs=vector_inputs(16),
+           notes="loop over a ModuleList with a data-dependent break")
+def early_exit(tier: str) -> nn.Module:
+    return EarlyExit(width=16 if tier == "tiny" else 512)
