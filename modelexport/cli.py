@@ -84,6 +84,32 @@ def _build_parser() -> argparse.ArgumentParser:
                            help="rank by tag quality instead of speed")
     recommend.add_argument("--trust-remote-code", action="store_true")
     recommend.add_argument("--json", action="store_true")
+
+    zoo = sub.add_parser("zoo", help="the model zoo and the strategy matrix")
+    zoo_sub = zoo.add_subparsers(dest="zoo_command", required=True)
+    run = zoo_sub.add_parser("run", help="every zoo model x every strategy, scored")
+    run.add_argument("--tier", default="tiny", choices=["tiny", "full"])
+    run.add_argument("--models", nargs="+", help="zoo entry names (default: the whole tier)")
+    run.add_argument("--strategies", nargs="+", help="default: every registered strategy")
+    run.add_argument("--jobs", type=int, default=2, help="worker processes (default 2)")
+    run.add_argument("--repeat", type=int, default=1, help="exports per cell; time = median")
+    run.add_argument("--timeout", type=float, default=None,
+                     help="seconds per cell (default 300 tiny, 3600 full)")
+    run.add_argument("--out", default="out/zoo", help="folder for results.json and scoreboard")
+    run.add_argument("--zoo-file", action="append", default=[],
+                     help="Python file registering extra @zoo_entry models (repeatable)")
+    run.add_argument("--strategy-file", action="append", default=[],
+                     help="Python file registering extra strategies (repeatable)")
+    run.add_argument("--expectations", help="expectations file (default: the zoo's own)")
+    run.add_argument("--keep-onnx", action="store_true", help="keep each cell's ONNX in --out")
+    listing = zoo_sub.add_parser("list", help="list zoo entries")
+    listing.add_argument("--tier", choices=["tiny", "full"])
+    listing.add_argument("--zoo-file", action="append", default=[])
+    expect = zoo_sub.add_parser("expect", help="show or update the expectations file")
+    expect.add_argument("--update", action="store_true",
+                        help="rewrite expectations from --results (never automatic)")
+    expect.add_argument("--results", default="out/zoo/results.json")
+    expect.add_argument("--expectations", help="default: the zoo's own")
     return parser
 
 
@@ -158,6 +184,77 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _expectations_path(given: str | None):
+    from pathlib import Path
+
+    import model_zoo
+
+    return Path(given) if given else Path(model_zoo.__file__).parent / "expectations.json"
+
+
+def _cmd_zoo(args: argparse.Namespace) -> int:
+    return {"run": _zoo_run, "list": _zoo_list, "expect": _zoo_expect}[args.zoo_command](args)
+
+
+def _zoo_run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from modelexport.harness.results import check_expectations, load_expectations
+    from modelexport.harness.runner import run_matrix, terminal_progress, write_outputs
+    from modelexport.harness.scoreboard import render
+
+    out = Path(args.out)
+    timeout = args.timeout or (300.0 if args.tier == "tiny" else 3600.0)
+    expectations = load_expectations(_expectations_path(args.expectations))
+    run = run_matrix(tier=args.tier, models=args.models, strategies=args.strategies,
+                     jobs=args.jobs, repeat=args.repeat, timeout=timeout,
+                     plugins=args.zoo_file + args.strategy_file,
+                     keep_dir=str(out.resolve()) if args.keep_onnx else None,
+                     progress=terminal_progress())
+    results, board = write_outputs(run, out)
+    print(render(run.cells, run.strategies, run.selector, run.wall_seconds, markdown=False))
+    print(f"results: {results}\nscoreboard: {board}")
+    gate = check_expectations(expectations, args.tier, run.cells, run.accuracy())
+    for note in gate.notes:
+        print(f"note: {note}")
+    for failure in gate.failures:
+        print(f"REGRESSION: {failure}", file=sys.stderr)
+    return EXIT_OK if gate.passed else EXIT_PARITY_FAILED
+
+
+def _zoo_list(args: argparse.Namespace) -> int:
+    from model_zoo import entries
+    from modelexport.harness.workers import import_plugin
+
+    for plugin in args.zoo_file:
+        import_plugin(plugin)
+    for entry in entries(args.tier):
+        print(f"{entry.name:16s} {entry.kind:12s} {entry.family:12s} "
+              f"{','.join(entry.tiers):10s} atol={entry.atol:g}  {entry.notes}")
+    return EXIT_OK
+
+
+def _zoo_expect(args: argparse.Namespace) -> int:
+    from modelexport.harness.results import load_expectations, read_results, updated_expectations
+
+    path = _expectations_path(args.expectations)
+    current = load_expectations(path)
+    if not args.update:
+        print(json.dumps(current, indent=2))
+        return EXIT_OK
+    try:
+        results = read_results(args.results)
+    except (OSError, ValueError) as exc:
+        raise ModelExportError(f"cannot read results {args.results}: {exc}") from None
+    updated = updated_expectations(current, results)
+    path.write_text(json.dumps(updated, indent=2) + "\n")
+    tier = results["settings"]["tier"]
+    section = updated["tiers"][tier]
+    print(f"updated {path}: tier {tier}, {len(section['must_pass'])} cells must pass, "
+          f"selector floors {section['selector_accuracy_floor']}")
+    return EXIT_OK
+
+
 def _load_zoo_entry(spec: str):
     """``zoo:NAME[:TIER]``: a zoo model with its own inputs (seeded, offline)."""
     from model_zoo import get_entry
@@ -196,7 +293,7 @@ def _print_summary(report) -> None:
     print(f"  total {s.total_seconds:.2f}s")
 
 
-_COMMANDS = {"export": _cmd_export, "recommend": _cmd_recommend}
+_COMMANDS = {"export": _cmd_export, "recommend": _cmd_recommend, "zoo": _cmd_zoo}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

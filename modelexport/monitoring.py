@@ -29,7 +29,7 @@ def current_rss_bytes() -> int:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
 
 
-class _PeakSampler:
+class PeakSampler:
     """Samples RSS every ``interval`` seconds until stopped; keeps the maximum."""
 
     def __init__(self, interval: float = 0.005) -> None:
@@ -42,7 +42,7 @@ class _PeakSampler:
         while not self._stop.wait(self.interval):
             self.peak = max(self.peak, current_rss_bytes())
 
-    def __enter__(self) -> _PeakSampler:
+    def __enter__(self) -> PeakSampler:
         self._thread.start()
         return self
 
@@ -67,7 +67,7 @@ class PhaseMonitor:
     @contextlib.contextmanager
     def phase(self, name: str) -> Iterator[None]:
         start = time.perf_counter()
-        sampler = _PeakSampler() if self.track_memory else None
+        sampler = PeakSampler() if self.track_memory else None
         with sampler if sampler is not None else contextlib.nullcontext():
             try:
                 yield

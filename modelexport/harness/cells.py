@@ -1,0 +1,167 @@
+"""One cell of the matrix: one zoo model exported with one strategy, measured.
+
+This runs inside a worker process (see ``workers.py``).  It only uses the
+public API and ``verify``, exactly as a user would: build the zoo model, export
+it ``repeat`` times (the first with validation), and record the verdict and
+the figures.  Every outcome, including an exception, becomes a plain dict so
+it can cross a process boundary.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import onnx
+
+from modelexport.api import export_model
+from modelexport.errors import InputMismatchError, StrategyFailedError, one_line
+from modelexport.monitoring import PeakSampler, current_rss_bytes
+from modelexport.selection import recommend_strategy
+from modelexport.tags import read_tags
+
+OK, EXPORT_FAILED, PARITY_FAILED, TIMEOUT, CRASHED = (
+    "ok", "export-failed", "parity-failed", "timeout", "crashed")
+STATUSES = (OK, EXPORT_FAILED, PARITY_FAILED, TIMEOUT, CRASHED)
+
+
+@dataclass(frozen=True)
+class CellSpec:
+    model: str
+    strategy: str
+    tier: str = "tiny"
+    repeat: int = 1
+    keep_dir: str | None = None  # where to keep the ONNX files; None = discard
+
+    @property
+    def key(self) -> str:
+        return f"{self.model}/{self.strategy}"
+
+
+@dataclass
+class CellResult:
+    model: str
+    strategy: str
+    status: str
+    error: str = ""
+    seconds: float | None = None
+    seconds_all: list[float] = field(default_factory=list)
+    peak_mem_mb: float | None = None
+    nodes: int | None = None
+    file_bytes: int | None = None
+    coverage: float | None = None
+    exact: float | None = None
+    inherited: float | None = None
+    projected: float | None = None
+    root: float | None = None
+    anchored_accuracy: float | None = None
+    anchored_nodes: int | None = None
+    parity_max_abs: float | None = None
+    parity_max_rel: float | None = None
+    parity_atol: float | None = None
+    parity_rtol: float | None = None
+    module_ops: dict[str, dict[str, int]] = field(default_factory=dict)
+    recommendation: dict[str, str] = field(default_factory=dict)
+    reference_agreement: float | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.model}/{self.strategy}"
+
+    @property
+    def quality(self) -> float | None:
+        """exact + inherited share: how much the strategy itself knew."""
+        if self.exact is None or self.inherited is None:
+            return None
+        return self.exact + self.inherited
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CellResult:
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+
+def module_op_counts(path: Path) -> dict[str, dict[str, int]]:
+    """Per module, how many nodes of each op type it holds (for reference agreement)."""
+    graph = onnx.load(str(path), load_external_data=False)
+    tags = read_tags(graph)
+    counts: dict[str, Counter] = {}
+    for node in graph.graph.node:
+        tag = tags[node.name]
+        module = tag.module if tag is not None else ""
+        counts.setdefault(module, Counter())[node.op_type] += 1
+    return {module: dict(c) for module, c in counts.items()}
+
+
+def run_cell(spec: CellSpec) -> CellResult:
+    """Build, export, validate and measure one cell; never raises."""
+    from model_zoo import get_entry
+
+    result = CellResult(model=spec.model, strategy=spec.strategy, status=EXPORT_FAILED)
+    try:
+        entry = get_entry(spec.model)
+        model = entry.build(spec.tier)
+        inputs = entry.inputs(model, spec.tier)
+    except Exception as exc:
+        result.error = f"build: {type(exc).__name__}: {one_line(exc)}"
+        return result
+    result.recommendation = {
+        "speed": recommend_strategy(model, prioritize_speed=True).strategy,
+        "quality": recommend_strategy(model, prioritize_speed=False).strategy,
+    }
+    with tempfile.TemporaryDirectory(prefix="zoo-cell-") as scratch:
+        folder = Path(spec.keep_dir) if spec.keep_dir else Path(scratch)
+        path = folder / f"{spec.model}-{spec.strategy}.onnx"
+        times: list[float] = []
+        cell_start = time.perf_counter()
+        try:
+            baseline = current_rss_bytes()
+            with PeakSampler() as sampler:
+                for attempt in range(max(1, spec.repeat)):
+                    start = time.perf_counter()
+                    report = export_model(model, inputs, path, strategy=spec.strategy,
+                                          validate=attempt == 0, atol=entry.atol,
+                                          rtol=entry.rtol)
+                    elapsed = time.perf_counter() - start
+                    times.append(elapsed - report.timings.get("validate", 0.0))
+                    if attempt == 0:
+                        first = report
+            result.peak_mem_mb = max(0.0, (sampler.peak - baseline) / 2**20)
+        except (StrategyFailedError, InputMismatchError) as exc:
+            result.error = one_line(exc)
+            result.seconds = time.perf_counter() - cell_start
+            return result
+        except Exception as exc:
+            result.error = f"{type(exc).__name__}: {one_line(exc)}"
+            result.seconds = time.perf_counter() - cell_start
+            return result
+        result.seconds_all = times
+        result.seconds = statistics.median(times)
+        _record_figures(result, first, path)
+    return result
+
+
+def _record_figures(result: CellResult, report: Any, path: Path) -> None:
+    coverage = report["coverage"]
+    result.nodes = report["graph"]["nodes"]
+    result.file_bytes = path.stat().st_size
+    for key in ("coverage", "exact", "inherited", "projected", "root"):
+        setattr(result, key, coverage[key])
+    result.anchored_accuracy = report["anchored"]["accuracy"]
+    result.anchored_nodes = report["anchored"]["anchored_nodes"]
+    parity = report["parity"]
+    result.parity_max_abs, result.parity_max_rel = parity["max_abs"], parity["max_rel"]
+    result.parity_atol, result.parity_rtol = parity["atol"], parity["rtol"]
+    result.module_ops = module_op_counts(path)
+    if parity["passed"]:
+        result.status = OK
+    else:
+        result.status = PARITY_FAILED
+        result.error = f"parity: {parity['detail']} (max abs {parity['max_abs']:.2e})"

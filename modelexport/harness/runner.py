@@ -1,0 +1,131 @@
+"""``modelexport zoo run``: the matrix, its scores, its files, and its verdict.
+
+Importable by the CLI and by benchmarks alike: ``run_matrix`` returns a
+``MatrixRun`` with every cell and score, and ``write_outputs`` puts
+``results.json`` and ``scoreboard.md`` in the output folder.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from modelexport.errors import ModelExportError
+from modelexport.harness.cells import CellResult, CellSpec
+from modelexport.harness.results import environment, write_results
+from modelexport.harness.scoreboard import render, summary
+from modelexport.harness.scoring import REFERENCE, reference_agreement, score_selector
+from modelexport.harness.workers import import_plugin, run_cells
+
+
+@dataclass
+class MatrixRun:
+    tier: str
+    models: list[str]
+    strategies: list[str]
+    repeat: int
+    cells: list[CellResult] = field(default_factory=list)
+    selector: dict[str, Any] = field(default_factory=dict)
+    wall_seconds: float = 0.0
+
+    def accuracy(self) -> dict[str, float | None]:
+        return {objective: score["accuracy"] for objective, score in self.selector.items()}
+
+    def payload(self) -> dict[str, Any]:
+        return {
+            "environment": environment(),
+            "settings": {"tier": self.tier, "models": self.models,
+                         "strategies": self.strategies, "repeat": self.repeat},
+            "wall_seconds": self.wall_seconds,
+            "cells": [c.to_dict() for c in self.cells],
+            "summary": summary(self.cells, self.strategies),
+            "selector": self.selector,
+        }
+
+
+def select_models(tier: str, names: list[str] | None, plugins: list[str]) -> list[str]:
+    from model_zoo import entries
+
+    for plugin in plugins:
+        import_plugin(plugin)
+    available = [e.name for e in entries(tier)]
+    if not names:
+        return available
+    unknown = [n for n in names if n not in available]
+    if unknown:
+        raise ModelExportError(
+            f"no {tier!r} zoo entry named {', '.join(unknown)} (known: {', '.join(available)})")
+    return names
+
+
+def run_matrix(tier: str = "tiny", models: list[str] | None = None,
+               strategies: list[str] | None = None, jobs: int = 2, repeat: int = 1,
+               timeout: float = 300.0, plugins: list[str] | None = None,
+               keep_dir: str | None = None,
+               progress: Callable[[int, int, CellResult], None] | None = None) -> MatrixRun:
+    from modelexport.strategies import strategy_names
+
+    plugins = [str(Path(p).resolve()) for p in plugins or []]
+    chosen = select_models(tier, models, plugins)
+    strategies = strategies or strategy_names()
+    unknown = [s for s in strategies if s not in strategy_names()]
+    if unknown:
+        raise ModelExportError(f"unknown strategy {', '.join(unknown)} "
+                               f"(known: {', '.join(strategy_names())})")
+    specs = [CellSpec(m, s, tier, repeat, keep_dir) for m in chosen for s in strategies]
+    run = MatrixRun(tier=tier, models=chosen, strategies=strategies, repeat=repeat)
+    started = time.perf_counter()
+    done: list[CellResult] = []
+    for result in run_cells(specs, jobs=jobs, timeout=timeout, plugins=plugins):
+        done.append(result)
+        if progress is not None:
+            progress(len(done), len(specs), result)
+    order = {spec.key: i for i, spec in enumerate(specs)}
+    run.cells = sorted(done, key=lambda c: order[c.key])
+    run.wall_seconds = time.perf_counter() - started
+    _add_reference_agreement(run.cells)
+    run.selector = {
+        "speed": score_selector(run.cells, prioritize_speed=True).to_dict(),
+        "quality": score_selector(run.cells, prioritize_speed=False).to_dict(),
+    }
+    return run
+
+
+def _add_reference_agreement(cells: list[CellResult]) -> None:
+    references = {c.model: c for c in cells if c.strategy == REFERENCE and c.module_ops}
+    for cell in cells:
+        reference = references.get(cell.model)
+        if reference is not None and cell.module_ops:
+            cell.reference_agreement = reference_agreement(cell, reference)
+
+
+def write_outputs(run: MatrixRun, out: Path) -> tuple[Path, Path]:
+    results, board = out / "results.json", out / "scoreboard.md"
+    write_results(results, run.payload())
+    board.write_text(f"# Zoo scoreboard ({run.tier} tier)\n\n"
+                     + render(run.cells, run.strategies, run.selector, run.wall_seconds,
+                              markdown=True))
+    return results, board
+
+
+def terminal_progress(stream: Any = sys.stderr) -> Callable[[int, int, CellResult], None]:
+    """A progress bar on a terminal, one line per cell otherwise (CI logs)."""
+    interactive = stream.isatty()
+
+    def show(done: int, total: int, cell: CellResult) -> None:
+        width = 30
+        filled = width * done // total
+        seconds = "" if cell.seconds is None else f" {cell.seconds:.2f}s"
+        text = f"[{'#' * filled}{'.' * (width - filled)}] {done}/{total} {cell.key} " \
+               f"{cell.status}{seconds}"
+        if interactive:
+            stream.write("\r\x1b[2K" + text + ("\n" if done == total else ""))
+        else:
+            stream.write(text + "\n")
+        stream.flush()
+
+    return show
