@@ -19,14 +19,10 @@ $(VENV)/.installed: pyproject.toml
 
 setup: $(VENV)/.installed
 
-# The main job: export tiny zoo models with every strategy, validated.
+# The main job: every tiny zoo model x every strategy, parity-checked, scored,
+# gated by model_zoo/expectations.json; scoreboard in $(OUT)/zoo/.
 run: setup
-	@for model in bert gpt2 resnet shared_block; do \
-	  for strategy in dynamo htp; do \
-	    $(BIN)/modelexport export --model zoo:$$model --strategy $$strategy \
-	      --output $(OUT)/$$model-$$strategy.onnx --validate --report || exit $$?; \
-	  done; \
-	done
+	$(BIN)/modelexport zoo run --tier tiny --out $(OUT)/zoo
 
 test: setup
 	$(BIN)/ruff check .

@@ -142,7 +142,7 @@ def score_selector(cells: list[CellResult], prioritize_speed: bool) -> SelectorS
             score.scored_models += 1
             verdict.correct = pick in verdict.best
             score.correct += int(verdict.correct)
-            row = score.confusion.setdefault("/".join(verdict.best), {})
+            row = score.confusion.setdefault("/".join(sorted(verdict.best)), {})
             row[pick] = row.get(pick, 0) + 1
             verdict.regret = _regret(by_strategy, path, landed, best[0], prioritize_speed)
         score.verdicts.append(verdict)
