@@ -18,7 +18,9 @@ def image_inputs(size: int) -> object:
     return make
 
 
-@zoo_entry("resnet", family="resnet", kind="cnn", notes="bottleneck blocks, BatchNorm")
+@zoo_entry("resnet", family="resnet", kind="cnn",
+           pretrained="microsoft/resnet-50",
+           notes="bottleneck blocks, BatchNorm")
 def resnet(tier: str) -> hf.PreTrainedModel:
     if tier == "full":
         return hf.ResNetModel(hf.ResNetConfig())  # ResNet-50 layout
@@ -51,6 +53,7 @@ def small_cnn(tier: str) -> nn.Module:
 
 
 @zoo_entry("mobilenet_v2", family="mobilenet", kind="cnn",
+           pretrained="google/mobilenet_v2_1.0_224",
            notes="inverted residuals, depthwise convs, ReLU6")
 def mobilenet_v2(tier: str) -> hf.PreTrainedModel:
     if tier == "full":
@@ -60,6 +63,7 @@ def mobilenet_v2(tier: str) -> hf.PreTrainedModel:
 
 
 @zoo_entry("convnext", family="convnext", kind="cnn",
+           pretrained="facebook/convnext-tiny-224",
            notes="depthwise 7x7, LayerNorm on channels-last, layer scale")
 def convnext(tier: str) -> hf.PreTrainedModel:
     if tier == "full":
@@ -69,6 +73,7 @@ def convnext(tier: str) -> hf.PreTrainedModel:
 
 
 @zoo_entry("efficientnet", family="efficientnet", kind="cnn",
+           pretrained="google/efficientnet-b0",
            notes="MBConv with squeeze-excitation, SiLU")
 def efficientnet(tier: str) -> hf.PreTrainedModel:
     if tier == "full":
@@ -79,7 +84,9 @@ def efficientnet(tier: str) -> hf.PreTrainedModel:
         num_block_repeats=[1, 1], expand_ratios=[1, 6], depthwise_padding=[]))
 
 
-@zoo_entry("regnet", family="regnet", kind="cnn", notes="grouped convs, squeeze-excitation")
+@zoo_entry("regnet", family="regnet", kind="cnn",
+           pretrained="facebook/regnet-y-040",
+           notes="grouped convs, squeeze-excitation")
 def regnet(tier: str) -> hf.PreTrainedModel:
     if tier == "full":
         return hf.RegNetModel(hf.RegNetConfig())

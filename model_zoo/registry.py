@@ -19,6 +19,7 @@ from modelexport.loading import generate_inputs
 from modelexport.verify import randomize_parameters
 
 TIERS = ("tiny", "full")
+PRETRAINED = "pretrained"
 KINDS = ("cnn", "transformer", "custom")
 
 InputMaker = Callable[[torch.nn.Module, str, int], Any]
@@ -28,6 +29,19 @@ def hf_inputs(model: torch.nn.Module, tier: str, seed: int) -> Any:
     """Inputs derived from a Hugging Face config (see ``generate_inputs``)."""
     return generate_inputs(model, batch_size=1, sequence_length=16 if tier == "tiny" else 128,
                            seed=seed)
+
+
+def hub_reachable(repo_id: str, timeout: float = 10.0) -> str | None:
+    """None when the hub answers for ``repo_id``; otherwise why not, in one line."""
+    from huggingface_hub import HfApi
+
+    from modelexport.errors import one_line
+
+    try:
+        HfApi().model_info(repo_id, timeout=timeout)
+    except Exception as exc:
+        return f"{type(exc).__name__}: {one_line(exc, 160)}"
+    return None
 
 
 @dataclass(frozen=True)
@@ -41,9 +55,20 @@ class ZooEntry:
     atol: float = 1e-4
     rtol: float = 1e-3
     notes: str = ""
+    pretrained: str | None = None  # hub id of a checkpoint of this family
 
     def build(self, tier: str = "tiny", seed: int = 0) -> torch.nn.Module:
-        """The model in eval mode, with seeded, content-unique parameters."""
+        """The model in eval mode, with seeded, content-unique parameters.
+
+        The ``pretrained`` tier loads the entry's hub checkpoint instead (real
+        weights, left as they are); it needs the hub to be reachable.
+        """
+        if tier == PRETRAINED:
+            if self.pretrained is None:
+                raise ValueError(f"zoo entry {self.name!r} has no pretrained checkpoint")
+            from modelexport.loading import load_model
+
+            return load_model(self.pretrained).model.eval()
         if tier not in self.tiers:
             raise ValueError(f"zoo entry {self.name!r} has no {tier!r} tier")
         torch.manual_seed(seed)
@@ -60,7 +85,8 @@ _ENTRIES: dict[str, ZooEntry] = {}
 
 def zoo_entry(name: str, family: str, kind: str, inputs: InputMaker = hf_inputs,
               tiers: tuple[str, ...] = TIERS, atol: float = 1e-4, rtol: float = 1e-3,
-              notes: str = "") -> Callable[[Callable[[str], torch.nn.Module]], Callable]:
+              notes: str = "", pretrained: str | None = None,
+              ) -> Callable[[Callable[[str], torch.nn.Module]], Callable]:
     """Register the decorated ``builder(tier) -> nn.Module`` as a zoo entry."""
     if kind not in KINDS:
         raise ValueError(f"zoo entry kind must be one of {KINDS}, not {kind!r}")
@@ -68,13 +94,16 @@ def zoo_entry(name: str, family: str, kind: str, inputs: InputMaker = hf_inputs,
     def register(builder: Callable[[str], torch.nn.Module]) -> Callable:
         if name in _ENTRIES:
             raise ValueError(f"zoo entry {name!r} is already registered")
-        _ENTRIES[name] = ZooEntry(name, family, kind, builder, inputs, tiers, atol, rtol, notes)
+        _ENTRIES[name] = ZooEntry(name, family, kind, builder, inputs, tiers, atol, rtol, notes,
+                                  pretrained)
         return builder
 
     return register
 
 
 def entries(tier: str | None = None) -> list[ZooEntry]:
+    if tier == PRETRAINED:
+        return [e for e in _ENTRIES.values() if e.pretrained]
     return [e for e in _ENTRIES.values() if tier is None or tier in e.tiers]
 
 

@@ -14,7 +14,9 @@ from model_zoo.registry import zoo_entry
 _TINY_TEXT = {"vocab_size": 128, "max_position_embeddings": 64}
 
 
-@zoo_entry("bert", family="bert", kind="transformer", notes="encoder, absolute positions")
+@zoo_entry("bert", family="bert", kind="transformer",
+           pretrained="google-bert/bert-base-uncased",
+           notes="encoder, absolute positions")
 def bert(tier: str) -> hf.PreTrainedModel:
     if tier == "full":
         return hf.BertModel(hf.BertConfig())
@@ -24,6 +26,7 @@ def bert(tier: str) -> hf.PreTrainedModel:
 
 
 @zoo_entry("gpt2", family="gpt2", kind="transformer",
+           pretrained="openai-community/gpt2",
            notes="decoder with a tied lm_head (wte shared)")
 def gpt2(tier: str) -> hf.PreTrainedModel:
     if tier == "full":
@@ -34,6 +37,7 @@ def gpt2(tier: str) -> hf.PreTrainedModel:
 
 
 @zoo_entry("llama", family="llama", kind="transformer",
+           pretrained="TinyLlama/TinyLlama-1.1B-Chat-v1.0",
            notes="RoPE, RMSNorm, grouped-query attention")
 def llama(tier: str) -> hf.PreTrainedModel:
     if tier == "full":
@@ -46,7 +50,9 @@ def llama(tier: str) -> hf.PreTrainedModel:
                                               eos_token_id=0, pad_token_id=0, **_TINY_TEXT))
 
 
-@zoo_entry("vit", family="vit", kind="transformer", notes="patch embedding + CLS token")
+@zoo_entry("vit", family="vit", kind="transformer",
+           pretrained="google/vit-base-patch16-224-in21k",
+           notes="patch embedding + CLS token")
 def vit(tier: str) -> hf.PreTrainedModel:
     if tier == "full":
         return hf.ViTModel(hf.ViTConfig())
@@ -55,7 +61,9 @@ def vit(tier: str) -> hf.PreTrainedModel:
                                     intermediate_size=64))
 
 
-@zoo_entry("distilbert", family="distilbert", kind="transformer", notes="no token types")
+@zoo_entry("distilbert", family="distilbert", kind="transformer",
+           pretrained="distilbert/distilbert-base-uncased",
+           notes="no token types")
 def distilbert(tier: str) -> hf.PreTrainedModel:
     if tier == "full":
         return hf.DistilBertModel(hf.DistilBertConfig())
@@ -64,6 +72,7 @@ def distilbert(tier: str) -> hf.PreTrainedModel:
 
 
 @zoo_entry("roberta", family="roberta", kind="transformer",
+           pretrained="FacebookAI/roberta-base",
            notes="padding-offset position ids computed from input_ids")
 def roberta(tier: str) -> hf.PreTrainedModel:
     if tier == "full":
@@ -75,6 +84,7 @@ def roberta(tier: str) -> hf.PreTrainedModel:
 
 
 @zoo_entry("t5", family="t5", kind="transformer",
+           pretrained="google-t5/t5-small",
            notes="encoder-decoder with relative position buckets")
 def t5(tier: str) -> hf.PreTrainedModel:
     if tier == "full":
@@ -83,7 +93,9 @@ def t5(tier: str) -> hf.PreTrainedModel:
                                   num_decoder_layers=2, num_heads=2, decoder_start_token_id=0))
 
 
-@zoo_entry("deit", family="deit", kind="transformer", notes="CLS + distillation tokens")
+@zoo_entry("deit", family="deit", kind="transformer",
+           pretrained="facebook/deit-tiny-patch16-224",
+           notes="CLS + distillation tokens")
 def deit(tier: str) -> hf.PreTrainedModel:
     if tier == "full":
         return hf.DeiTModel(hf.DeiTConfig())
@@ -92,7 +104,9 @@ def deit(tier: str) -> hf.PreTrainedModel:
                                       intermediate_size=64))
 
 
-@zoo_entry("swin", family="swin", kind="transformer", notes="shifted windows, patch merging")
+@zoo_entry("swin", family="swin", kind="transformer",
+           pretrained="microsoft/swin-tiny-patch4-window7-224",
+           notes="shifted windows, patch merging")
 def swin(tier: str) -> hf.PreTrainedModel:
     if tier == "full":
         return hf.SwinModel(hf.SwinConfig())
@@ -100,7 +114,9 @@ def swin(tier: str) -> hf.PreTrainedModel:
                                       num_heads=[1, 2], window_size=4))
 
 
-@zoo_entry("clip_text", family="clip", kind="transformer", notes="causal-mask text tower")
+@zoo_entry("clip_text", family="clip", kind="transformer",
+           pretrained="openai/clip-vit-base-patch32",
+           notes="causal-mask text tower")
 def clip_text(tier: str) -> hf.PreTrainedModel:
     if tier == "full":
         return hf.CLIPTextModel(hf.CLIPTextConfig())
@@ -124,6 +140,7 @@ def whisper_encoder(tier: str) -> torch.nn.Module:
 
 
 @zoo_entry("wav2vec2", family="wav2vec2", kind="transformer",
+           pretrained="facebook/wav2vec2-base",
            notes="raw waveform, conv feature encoder, positional conv")
 def wav2vec2(tier: str) -> hf.PreTrainedModel:
     if tier == "full":

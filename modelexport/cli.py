@@ -88,7 +88,8 @@ def _build_parser() -> argparse.ArgumentParser:
     zoo = sub.add_parser("zoo", help="the model zoo and the strategy matrix")
     zoo_sub = zoo.add_subparsers(dest="zoo_command", required=True)
     run = zoo_sub.add_parser("run", help="every zoo model x every strategy, scored")
-    run.add_argument("--tier", default="tiny", choices=["tiny", "full"])
+    run.add_argument("--tier", default="tiny", choices=["tiny", "full", "pretrained"],
+                     help="pretrained: the entries' hub checkpoints (needs the hub)")
     run.add_argument("--models", nargs="+", help="zoo entry names (default: the whole tier)")
     run.add_argument("--strategies", nargs="+", help="default: every registered strategy")
     run.add_argument("--jobs", type=int, default=2, help="worker processes (default 2)")
@@ -103,7 +104,7 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--expectations", help="expectations file (default: the zoo's own)")
     run.add_argument("--keep-onnx", action="store_true", help="keep each cell's ONNX in --out")
     listing = zoo_sub.add_parser("list", help="list zoo entries")
-    listing.add_argument("--tier", choices=["tiny", "full"])
+    listing.add_argument("--tier", choices=["tiny", "full", "pretrained"])
     listing.add_argument("--zoo-file", action="append", default=[])
     expect = zoo_sub.add_parser("expect", help="show or update the expectations file")
     expect.add_argument("--update", action="store_true",
@@ -205,6 +206,8 @@ def _zoo_run(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     timeout = args.timeout or (300.0 if args.tier == "tiny" else 3600.0)
+    if args.tier == "pretrained" and not _hub_answers():
+        return EXIT_OK
     expectations = load_expectations(_expectations_path(args.expectations))
     run = run_matrix(tier=args.tier, models=args.models, strategies=args.strategies,
                      jobs=args.jobs, repeat=args.repeat, timeout=timeout,
@@ -222,6 +225,21 @@ def _zoo_run(args: argparse.Namespace) -> int:
     return EXIT_OK if gate.passed else EXIT_PARITY_FAILED
 
 
+def _hub_answers() -> bool:
+    """Probe the hub once before a pretrained run; say plainly why it is skipped."""
+    from model_zoo import entries
+    from model_zoo.registry import hub_reachable
+
+    candidates = entries("pretrained")
+    why = hub_reachable(candidates[0].pretrained) if candidates else "no entry has a checkpoint"
+    if why is not None:
+        print(f"skipped: pretrained zoo models need the Hugging Face hub, which is not "
+              f"reachable from here ({why}); the tiny and full tiers build the same "
+              "families offline", file=sys.stderr)
+        return False
+    return True
+
+
 def _zoo_list(args: argparse.Namespace) -> int:
     from model_zoo import entries
     from modelexport.harness.workers import import_plugin
@@ -229,8 +247,9 @@ def _zoo_list(args: argparse.Namespace) -> int:
     for plugin in args.zoo_file:
         import_plugin(plugin)
     for entry in entries(args.tier):
+        hub = f"  [hub: {entry.pretrained}]" if entry.pretrained else ""
         print(f"{entry.name:16s} {entry.kind:12s} {entry.family:12s} "
-              f"{','.join(entry.tiers):10s} atol={entry.atol:g}  {entry.notes}")
+              f"{','.join(entry.tiers):10s} atol={entry.atol:g}  {entry.notes}{hub}")
     return EXIT_OK
 
 

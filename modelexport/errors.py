@@ -68,7 +68,7 @@ def one_line(exc: BaseException, limit: int = 300) -> str:
         seen.add(id(cause))
         innermost = cause
         cause = _chained(cause)
-    if innermost is not None:
+    if innermost is not None and _first_line(innermost) not in line:
         line = f"{line} <- {type(innermost).__name__}: {_first_line(innermost)}"
     if len(line) > limit:
         line = line[: limit - 3] + "..."

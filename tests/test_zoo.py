@@ -186,3 +186,17 @@ def test_updated_expectations_keep_one_model_of_slack():
                "selector": {"speed": {"correct": 9, "scored_models": 10, "accuracy": 0.9}}}
     floors = updated_expectations({}, results)["tiers"]["tiny"]["selector_accuracy_floor"]
     assert floors == {"speed": 0.8}
+
+
+def test_pretrained_tier_is_skipped_with_a_clear_message_without_the_hub(monkeypatch, capsys):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert main(["zoo", "run", "--tier", "pretrained", "--out", "unused"]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith("skipped: pretrained zoo models need the Hugging Face hub")
+    assert not Path("unused").exists()
+
+
+def test_hugging_face_entries_name_a_checkpoint_of_their_family():
+    with_hub = model_zoo.entries("pretrained")
+    assert len(with_hub) >= 15
+    assert all("/" in e.pretrained for e in with_hub)
