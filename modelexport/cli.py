@@ -296,7 +296,7 @@ def _print_summary(report) -> None:
           f"inherited {c['inherited']:.1%}, projected {c['projected']:.1%}, "
           f"root {c['root']:.1%}")
     accuracy = report.anchored["accuracy"]
-    if accuracy is not None:
+    if report.anchored["anchored_nodes"]:
         print(f"  anchored accuracy {accuracy:.1%} "
               f"({report.anchored['anchored_nodes']} parameter-consuming nodes)")
     if report.parity is not None:

@@ -147,9 +147,12 @@ def check_parity(onnx_path: str | Path, model: torch.nn.Module, example: ModelIn
                  seed: int = 1234) -> ParityResult:
     """Run ONNX Runtime and PyTorch on a fresh input derived from ``example``.
 
-    Passes when every output has the reference's shape and is within
-    ``atol + rtol * |reference|`` everywhere.  ``max_rel`` is the largest
-    error divided by the largest magnitude of the reference output.
+    Passes when every output has the reference's shape and its largest error
+    is within ``atol + rtol * max|reference|``: the tolerance scales with the
+    output's magnitude, not each element's, because an element near zero in
+    an output of magnitude 1e3 carries float32 rounding of that magnitude.
+    ``max_rel`` is the largest error divided by the largest magnitude of the
+    reference output.
     """
     import onnxruntime as ort
 
@@ -173,9 +176,9 @@ def check_parity(onnx_path: str | Path, model: torch.nn.Module, example: ModelIn
             continue
         diff = np.abs(ours.astype(np.float64) - ref.astype(np.float64))
         scale = float(np.abs(ref).max()) or 1.0
-        max_abs = max(max_abs, float(diff.max()))
-        max_rel = max(max_rel, float(diff.max()) / scale)
-        if not np.all(diff <= atol + rtol * np.abs(ref.astype(np.float64))):
+        worst = float(diff.max())
+        max_abs, max_rel = max(max_abs, worst), max(max_rel, worst / scale)
+        if not worst <= atol + rtol * scale:
             passed = False
             detail = detail or f"output {index} exceeds tolerance"
     return ParityResult(passed, max_abs, max_rel, atol, rtol, len(got), seed, detail)

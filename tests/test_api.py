@@ -191,3 +191,12 @@ def test_untouched_hf_model_keeps_root_share_low_under_htp(tmp_path):
     report = modelexport.export_model(model, ids, tmp_path / "b.onnx", strategy="htp")
     assert report["coverage"]["projected"] > 0  # the scope-less nodes exist ...
     assert report["coverage"]["root"] <= 0.01  # ... and are not dumped on the root
+
+
+def test_anchored_accuracy_is_measured_only_with_validation(tmp_path):
+    model, x = small_cnn(), torch.randn(1, 3, 32, 32)
+    plain = modelexport.export_model(model, x, tmp_path / "a.onnx", strategy="htp")
+    checked = modelexport.export_model(model, x, tmp_path / "b.onnx", strategy="htp",
+                                       validate=True)
+    assert plain["anchored"]["accuracy"] is None and "figures" in plain["timings"]
+    assert checked["anchored"]["accuracy"] == 1.0

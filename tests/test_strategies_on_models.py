@@ -132,7 +132,8 @@ def test_unoptimized_resnet_keeps_batchnorm_and_anchors_it(tmp_path, strategy):
     entry = model_zoo.get_entry("resnet")
     model = entry.build()
     report = modelexport.export_model(model, entry.inputs(model), tmp_path / "r.onnx",
-                                      strategy=strategy, enable_optimizations=False)
+                                      strategy=strategy, enable_optimizations=False,
+                                      validate=True)
     assert report["anchored"]["anchored_nodes"] >= 16
     assert report["anchored"]["accuracy"] == 1.0
     assert report["coverage"]["root"] <= 0.01
