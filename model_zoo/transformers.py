@@ -37,12 +37,14 @@ def gpt2(tier: str) -> hf.PreTrainedModel:
 
 
 @zoo_entry("llama", family="llama", kind="transformer",
-           pretrained="TinyLlama/TinyLlama-1.1B-Chat-v1.0",
+           pretrained="HuggingFaceTB/SmolLM-360M",
            notes="RoPE, RMSNorm, grouped-query attention")
 def llama(tier: str) -> hf.PreTrainedModel:
     if tier == "full":
-        config = hf.LlamaConfig(hidden_size=2048, intermediate_size=5632, num_hidden_layers=22,
-                                num_attention_heads=32, num_key_value_heads=4)
+        # SmolLM-360M's layout: a real Llama-style size that a 24 GB machine can export
+        config = hf.LlamaConfig(vocab_size=49152, hidden_size=960, intermediate_size=2560,
+                                num_hidden_layers=32, num_attention_heads=15,
+                                num_key_value_heads=5, tie_word_embeddings=True)
         return hf.LlamaForCausalLM(config)
     return hf.LlamaForCausalLM(hf.LlamaConfig(hidden_size=32, intermediate_size=64,
                                               num_hidden_layers=2, num_attention_heads=4,

@@ -92,7 +92,9 @@ def _build_parser() -> argparse.ArgumentParser:
                      help="pretrained: the entries' hub checkpoints (needs the hub)")
     run.add_argument("--models", nargs="+", help="zoo entry names (default: the whole tier)")
     run.add_argument("--strategies", nargs="+", help="default: every registered strategy")
-    run.add_argument("--jobs", type=int, default=2, help="worker processes (default 2)")
+    run.add_argument("--jobs", type=int, default=None,
+                     help="worker processes (default 2 for tiny, 1 otherwise: full-size "
+                          "exports need several times the model's memory)")
     run.add_argument("--repeat", type=int, default=1, help="exports per cell; time = median")
     run.add_argument("--timeout", type=float, default=None,
                      help="seconds per cell (default 300 tiny, 3600 full)")
@@ -210,7 +212,8 @@ def _zoo_run(args: argparse.Namespace) -> int:
         return EXIT_OK
     expectations = load_expectations(_expectations_path(args.expectations))
     run = run_matrix(tier=args.tier, models=args.models, strategies=args.strategies,
-                     jobs=args.jobs, repeat=args.repeat, timeout=timeout,
+                     jobs=args.jobs or (2 if args.tier == "tiny" else 1),
+                     repeat=args.repeat, timeout=timeout,
                      plugins=args.zoo_file + args.strategy_file,
                      keep_dir=str(out.resolve()) if args.keep_onnx else None,
                      progress=terminal_progress())
