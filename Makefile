@@ -36,3 +36,39 @@ lint: setup
 
 clean:
 	rm -rf $(OUT) .pytest_cache
+
+# --- benchmarks (asv) and the regression gate -------------------------------
+BASE ?= HEAD~1
+THRESHOLD ?= 0.10
+ASV := $(BIN)/asv
+MACHINE ?= $(shell hostname)
+
+.PHONY: bench bench-history publish preview gate bench-micro
+
+$(HOME)/.asv-machine.json:
+	$(ASV) machine --yes --machine $(MACHINE) > /dev/null
+
+# Record the tiny tier for the current commit, in this venv (no rebuild).
+bench: setup $(HOME)/.asv-machine.json
+	$(ASV) run --python=same --set-commit-hash=$$(git rev-parse HEAD) --machine $(MACHINE)
+
+# Record a range of past commits in asv-built virtualenvs (RANGE=HEAD~5..HEAD).
+RANGE ?= HEAD~3..HEAD
+bench-history: setup $(HOME)/.asv-machine.json
+	$(ASV) run $(RANGE) --machine $(MACHINE)
+
+publish: setup
+	$(ASV) publish
+
+preview: publish
+	$(ASV) preview
+
+# Benchmark BASE and HEAD interleaved; exit 1 with a table of what regressed.
+gate: setup
+	$(BIN)/modelexport gate --base $(BASE) --threshold $(THRESHOLD)
+
+# pytest-benchmark of the tagging pass against the committed baseline.
+bench-micro: setup
+	$(PY) -m pytest tests/test_tagging_benchmark.py --benchmark-enable \
+	  --benchmark-storage=benchmarks/pytest-baseline --benchmark-compare \
+	  --benchmark-compare-fail=median:25% -p no:cacheprovider

@@ -113,6 +113,18 @@ def _build_parser() -> argparse.ArgumentParser:
                         help="rewrite expectations from --results (never automatic)")
     expect.add_argument("--results", default="out/zoo/results.json")
     expect.add_argument("--expectations", help="default: the zoo's own")
+
+    gate = sub.add_parser("gate", help="benchmark BASE and HEAD interleaved; fail on regressions")
+    gate.add_argument("--base", required=True, help="git ref to compare against")
+    gate.add_argument("--head", default="HEAD")
+    gate.add_argument("--repo", default=".", help="git checkout (default: here)")
+    gate.add_argument("--rounds", type=int, default=3, help="interleaved rounds per side")
+    gate.add_argument("--repeat", type=int, default=3, help="exports per cell per round")
+    gate.add_argument("--threshold", type=float, default=0.10,
+                      help="allowed slowdown beyond measured noise (default 0.10)")
+    gate.add_argument("--models", nargs="+", help="zoo entries (default: a 6-model subset)")
+    gate.add_argument("--strategies", nargs="+")
+    gate.add_argument("--json", help="also write the verdict as JSON here")
     return parser
 
 
@@ -228,6 +240,21 @@ def _zoo_run(args: argparse.Namespace) -> int:
     return EXIT_OK if gate.passed else EXIT_PARITY_FAILED
 
 
+def _cmd_gate(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+    from pathlib import Path
+
+    from modelexport.harness.gate import run_gate
+
+    report = run_gate(Path(args.repo), args.base, args.head, rounds=args.rounds,
+                      threshold=args.threshold, repeat=args.repeat, models=args.models,
+                      strategies=args.strategies, log=_progress(True))
+    print(report.table())
+    if args.json:
+        Path(args.json).write_text(json.dumps(asdict(report), indent=2) + "\n")
+    return EXIT_OK if report.passed else EXIT_PARITY_FAILED
+
+
 def _hub_answers() -> bool:
     """Probe the hub once before a pretrained run; say plainly why it is skipped."""
     from model_zoo import entries
@@ -315,7 +342,8 @@ def _print_summary(report) -> None:
     print(f"  total {s.total_seconds:.2f}s")
 
 
-_COMMANDS = {"export": _cmd_export, "recommend": _cmd_recommend, "zoo": _cmd_zoo}
+_COMMANDS = {"export": _cmd_export, "recommend": _cmd_recommend, "zoo": _cmd_zoo,
+             "gate": _cmd_gate}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

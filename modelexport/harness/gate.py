@@ -1,0 +1,220 @@
+"""The regression gate: BASE and HEAD benchmarked on one machine, in one run.
+
+Both commits are checked out into temporary git worktrees and measured with
+the same matrix (``modelexport zoo run`` on a subset), *interleaved*: round 1
+runs BASE then HEAD, round 2 HEAD then BASE, and so on, so drift in the
+machine's speed (another job, thermal throttling) hits both sides alike.
+Each side's processes import that side's code (``PYTHONPATH`` points at its
+worktree; the installed package is an editable *path* entry, which
+``PYTHONPATH`` precedes).
+
+Verdicts:
+
+* timing: a cell regresses when the median of HEAD's times exceeds BASE's by
+  more than ``threshold`` *plus* the noise measured in this run (the larger
+  of the two sides' half-range relative to their medians), so a noisy cell
+  needs a bigger slowdown to fail;
+* quality: any worsening fails, whatever its size: a cell that was ``ok`` and
+  is not (parity error past the tolerance turns a cell ``parity-failed``), a
+  drop in coverage, anchored accuracy or exact + inherited share, a rise in
+  root share, and selector accuracy falling under either objective.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from modelexport.errors import ModelExportError
+
+DEFAULT_MODELS = ["small_cnn", "shared_block", "bert", "gpt2", "vit", "resnet"]
+DEFAULT_STRATEGIES = ["htp", "usage_based", "fx", "dynamo"]
+_EPS = 1e-9
+
+
+@dataclass
+class Finding:
+    kind: str  # "timing" or "quality"
+    benchmark: str
+    base: str
+    head: str
+    detail: str
+
+
+@dataclass
+class GateReport:
+    base: str
+    head: str
+    rounds: int
+    threshold: float
+    timings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    findings: list[Finding] = field(default_factory=list)
+    wall_seconds: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        return not self.findings
+
+    def table(self) -> str:
+        rows = [f"gate {self.base[:10]} -> {self.head[:10]}: {self.rounds} interleaved rounds, "
+                f"timing threshold {self.threshold:.0%} beyond measured noise, "
+                f"{self.wall_seconds:.0f}s"]
+        rows.append(f"{'benchmark':32s} {'base':>10s} {'head':>10s} {'ratio':>7s} {'noise':>6s}")
+        for key, t in sorted(self.timings.items()):
+            flag = " <- SLOWER" if t.get("regressed") else ""
+            rows.append(f"{'time_export ' + key:32s} {t['base']:>9.3f}s {t['head']:>9.3f}s "
+                        f"{t['ratio']:>7.2f} {t['noise']:>6.0%}{flag}")
+        if self.findings:
+            rows.append("")
+            rows.append("REGRESSIONS")
+            rows.append(f"{'kind':8s} {'benchmark':40s} {'base':>12s} {'head':>12s}  detail")
+            for f in self.findings:
+                rows.append(f"{f.kind:8s} {f.benchmark:40s} {f.base:>12s} {f.head:>12s}  "
+                            f"{f.detail}")
+        else:
+            rows.append("no regression")
+        return "\n".join(rows) + "\n"
+
+
+def _git(repo: Path, *args: str) -> str:
+    done = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True,
+                          check=False)
+    if done.returncode != 0:
+        raise ModelExportError(f"git {' '.join(args)} failed: {done.stderr.strip()}")
+    return done.stdout.strip()
+
+
+def _measure(worktree: Path, models: list[str], strategies: list[str], repeat: int,
+             out: Path) -> dict:
+    """One matrix run of one side, in that side's code; returns its results.json."""
+    empty = out.parent / "no-expectations.json"
+    empty.write_text('{"schema": "modelexport.zoo-expectations/1", "tiers": {}}')
+    env = {**os.environ, "PYTHONPATH": str(worktree)}
+    command = [sys.executable, "-m", "modelexport.cli", "zoo", "run", "--tier", "tiny",
+               "--models", *models, "--strategies", *strategies, "--out", str(out),
+               "--jobs", "1", "--repeat", str(repeat), "--expectations", str(empty)]
+    done = subprocess.run(command, env=env, cwd=worktree, capture_output=True, text=True,
+                          check=False)
+    results = out / "results.json"
+    if not results.exists():
+        raise ModelExportError(f"matrix run in {worktree} produced no results: "
+                               f"{done.stderr.strip().splitlines()[-1:]}")
+    return json.loads(results.read_text())
+
+
+def run_gate(repo: Path, base: str, head: str = "HEAD", rounds: int = 3,
+             threshold: float = 0.10, repeat: int = 3, models: list[str] | None = None,
+             strategies: list[str] | None = None,
+             log: Callable[[str], None] = lambda _: None) -> GateReport:
+    import time
+
+    started = time.perf_counter()
+    models, strategies = models or DEFAULT_MODELS, strategies or DEFAULT_STRATEGIES
+    sides = {"base": _git(repo, "rev-parse", base), "head": _git(repo, "rev-parse", head)}
+    scratch = Path(tempfile.mkdtemp(prefix="modelexport-gate-"))
+    runs: dict[str, list[dict]] = {"base": [], "head": []}
+    try:
+        trees = {}
+        for side, commit in sides.items():
+            trees[side] = scratch / side
+            _git(repo, "worktree", "add", "--detach", str(trees[side]), commit)
+        for index in range(rounds):
+            order = ["base", "head"] if index % 2 == 0 else ["head", "base"]
+            for side in order:
+                log(f"round {index + 1}/{rounds}: {side} ({sides[side][:10]})")
+                runs[side].append(_measure(trees[side], models, strategies, repeat,
+                                           scratch / f"{side}-{index}"))
+    finally:
+        for side in ("base", "head"):
+            if (scratch / side).exists():
+                _git(repo, "worktree", "remove", "--force", str(scratch / side))
+        shutil.rmtree(scratch, ignore_errors=True)
+    report = GateReport(base=sides["base"], head=sides["head"], rounds=rounds,
+                        threshold=threshold)
+    _compare_timings(report, runs)
+    _compare_quality(report, runs["base"][0], runs["head"][0])
+    report.wall_seconds = time.perf_counter() - started
+    return report
+
+
+def _cells(results: dict) -> dict[str, dict]:
+    return {f"{c['model']}/{c['strategy']}": c for c in results["cells"]}
+
+
+def _half_range(values: list[float]) -> float:
+    middle = statistics.median(values)
+    return (max(values) - min(values)) / 2 / max(middle, _EPS)
+
+
+def _compare_timings(report: GateReport, runs: dict[str, list[dict]]) -> None:
+    times: dict[str, dict[str, list[float]]] = {}
+    for side, results in runs.items():
+        for run in results:
+            for key, cell in _cells(run).items():
+                if cell["status"] == "ok" and cell["seconds"] is not None:
+                    times.setdefault(key, {"base": [], "head": []})[side].append(cell["seconds"])
+    for key, sides in times.items():
+        if len(sides["base"]) != report.rounds or len(sides["head"]) != report.rounds:
+            continue  # a cell that failed in some round is judged on quality instead
+        base, head = statistics.median(sides["base"]), statistics.median(sides["head"])
+        ratio = head / max(base, _EPS)
+        noise = max(_half_range(sides["base"]), _half_range(sides["head"]))
+        regressed = ratio > 1 + report.threshold + noise
+        report.timings[key] = {"base": base, "head": head, "ratio": ratio, "noise": noise,
+                               "regressed": regressed}
+        if regressed:
+            report.findings.append(Finding(
+                "timing", f"time_export {key}", f"{base:.3f}s", f"{head:.3f}s",
+                f"{ratio - 1:+.0%} slower; threshold {report.threshold:.0%} + noise "
+                f"{noise:.0%}"))
+
+
+_LOWER_IS_WORSE = ("coverage", "anchored_accuracy")
+
+
+def _known(cell: dict) -> float:
+    return (cell["exact"] or 0.0) + (cell["inherited"] or 0.0)
+
+
+def _compare_quality(report: GateReport, base_run: dict, head_run: dict) -> None:
+    base_cells, head_cells = _cells(base_run), _cells(head_run)
+    for key in sorted(base_cells):
+        base, head = base_cells[key], head_cells.get(key)
+        if head is None:
+            report.findings.append(Finding("quality", key, base["status"], "missing",
+                                           "cell not run by HEAD"))
+            continue
+        if base["status"] == "ok" and head["status"] != "ok":
+            report.findings.append(Finding("quality", key, "ok", head["status"],
+                                           head["error"][:120]))
+            continue
+        if base["status"] != "ok" or head["status"] != "ok":
+            continue
+        for figure in _LOWER_IS_WORSE:
+            if base[figure] is not None and (head[figure] or 0.0) < base[figure] - _EPS:
+                report.findings.append(Finding("quality", f"{figure} {key}",
+                                               f"{base[figure]:.4f}", f"{head[figure] or 0:.4f}",
+                                               f"{figure} dropped"))
+        if _known(head) < _known(base) - _EPS:
+            report.findings.append(Finding("quality", f"exact+inherited {key}",
+                                           f"{_known(base):.4f}", f"{_known(head):.4f}",
+                                           "share known by the strategy dropped"))
+        if (head["root"] or 0.0) > (base["root"] or 0.0) + _EPS:
+            report.findings.append(Finding("quality", f"root_share {key}", f"{base['root']:.4f}",
+                                           f"{head['root']:.4f}", "more nodes on the root"))
+    for objective, score in base_run["selector"].items():
+        before = score["accuracy"]
+        after = head_run["selector"].get(objective, {}).get("accuracy")
+        if before is not None and (after is None or after < before - _EPS):
+            report.findings.append(Finding("quality", f"selector accuracy ({objective})",
+                                           f"{before:.2f}", "-" if after is None else
+                                           f"{after:.2f}", "selector accuracy dropped"))
