@@ -10,9 +10,11 @@ worktree; the installed package is an editable *path* entry, which
 
 Verdicts:
 
-* timing: a cell regresses when the median of HEAD's times exceeds BASE's by
-  more than ``threshold`` *plus* the noise measured in this run (the larger
-  of the two sides' half-range relative to their medians), so a noisy cell
+* timing: each round times every cell ``repeat`` times and keeps the best
+  (noise on a shared machine only ever adds time); a cell regresses when the
+  median over rounds of HEAD's best times exceeds BASE's by more than
+  ``threshold`` *plus* the noise measured in this run (the larger of the two
+  sides' half-range across rounds, relative to their median), so a noisy cell
   needs a bigger slowdown to fail;
 * quality: any worsening fails, whatever its size: a cell that was ``ok`` and
   is not (parity error past the tolerance turns a cell ``parity-failed``), a
@@ -160,8 +162,9 @@ def _compare_timings(report: GateReport, runs: dict[str, list[dict]]) -> None:
     for side, results in runs.items():
         for run in results:
             for key, cell in _cells(run).items():
-                if cell["status"] == "ok" and cell["seconds"] is not None:
-                    times.setdefault(key, {"base": [], "head": []})[side].append(cell["seconds"])
+                if cell["status"] == "ok" and cell["seconds_all"]:
+                    best = min(cell["seconds_all"])  # best of the round's repeats
+                    times.setdefault(key, {"base": [], "head": []})[side].append(best)
     for key, sides in times.items():
         if len(sides["base"]) != report.rounds or len(sides["head"]) != report.rounds:
             continue  # a cell that failed in some round is judged on quality instead
