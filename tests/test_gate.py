@@ -57,9 +57,12 @@ def test_planted_slowdown_fails_the_gate_and_is_named(clone):
     assert "time_export bert/htp" in report.table()
 
 
+RESOLVE = "            module, complete = resolve_scope(segments, request.tree)\n"
+
+
 def test_tags_dropped_to_the_root_fail_on_quality(clone):
-    commit_change(clone, HTP, "            module, complete = resolve_scope(segments, request.tree)\n",
-                  "            module, complete = resolve_scope(segments, request.tree)\n"
+    commit_change(clone, HTP, RESOLVE,
+                  RESOLVE +
                   "            if type(request.model).__name__ == \"SmallCNN\":  # planted\n"
                   "                module, complete = \"\", False\n",
                   "plant a tagging regression for one zoo cell")
