@@ -29,7 +29,7 @@ test: setup
 	$(PY) -m pytest -q
 
 test-slow: setup
-	$(PY) -m pytest -q -m slow
+	$(PY) -m pytest -q -m slow -p no:cacheprovider
 
 lint: setup
 	$(BIN)/ruff check .
@@ -57,8 +57,10 @@ RANGE ?= HEAD~3..HEAD
 bench-history: setup $(HOME)/.asv-machine.json
 	$(ASV) run $(RANGE) --machine $(MACHINE)
 
+# asv's pages load jQuery/flot from CDNs; the second step serves them locally.
 publish: setup
 	$(ASV) publish
+	$(PY) -m modelexport.harness.dashboard .asv/html --vendor .asv/vendor
 
 preview: publish
 	$(ASV) preview
