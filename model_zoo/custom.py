@@ -7,12 +7,12 @@ from torch import nn
 
 from model_zoo.registry import zoo_entry
 
+# Feature width per tier, shared by each builder and its input maker.
+WIDTH = {"tiny": 16, "full": 512}
 
-def vector_inputs(width: int) -> object:
-    def make(_model: nn.Module, _tier: str, seed: int) -> torch.Tensor:
-        return torch.randn(2, width, generator=torch.Generator().manual_seed(seed))
 
-    return make
+def vector_inputs(_model: nn.Module, tier: str, seed: int) -> torch.Tensor:
+    return torch.randn(2, WIDTH[tier], generator=torch.Generator().manual_seed(seed))
 
 
 class Block(nn.Module):
@@ -42,10 +42,10 @@ class SharedBlockModel(nn.Module):
         return self.head(x * 0.5)
 
 
-@zoo_entry("shared_block", family="custom", kind="custom", inputs=vector_inputs(16),
+@zoo_entry("shared_block", family="custom", kind="custom", inputs=vector_inputs,
            notes="one module instance called twice")
 def shared_block(tier: str) -> nn.Module:
-    return SharedBlockModel(width=16 if tier == "tiny" else 512)
+    return SharedBlockModel(width=WIDTH[tier])
 
 
 class Pair(nn.Module):
@@ -70,10 +70,10 @@ class NestedCallerModel(nn.Module):
         return self.head(self.a.fc2(x) + self.b.fc2(x))
 
 
-@zoo_entry("nested_calls", family="custom", kind="custom", inputs=vector_inputs(16),
+@zoo_entry("nested_calls", family="custom", kind="custom", inputs=vector_inputs,
            notes="grandchild modules called directly; their parents never run")
 def nested_calls(tier: str) -> nn.Module:
-    return NestedCallerModel(width=16 if tier == "tiny" else 512)
+    return NestedCallerModel(width=WIDTH[tier])
 
 
 class MeanGate(nn.Module):
@@ -90,10 +90,10 @@ class MeanGate(nn.Module):
         return self.down(x)
 
 
-@zoo_entry("mean_gate", family="custom", kind="custom", inputs=vector_inputs(16),
+@zoo_entry("mean_gate", family="custom", kind="custom", inputs=vector_inputs,
            notes="if x.mean() > 0: tracing freezes one branch; dynamo and FX refuse it")
 def mean_gate(tier: str) -> nn.Module:
-    return MeanGate(width=16 if tier == "tiny" else 512)
+    return MeanGate(width=WIDTH[tier])
 
 
 class TiedLM(nn.Module):
@@ -121,7 +121,7 @@ def token_inputs(vocab: int, length: int = 8) -> object:
 @zoo_entry("tied_weights", family="custom", kind="custom", inputs=token_inputs(64),
            notes="lm_head.weight is embed.weight: one initializer, two owners")
 def tied_weights(tier: str) -> nn.Module:
-    return TiedLM(vocab=64, width=16 if tier == "tiny" else 512)
+    return TiedLM(vocab=64, width=WIDTH[tier])
 
 
 class DictInOut(nn.Module):
@@ -138,19 +138,16 @@ class DictInOut(nn.Module):
         return self.fuse(torch.cat([image, text], dim=-1)), {"image": image, "text": text}
 
 
-def dict_inputs(width: int) -> object:
-    def make(_model: nn.Module, _tier: str, seed: int) -> dict:
-        generator = torch.Generator().manual_seed(seed)
-        return {"batch": {"image": torch.randn(2, width, generator=generator),
-                          "text": torch.randn(2, width, generator=generator)}}
-
-    return make
+def dict_inputs(_model: nn.Module, tier: str, seed: int) -> dict:
+    generator = torch.Generator().manual_seed(seed)
+    return {"batch": {"image": torch.randn(2, WIDTH[tier], generator=generator),
+                      "text": torch.randn(2, WIDTH[tier], generator=generator)}}
 
 
-@zoo_entry("dict_io", family="custom", kind="custom", inputs=dict_inputs(16),
+@zoo_entry("dict_io", family="custom", kind="custom", inputs=dict_inputs,
            notes="dict input, tuple output holding a dict")
 def dict_io(tier: str) -> nn.Module:
-    return DictInOut(width=16 if tier == "tiny" else 512)
+    return DictInOut(width=WIDTH[tier])
 
 
 class EarlyExit(nn.Module):
@@ -169,7 +166,7 @@ class EarlyExit(nn.Module):
         return self.head(x)
 
 
-@zoo_entry("early_exit", family="custom", kind="custom", inputs=vector_inputs(16),
+@zoo_entry("early_exit", family="custom", kind="custom", inputs=vector_inputs,
            notes="loop over a ModuleList with a data-dependent break")
 def early_exit(tier: str) -> nn.Module:
-    return EarlyExit(width=16 if tier == "tiny" else 512)
+    return EarlyExit(width=WIDTH[tier])

@@ -162,6 +162,9 @@ def generate_inputs(model: torch.nn.Module, batch_size: int = 1, sequence_length
     text = getattr(config, "text_config", None) or config
     vision = getattr(config, "vision_config", None) or config
     inputs: dict[str, torch.Tensor] = {}
+    longest = getattr(text, "max_position_embeddings", None)
+    if isinstance(longest, int) and longest > 0:
+        sequence_length = min(sequence_length, longest)  # CLIP's text tower stops at 77
     shape = (batch_size, sequence_length)
     vocab = getattr(text, "vocab_size", None)
     if "input_ids" in accepted and vocab:

@@ -200,3 +200,21 @@ def test_hugging_face_entries_name_a_checkpoint_of_their_family():
     with_hub = model_zoo.entries("pretrained")
     assert len(with_hub) >= 15
     assert all("/" in e.pretrained for e in with_hub)
+
+
+@pytest.mark.parametrize("name", [e.name for e in model_zoo.entries("full") if e.kind == "custom"])
+def test_custom_entries_full_tier_inputs_fit(name):
+    """Input makers must follow the tier: a full-tier model with tiny inputs fails."""
+    entry = model_zoo.get_entry(name)
+    model = entry.build("full")
+    inputs = entry.inputs(model, "full")
+    with torch.no_grad():
+        model(**inputs) if isinstance(inputs, dict) else model(inputs)
+
+
+def test_generated_text_inputs_stop_at_the_position_limit():
+    from modelexport.loading import generate_inputs
+
+    model = model_zoo.get_entry("clip_text").build()
+    inputs = generate_inputs(model, sequence_length=500)
+    assert inputs["input_ids"].shape[1] == model.config.max_position_embeddings
