@@ -40,7 +40,7 @@ from modelexport.report import Attempt, ExportReport, Outputs, Summary
 from modelexport.selection import recommend_strategy
 from modelexport.sidecar import build_sidecar
 from modelexport.strategies import ExportRequest, StrategyResult, get_strategy
-from modelexport.tagging import complete_tags
+from modelexport.tagging import complete_tags, paused_gc
 from modelexport.tags import strip_tags, write_tags
 from modelexport.verify import anchored_accuracy, check_model_file, check_parity, tag_figures
 
@@ -161,7 +161,7 @@ class UnifiedExporter:
         graph = result.model
         assert graph is not None and result.assignments is not None
 
-        with monitor.phase("tag"):
+        with monitor.phase("tag"), paused_gc():
             tags = complete_tags(graph.graph.node, result.assignments, tree)
             for index, node in enumerate(graph.graph.node):
                 if not node.name:

@@ -19,13 +19,33 @@ call counts the forward hooks recorded.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import gc
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import onnx
 
 from modelexport.hierarchy import ROOT, ModuleTree, ancestors, common_ancestor, is_within
 from modelexport.tags import NodeTag, TagSource
+
+
+@contextlib.contextmanager
+def paused_gc() -> Iterator[None]:
+    """Pause the cyclic garbage collector during a per-node pass.
+
+    Tagging allocates a few objects per node and none of them form cycles,
+    yet each allocation burst triggers full collections whose cost grows
+    with the live heap: on a 110k-node graph that made the pass 16x slower
+    than on 11k nodes instead of 10x (measured by benchmarks/bench_tagging.py).
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from onnx import helper
 
 from modelexport.hierarchy import ModuleTree
 from modelexport.strategies.htp import resolve_scope, scope_segments
-from modelexport.tagging import Assignment, complete_tags
+from modelexport.tagging import Assignment, complete_tags, paused_gc
 from modelexport.tags import TagSource, write_tags
 
 
@@ -70,6 +70,11 @@ def synthetic_case(nodes: int, blocks: int = 48) -> SyntheticCase:
 
 def tag_synthetic(case: SyntheticCase) -> int:
     """Resolve every scope, project the rest, write the tags; returns nodes tagged."""
+    with paused_gc():
+        return _tag(case)
+
+
+def _tag(case: SyntheticCase) -> int:
     assigned: list[Assignment | None] = []
     for node in case.graph.graph.node:
         segments = scope_segments(node.name)

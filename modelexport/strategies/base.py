@@ -25,7 +25,7 @@ import torch
 from modelexport.errors import ModelExportError, one_line
 from modelexport.hierarchy import ModuleTree
 from modelexport.inputs import ModelInputs
-from modelexport.tagging import Assignment
+from modelexport.tagging import Assignment, paused_gc
 
 
 @dataclass
@@ -95,7 +95,8 @@ class Strategy(ABC):
                 graph = self.capture(request)
                 result.seconds["capture"] = time.perf_counter() - start
                 start = time.perf_counter()
-                assignments = self.assign(request, graph)
+                with paused_gc():
+                    assignments = self.assign(request, graph)
                 result.seconds["assign"] = time.perf_counter() - start
             if len(assignments) != len(graph.graph.node):
                 raise RuntimeError(
