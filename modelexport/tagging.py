@@ -56,11 +56,8 @@ class Assignment:
     source: TagSource
 
 
-def project_assignments(
-    nodes: Sequence[onnx.NodeProto], assigned: Sequence[Assignment | None]
-) -> list[Assignment]:
-    """Fill every ``None`` in ``assigned`` from graph neighbours (see module doc)."""
-    result: list[Assignment | None] = list(assigned)
+def graph_edges(nodes: Sequence[onnx.NodeProto]) -> tuple[dict[str, int], dict[str, list[int]]]:
+    """Which node produces each tensor, and which nodes consume it (by node index)."""
     producer: dict[str, int] = {}
     consumers: dict[str, list[int]] = {}
     for index, node in enumerate(nodes):
@@ -70,6 +67,15 @@ def project_assignments(
         for name in node.input:
             if name:
                 consumers.setdefault(name, []).append(index)
+    return producer, consumers
+
+
+def project_assignments(
+    nodes: Sequence[onnx.NodeProto], assigned: Sequence[Assignment | None]
+) -> list[Assignment]:
+    """Fill every ``None`` in ``assigned`` from graph neighbours (see module doc)."""
+    result: list[Assignment | None] = list(assigned)
+    producer, consumers = graph_edges(nodes)
 
     for index in range(len(nodes) - 1, -1, -1):
         if result[index] is not None:

@@ -35,7 +35,7 @@ from modelexport.inputs import flatten_outputs
 from modelexport.parameters import initializer_owners
 from modelexport.strategies.base import ExportRequest, Strategy, register_strategy
 from modelexport.strategies.htp import torchscript_export
-from modelexport.tagging import Assignment
+from modelexport.tagging import Assignment, graph_edges
 from modelexport.tags import TagSource
 
 _ATOL, _RTOL = 1e-5, 1e-4
@@ -183,11 +183,7 @@ class UsageBasedStrategy(Strategy):
         graph_inputs = {i.name for i in graph.graph.input}
         feeds = {k: v for k, v in feeds.items() if k in graph_inputs}
         index = ValueIndex(intermediate_values(graph, feeds))
-        producer = {name: i for i, node in enumerate(nodes) for name in node.output if name}
-        consumers: dict[str, list[int]] = {}
-        for i, node in enumerate(nodes):
-            for name in node.input:
-                consumers.setdefault(name, []).append(i)
+        producer, consumers = graph_edges(nodes)
 
         owner_depth: list[int] = [-1] * len(nodes)
         assignments: list[Assignment | None] = [None] * len(nodes)
