@@ -15,7 +15,9 @@ class Export:
         self.case = ExportCase.prepare(model, strategy, tier())
 
     def teardown(self, model, strategy):
-        self.case.close()
+        case = getattr(self, "case", None)  # absent when setup skipped the cell
+        if case is not None:
+            case.close()
 
     def time_export(self, model, strategy):
         self.case.run()
