@@ -35,10 +35,6 @@ class StrategyFailedError(ModelExportError):
         self.attempts = attempts or []
 
 
-class InvalidOnnxError(ModelExportError):
-    """A file that should be ONNX is missing, truncated or not ONNX at all."""
-
-
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 

@@ -69,7 +69,6 @@ class ModuleInfo:
     own_params: int
     total_params: int
     calls: int = 0
-    first_call: int | None = None
     children: list[str] = field(default_factory=list)
 
     @property
@@ -109,17 +108,8 @@ class ModuleTree:
     def __contains__(self, path: str) -> bool:
         return path in self.modules
 
-    def __len__(self) -> int:
-        return len(self.modules)
-
     def tag(self, path: str) -> str:
         return self.modules[path].tag
-
-    def module(self, path: str) -> torch.nn.Module:
-        return self._instances[path]
-
-    def children_of(self, path: str) -> list[str]:
-        return self.modules[path].children
 
     def with_local_name(self, name: str) -> list[str]:
         """Modules whose path ends in ``name`` (``fc``, or ``layer.0`` for list items)."""
@@ -159,27 +149,22 @@ class ModuleTree:
 
     @contextlib.contextmanager
     def recording_calls(self) -> Iterator[None]:
-        """Count each module's forward calls (and their order) while active.
+        """Count each module's forward calls while active.
 
         Uses forward pre-hooks so modules that raise mid-forward still count
         as having started; the hooks are removed however the block ends.
         """
-        order = [0]
 
         def make_hook(path: str) -> Callable[..., None]:
             info = self.modules[path]
 
             def hook(_module: torch.nn.Module, _args: object) -> None:
-                if info.first_call is None:
-                    info.first_call = order[0]
-                order[0] += 1
                 info.calls += 1
 
             return hook
 
         for info in self.modules.values():
             info.calls = 0
-            info.first_call = None
         handles = [
             module.register_forward_pre_hook(make_hook(path))
             for path, module in self._instances.items()

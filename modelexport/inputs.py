@@ -41,11 +41,6 @@ class ModelInputs:
             f"arguments, not {type(inputs).__name__}"
         )
 
-    def names(self) -> list[str]:
-        """Graph input names: keyword names, or ``input_N`` for positional tensors."""
-        positional = [f"input_{i}" for i in range(len(self.args))]
-        return positional + list(self.kwargs)
-
     def tensors(self) -> list[torch.Tensor]:
         """Every tensor leaf, in the order ONNX exporters flatten them."""
         leaves = pytree.tree_leaves((self.args, self.kwargs))

@@ -19,6 +19,7 @@ from typing import Any
 
 import onnx
 
+from modelexport.analysis import ModelAnalyzer
 from modelexport.api import export_model
 from modelexport.errors import InputMismatchError, StrategyFailedError, one_line
 from modelexport.monitoring import PeakSampler, current_rss_bytes
@@ -112,9 +113,11 @@ def run_cell(spec: CellSpec) -> CellResult:
     except Exception as exc:
         result.error = f"build: {type(exc).__name__}: {one_line(exc)}"
         return result
+    traits = ModelAnalyzer().analyze_model(model)  # once, for both objectives
     result.recommendation = {
-        "speed": recommend_strategy(model, prioritize_speed=True).strategy,
-        "quality": recommend_strategy(model, prioritize_speed=False).strategy,
+        objective: recommend_strategy(model, prioritize_speed=objective == "speed",
+                                      characteristics=traits).strategy
+        for objective in ("speed", "quality")
     }
     with tempfile.TemporaryDirectory(prefix="zoo-cell-") as scratch:
         folder = Path(spec.keep_dir) if spec.keep_dir else Path(scratch)

@@ -37,6 +37,8 @@ from pathlib import Path
 from typing import Any
 
 from modelexport.errors import ModelExportError
+from modelexport.harness.cells import OK, CellResult
+from modelexport.harness.results import EXPECTATIONS_SCHEMA
 
 DEFAULT_MODELS = ["small_cnn", "shared_block", "bert", "gpt2", "vit", "resnet"]
 DEFAULT_STRATEGIES = ["htp", "usage_based", "fx", "dynamo"]
@@ -96,10 +98,11 @@ def _git(repo: Path, *args: str) -> str:
 
 
 def _measure(worktree: Path, models: list[str], strategies: list[str], repeat: int,
-             out: Path) -> dict:
-    """One matrix run of one side, in that side's code; returns its results.json."""
-    empty = out.parent / "no-expectations.json"
-    empty.write_text('{"schema": "modelexport.zoo-expectations/1", "tiers": {}}')
+             out: Path, empty: Path) -> dict:
+    """One matrix run of one side, in that side's code; returns its results.json.
+
+    ``empty`` is an expectations file with no tiers: the gate judges, not the run.
+    """
     env = {**os.environ, "PYTHONPATH": str(worktree)}
     command = [sys.executable, "-m", "modelexport.cli", "zoo", "run", "--tier", "tiny",
                "--models", *models, "--strategies", *strategies, "--out", str(out),
@@ -124,6 +127,8 @@ def run_gate(repo: Path, base: str, head: str = "HEAD", rounds: int = 3,
     sides = {"base": _git(repo, "rev-parse", base), "head": _git(repo, "rev-parse", head)}
     scratch = Path(tempfile.mkdtemp(prefix="modelexport-gate-"))
     runs: dict[str, list[dict]] = {"base": [], "head": []}
+    no_expectations = scratch / "no-expectations.json"
+    no_expectations.write_text(f'{{"schema": "{EXPECTATIONS_SCHEMA}", "tiers": {{}}}}')
     try:
         trees = {}
         for side, commit in sides.items():
@@ -134,7 +139,7 @@ def run_gate(repo: Path, base: str, head: str = "HEAD", rounds: int = 3,
             for side in order:
                 log(f"round {index + 1}/{rounds}: {side} ({sides[side][:10]})")
                 runs[side].append(_measure(trees[side], models, strategies, repeat,
-                                           scratch / f"{side}-{index}"))
+                                           scratch / f"{side}-{index}", no_expectations))
     finally:
         for side in ("base", "head"):
             if (scratch / side).exists():
@@ -148,8 +153,8 @@ def run_gate(repo: Path, base: str, head: str = "HEAD", rounds: int = 3,
     return report
 
 
-def _cells(results: dict) -> dict[str, dict]:
-    return {f"{c['model']}/{c['strategy']}": c for c in results["cells"]}
+def _cells(results: dict) -> dict[str, CellResult]:
+    return {cell.key: cell for cell in map(CellResult.from_dict, results["cells"])}
 
 
 def _half_range(values: list[float]) -> float:
@@ -162,8 +167,8 @@ def _compare_timings(report: GateReport, runs: dict[str, list[dict]]) -> None:
     for side, results in runs.items():
         for run in results:
             for key, cell in _cells(run).items():
-                if cell["status"] == "ok" and cell["seconds_all"]:
-                    best = min(cell["seconds_all"])  # best of the round's repeats
+                if cell.status == OK and cell.seconds_all:
+                    best = min(cell.seconds_all)  # best of the round's repeats
                     times.setdefault(key, {"base": [], "head": []})[side].append(best)
     for key, sides in times.items():
         if len(sides["base"]) != report.rounds or len(sides["head"]) != report.rounds:
@@ -184,36 +189,32 @@ def _compare_timings(report: GateReport, runs: dict[str, list[dict]]) -> None:
 _LOWER_IS_WORSE = ("coverage", "anchored_accuracy")
 
 
-def _known(cell: dict) -> float:
-    return (cell["exact"] or 0.0) + (cell["inherited"] or 0.0)
-
-
 def _compare_quality(report: GateReport, base_run: dict, head_run: dict) -> None:
     base_cells, head_cells = _cells(base_run), _cells(head_run)
     for key in sorted(base_cells):
         base, head = base_cells[key], head_cells.get(key)
         if head is None:
-            report.findings.append(Finding("quality", key, base["status"], "missing",
+            report.findings.append(Finding("quality", key, base.status, "missing",
                                            "cell not run by HEAD"))
             continue
-        if base["status"] == "ok" and head["status"] != "ok":
-            report.findings.append(Finding("quality", key, "ok", head["status"],
-                                           head["error"][:120]))
+        if base.status == OK and head.status != OK:
+            report.findings.append(Finding("quality", key, OK, head.status, head.error[:120]))
             continue
-        if base["status"] != "ok" or head["status"] != "ok":
+        if base.status != OK or head.status != OK:
             continue
         for figure in _LOWER_IS_WORSE:
-            if base[figure] is not None and (head[figure] or 0.0) < base[figure] - _EPS:
-                report.findings.append(Finding("quality", f"{figure} {key}",
-                                               f"{base[figure]:.4f}", f"{head[figure] or 0:.4f}",
-                                               f"{figure} dropped"))
-        if _known(head) < _known(base) - _EPS:
+            before, after = getattr(base, figure), getattr(head, figure) or 0.0
+            if before is not None and after < before - _EPS:
+                report.findings.append(Finding("quality", f"{figure} {key}", f"{before:.4f}",
+                                               f"{after:.4f}", f"{figure} dropped"))
+        if (head.quality or 0.0) < (base.quality or 0.0) - _EPS:
             report.findings.append(Finding("quality", f"exact+inherited {key}",
-                                           f"{_known(base):.4f}", f"{_known(head):.4f}",
+                                           f"{base.quality or 0.0:.4f}",
+                                           f"{head.quality or 0.0:.4f}",
                                            "share known by the strategy dropped"))
-        if (head["root"] or 0.0) > (base["root"] or 0.0) + _EPS:
-            report.findings.append(Finding("quality", f"root_share {key}", f"{base['root']:.4f}",
-                                           f"{head['root']:.4f}", "more nodes on the root"))
+        if (head.root or 0.0) > (base.root or 0.0) + _EPS:
+            report.findings.append(Finding("quality", f"root_share {key}", f"{base.root:.4f}",
+                                           f"{head.root:.4f}", "more nodes on the root"))
     for objective, score in base_run["selector"].items():
         before = score["accuracy"]
         after = head_run["selector"].get(objective, {}).get("accuracy")

@@ -51,7 +51,6 @@ class StrategyResult:
     assignments: list[Assignment | None] | None = None
     exception: BaseException | None = None
     seconds: dict[str, float] = field(default_factory=dict)
-    exporter_log: str = ""
 
     @property
     def success(self) -> bool:
@@ -84,13 +83,12 @@ class Strategy(ABC):
     def run(self, request: ExportRequest) -> StrategyResult:
         """Capture then assign, timing both and catching any failure into the result.
 
-        Exporter chatter on stdout is captured rather than printed, and kept in
-        the result so a failure can still be diagnosed.
+        Exporter progress chatter on stdout is swallowed, so a CLI's stdout
+        stays clean for ``--json``; failures travel as the exception instead.
         """
         result = StrategyResult(strategy=self.name)
-        chatter = io.StringIO()
         try:
-            with contextlib.redirect_stdout(chatter), _preserved_modes(request.model):
+            with contextlib.redirect_stdout(io.StringIO()), _preserved_modes(request.model):
                 start = time.perf_counter()
                 graph = self.capture(request)
                 result.seconds["capture"] = time.perf_counter() - start
@@ -106,7 +104,6 @@ class Strategy(ABC):
             result.model, result.assignments = graph, assignments
         except Exception as exc:
             result.exception = exc
-        result.exporter_log = chatter.getvalue()
         return result
 
 
