@@ -41,7 +41,7 @@ from modelexport.selection import recommend_strategy
 from modelexport.sidecar import build_sidecar
 from modelexport.strategies import ExportRequest, StrategyResult, get_strategy
 from modelexport.tagging import complete_tags, paused_gc
-from modelexport.tags import strip_tags, write_tags
+from modelexport.tags import strip_tags, write_namespaces, write_tags
 from modelexport.verify import anchored_accuracy, check_model_file, check_parity, tag_figures
 
 DEFAULT_OPSET = 18
@@ -70,6 +70,8 @@ class UnifiedExporter:
     ``enable_optimizations`` turns on the exporters' own graph optimisation
     (the onnxscript optimizer for DYNAMO, constant folding for the TorchScript
     based strategies): fewer nodes, at some export-time cost.
+    ``model_explorer`` also writes each node's ``namespace`` (module path and
+    class per level), which Google's Model Explorer draws as nested layers.
     ``enable_monitoring`` samples peak RSS per phase; ``verbose`` prints one
     line per phase and attempt.  With AUTO, ``recommend_strategy`` picks the
     first strategy (``prioritize_speed`` chooses its objective) and the rest
@@ -89,6 +91,7 @@ class UnifiedExporter:
         external_data: bool | None = None,
         external_data_threshold: int = PROTOBUF_LIMIT_BYTES,
         clean: bool = False,
+        model_explorer: bool = False,
         validate: bool = False,
         atol: float = 1e-4,
         rtol: float = 1e-3,
@@ -108,6 +111,7 @@ class UnifiedExporter:
         self.external_data = external_data
         self.external_data_threshold = external_data_threshold
         self.clean = clean
+        self.model_explorer = model_explorer
         self.validate = validate
         self.atol = atol
         self.rtol = rtol
@@ -170,6 +174,8 @@ class UnifiedExporter:
                 strip_tags(graph)
             else:
                 write_tags(graph, tags, result.strategy, __version__)
+                if self.model_explorer:
+                    write_namespaces(graph, tags, tree.class_names())
         with monitor.phase("figures"):
             figures = tag_figures(tags, tree).as_dict()
             anchors = anchored_accuracy(graph, tags, tree, model) if self.validate else None
@@ -182,6 +188,7 @@ class UnifiedExporter:
             "dynamic_axes": request.dynamic_axes,
             "optimizations": self.enable_optimizations,
             "clean": self.clean,
+            "model_explorer": self.model_explorer and not self.clean,
             "external_data": external,
             "input_names": names,
         }

@@ -16,6 +16,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 
+from modelexport.cli_tools import TOOL_COMMANDS, add_tool_parsers
 from modelexport.errors import ModelExportError, ModelLoadError
 
 EXIT_OK, EXIT_PARITY_FAILED, EXIT_USER_ERROR = 0, 1, 2
@@ -69,6 +70,8 @@ def _build_parser() -> argparse.ArgumentParser:
     export.add_argument("--rtol", type=float, default=1e-3)
     export.add_argument("--clean", action="store_true",
                         help="write no node metadata (the sidecar keeps the hierarchy)")
+    export.add_argument("--model-explorer", action="store_true",
+                        help="also write each node's `namespace` for Google's Model Explorer")
     export.add_argument("--report", action="store_true",
                         help="also write <output>.report.md")
     export.add_argument("--trust-remote-code", action="store_true")
@@ -125,6 +128,7 @@ def _build_parser() -> argparse.ArgumentParser:
     gate.add_argument("--models", nargs="+", help="zoo entries (default: a 6-model subset)")
     gate.add_argument("--strategies", nargs="+")
     gate.add_argument("--json", help="also write the verdict as JSON here")
+    add_tool_parsers(sub)
     return parser
 
 
@@ -149,6 +153,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
         dynamic_batch=args.dynamic_batch,
         dynamic_sequence=args.dynamic_sequence,
         clean=args.clean,
+        model_explorer=args.model_explorer,
         validate=args.validate,
         atol=args.atol,
         rtol=args.rtol,
@@ -343,7 +348,7 @@ def _print_summary(report) -> None:
 
 
 _COMMANDS = {"export": _cmd_export, "recommend": _cmd_recommend, "zoo": _cmd_zoo,
-             "gate": _cmd_gate}
+             "gate": _cmd_gate, **TOOL_COMMANDS}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -175,6 +175,10 @@ class ModuleTree:
             for handle in handles:
                 handle.remove()
 
+    def class_names(self) -> dict[str, str]:
+        """Module path -> class name (without its package)."""
+        return {path: info.class_name for path, info in self.modules.items()}
+
     def call_counts(self) -> dict[str, int]:
         return {path: info.calls for path, info in self.modules.items()}
 

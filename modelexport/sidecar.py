@@ -62,3 +62,39 @@ def read_sidecar(path: str | Path) -> dict[str, Any]:
     if data.get("schema") != SIDECAR_SCHEMA:
         raise ValueError(f"{path} is not a {SIDECAR_SCHEMA} sidecar")
     return data
+
+
+def derive_sidecar(reference: dict[str, Any], graph: onnx.ModelProto,
+                   tags: Sequence[NodeTag | None], *, scope: str | None = None,
+                   note: str = "") -> dict[str, Any]:
+    """A sidecar for a file made *from* an export (extracted, re-tagged).
+
+    The module tree is the reference's (only ``scope``'s subtree and its
+    ancestors, when given); node counts and the node map describe ``graph``.
+    """
+    from modelexport.hierarchy import ancestors, is_within
+
+    counts = node_counts([t for t in tags if t is not None])
+    totals: Counter = Counter()
+    for path, count in counts.items():
+        for ancestor in ancestors(path):
+            totals[ancestor] += count
+    keep = set(ancestors(scope)) if scope is not None else set()
+    modules = []
+    for row in reference.get("modules", []):
+        if scope is not None and not (is_within(row["path"], scope) or row["path"] in keep):
+            continue
+        modules.append({**row, "nodes_self": counts.get(row["path"], 0),
+                        "nodes_total": totals.get(row["path"], 0)})
+    nodes = {}
+    for node, tag in zip(graph.graph.node, tags):
+        if tag is None:
+            continue
+        entry = {"op": node.op_type, "module": tag.module, "tag": tag.tag,
+                 "source": tag.source.value}
+        if tag.call is not None:
+            entry["call"] = tag.call
+        nodes[node.name] = entry
+    derived = {**reference, "modules": modules, "nodes": nodes}
+    derived["derived"] = note
+    return derived

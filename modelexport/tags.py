@@ -12,6 +12,7 @@ from enum import Enum
 import onnx
 
 SCHEMA_VERSION = "1.0"
+ROOT_PATH = ""
 KEY_MODULE = "modelexport.module"
 KEY_TAG = "modelexport.tag"
 KEY_SOURCE = "modelexport.source"
@@ -19,6 +20,9 @@ KEY_CALL = "modelexport.call"
 MODEL_KEY_VERSION = "modelexport.version"
 MODEL_KEY_STRATEGY = "modelexport.strategy"
 OUR_KEYS = frozenset({KEY_MODULE, KEY_TAG, KEY_SOURCE, KEY_CALL})
+# Google's Model Explorer (its ONNX adapter) nests nodes by this key, "/"-separated;
+# torch's dynamo exporter writes it as "path: class" per enclosing module.
+KEY_NAMESPACE = "namespace"
 
 
 class TagSource(str, Enum):
@@ -75,6 +79,25 @@ def write_tags(
         for sub in _subgraph_nodes(node):
             write_node_tag(sub, tag)
     _set_props(model, {MODEL_KEY_VERSION: version, MODEL_KEY_STRATEGY: strategy})
+
+
+def namespace_for(module: str, class_names: dict[str, str]) -> str:
+    """``encoder.layer`` -> ``: BertModel/encoder: BertEncoder/encoder.layer: ModuleList``."""
+    chain = [ROOT_PATH]
+    if module:
+        parts = module.split(".")
+        chain += [".".join(parts[: i + 1]) for i in range(len(parts))]
+    return "/".join(f"{path}: {class_names.get(path, '')}" for path in chain)
+
+
+def write_namespaces(model: onnx.ModelProto, tags: list[NodeTag],
+                     class_names: dict[str, str]) -> None:
+    """Model Explorer's ``namespace`` on every node, so it draws the module tree as layers."""
+    for node, tag in zip(model.graph.node, tags):
+        value = {KEY_NAMESPACE: namespace_for(tag.module, class_names)}
+        _set_props(node, value)
+        for sub in _subgraph_nodes(node):
+            _set_props(sub, value)
 
 
 def strip_tags(model: onnx.ModelProto) -> None:

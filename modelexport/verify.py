@@ -129,10 +129,10 @@ class ParityResult:
         return asdict(self)
 
 
-def _ort_feed(session: object, inputs: ModelInputs, names: list[str]) -> dict[str, np.ndarray]:
+def ort_feed(wanted: list[str], inputs: ModelInputs, names: list[str]) -> dict[str, np.ndarray]:
+    """Arrays for the graph inputs ``wanted``: by name, else by position."""
     tensors = inputs.tensors()
     by_name = dict(zip(names, tensors))
-    wanted = [i.name for i in session.get_inputs()]  # type: ignore[attr-defined]
     if all(name in by_name for name in wanted):
         return {name: by_name[name].detach().cpu().numpy() for name in wanted}
     if len(wanted) == len(tensors):
@@ -162,7 +162,8 @@ def check_parity(onnx_path: str | Path, model: torch.nn.Module, example: ModelIn
     session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
     with torch.no_grad():
         expected = [t.detach().cpu().numpy() for t in flatten_outputs(fresh.call(model))]
-    got = session.run(None, _ort_feed(session, fresh, input_names))
+    wanted = [i.name for i in session.get_inputs()]
+    got = session.run(None, ort_feed(wanted, fresh, input_names))
     if len(got) != len(expected):
         return ParityResult(False, float("inf"), float("inf"), atol, rtol, len(got), seed,
                             f"ONNX has {len(got)} outputs, PyTorch {len(expected)}")

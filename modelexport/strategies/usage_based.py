@@ -32,6 +32,7 @@ from torch.utils import _pytree as pytree
 
 from modelexport.hierarchy import ROOT
 from modelexport.inputs import flatten_outputs
+from modelexport.ort_values import intermediate_values
 from modelexport.parameters import initializer_owners
 from modelexport.strategies.base import ExportRequest, Strategy, register_strategy
 from modelexport.strategies.htp import torchscript_export
@@ -72,32 +73,6 @@ def record_calls(model: torch.nn.Module, run: callable) -> list[ModuleCall]:
         for handle in handles:
             handle.remove()
     return calls
-
-
-def intermediate_values(graph: onnx.ModelProto, feeds: dict[str, np.ndarray],
-                        ) -> dict[str, np.ndarray]:
-    """Every node output of ``graph`` on ``feeds``, from one ONNX Runtime run."""
-    import onnxruntime as ort
-
-    probe = onnx.ModelProto()
-    probe.CopyFrom(graph)
-    inferred = onnx.shape_inference.infer_shapes(probe)
-    typed = {v.name: v for v in inferred.graph.value_info}
-    existing = {o.name for o in probe.graph.output}
-    for node in probe.graph.node:
-        for name in node.output:
-            if name and name not in existing and name in typed:
-                probe.graph.output.append(typed[name])
-                existing.add(name)
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    options.log_severity_level = 3
-    session = ort.InferenceSession(probe.SerializeToString(), options,
-                                   providers=["CPUExecutionProvider"])
-    names = [o.name for o in session.get_outputs()]
-    values = dict(zip(names, session.run(names, feeds)))
-    values.update(feeds)
-    return values
 
 
 class ValueIndex:

@@ -1,0 +1,338 @@
+"""The ``modelexport`` commands that work on an exported file.
+
+``analyze``, ``validate``, ``compare``, ``extract``, ``profile``, ``optimize``
+and ``retag``.  Like the export commands, a bad file, a missing module or an
+unwritable output ends with one ``error:`` line and exit code 2; a file that
+fails validation (or differs, with ``compare --fail-on-difference``) exits 1.
+Tables go to stdout, or to ``-o`` for the machine formats.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from modelexport.errors import ModelExportError
+
+EXIT_OK, EXIT_FAILED = 0, 1
+
+
+class NoModuleInformation(ModelExportError):
+    """The file says nothing about modules."""
+
+
+def add_tool_parsers(sub: Any) -> None:
+    """Register the file tools on the ``modelexport`` subparsers."""
+    from modelexport.loading import TASK_AUTO_CLASSES
+    from modelexport.tools.optimizers import OPTIMIZERS, ORT_LEVELS
+    from modelexport.tools.profile import LEVELS
+
+    analyze = sub.add_parser("analyze", help="per-module nodes, op types and parameter bytes")
+    analyze.add_argument("file")
+    analyze.add_argument("--format", default="summary",
+                         choices=["summary", "json", "csv", "graphml"])
+    analyze.add_argument("--filter", help="only modules whose path or class contains TEXT")
+    analyze.add_argument("--depth", type=int, help="only modules down to this depth (root 0)")
+    analyze.add_argument("-o", "--output", help="write here instead of stdout")
+
+    validate = sub.add_parser("validate", help="checker, tag and region checks, parity")
+    validate.add_argument("file")
+    validate.add_argument("--model", help="the PyTorch model (as for export) for parity")
+    validate.add_argument("--task", choices=sorted(TASK_AUTO_CLASSES))
+    validate.add_argument("--trust-remote-code", action="store_true")
+    validate.add_argument("--per-module", action="store_true",
+                          help="with --model: name the first modules whose outputs diverge")
+    validate.add_argument("--batch-size", type=int,
+                          help="for generated inputs (default: the file's own shapes)")
+    validate.add_argument("--sequence-length", type=int)
+    validate.add_argument("--atol", type=float, default=1e-4)
+    validate.add_argument("--rtol", type=float, default=1e-3)
+    validate.add_argument("--json", action="store_true", help="print the report as JSON")
+
+    compare = sub.add_parser("compare", help="module-by-module differences of two exports")
+    compare.add_argument("file_a")
+    compare.add_argument("file_b")
+    compare.add_argument("--depth", type=int)
+    compare.add_argument("--json", action="store_true")
+    compare.add_argument("--fail-on-difference", action="store_true",
+                         help="exit 1 when any module differs")
+
+    extract = sub.add_parser("extract", help="one module as a standalone ONNX model")
+    extract.add_argument("file")
+    extract.add_argument("--module", required=True, help="module path, e.g. encoder.layer.0")
+    extract.add_argument("-o", "--output", required=True)
+    extract.add_argument("--verify", action="store_true",
+                         help="run both models and compare the boundary tensors")
+    extract.add_argument("--dim", action="append", help="symbolic dimension NAME=VALUE")
+
+    profile = sub.add_parser("profile", help="ONNX Runtime kernel time per module")
+    profile.add_argument("file")
+    profile.add_argument("--warmup", type=int, default=3)
+    profile.add_argument("--repeats", type=int, default=20)
+    profile.add_argument("--level", default="all", choices=LEVELS,
+                         help="ONNX Runtime graph optimisation level (default all)")
+    profile.add_argument("--threads", type=int, default=0, help="intra-op threads (0: ORT's)")
+    profile.add_argument("--depth", type=int)
+    profile.add_argument("--top", type=int, help="only the N modules with most total time")
+    profile.add_argument("--format", default="table", choices=["table", "json", "csv"])
+    profile.add_argument("--dim", action="append", help="symbolic dimension NAME=VALUE")
+    profile.add_argument("-o", "--output", help="write here instead of stdout")
+
+    optimize = sub.add_parser("optimize", help="run a graph optimiser, then restore the tags")
+    optimize.add_argument("file")
+    optimize.add_argument("--with", dest="optimizer", required=True, choices=OPTIMIZERS)
+    optimize.add_argument("--ort-level", default="extended", choices=ORT_LEVELS)
+    optimize.add_argument("-o", "--output", required=True)
+    optimize.add_argument("--json", action="store_true")
+
+    retag = sub.add_parser("retag", help="restore tags on a file another tool rewrote")
+    retag.add_argument("file", help="the rewritten file")
+    retag.add_argument("--reference", required=True, help="the tagged file it came from")
+    retag.add_argument("-o", "--output", required=True)
+    retag.add_argument("--json", action="store_true")
+
+
+def _open(path: str, *, external_data: bool = False, check: bool = True):
+    """Load ``path`` and read its module information, or fail in one line."""
+    from modelexport.tools.module_view import ORIGIN_NONE, module_view
+    from modelexport.tools.onnx_file import load_graph
+
+    model = load_graph(path, external_data=external_data, check=check)
+    view = module_view(model, path)
+    if view.origin == ORIGIN_NONE:
+        raise NoModuleInformation(
+            f"{path} carries no module information (no modelexport tags or sidecar, no torch "
+            "name scopes, no scoped node names); export it with modelexport first")
+    return view
+
+
+def _emit(text: str, output: str | None) -> None:
+    from modelexport.tools.writing import write_text
+
+    if output:
+        target = write_text(output, text if text.endswith("\n") else text + "\n")
+        print(f"wrote {target}", file=sys.stderr)
+    else:
+        print(text.rstrip("\n"))
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from modelexport.tools import analyze as analysis
+    from modelexport.tools.graphml import render_graphml
+    from modelexport.tools.writing import check_writable
+
+    if args.output:
+        check_writable(args.output)
+    view = _open(args.file)
+    if args.format == "graphml":
+        _emit(render_graphml(view), args.output)
+        return EXIT_OK
+    result = analysis.analyze(view)
+    rows = analysis.select(result, args.filter, args.depth)
+    if args.filter and not rows:
+        raise ModelExportError(f"no module path or class contains {args.filter!r}")
+    render = {"summary": lambda: analysis.render_summary(result, rows,
+                                                         full_paths=bool(args.filter)),
+              "json": lambda: analysis.render_json(result, rows),
+              "csv": lambda: analysis.render_csv(rows)}[args.format]
+    _emit(render(), args.output)
+    return EXIT_OK
+
+
+def _static_hints(view) -> tuple[int | None, int | None]:
+    """Batch and sequence length of the file's first input, where they are fixed."""
+    from modelexport.tools.feeds import graph_inputs
+
+    inputs = graph_inputs(view.model)
+    if not inputs:
+        return None, None
+    dims = [d.dim_value or None for d in inputs[0].type.tensor_type.shape.dim]
+    return (dims[0] if dims else None), (dims[1] if len(dims) == 2 else None)
+
+
+def _model_and_inputs(args: argparse.Namespace, view):
+    from modelexport.cli import _load
+    from modelexport.inputs import ModelInputs
+    from modelexport.loading import generate_inputs
+
+    loaded = _load(args)
+    if loaded.inputs is not None:
+        example = loaded.inputs
+    else:
+        batch, sequence = _static_hints(view)
+        example = generate_inputs(loaded.model, args.batch_size or batch or 1,
+                                  args.sequence_length or sequence or 16)
+    loaded.model.eval()
+    return loaded.model, ModelInputs.from_user(example)
+
+
+def _input_names(view, model, example) -> list[str]:
+    from modelexport.inputs import graph_input_names
+
+    names = ((view.sidecar or {}).get("settings") or {}).get("input_names")
+    return names or graph_input_names(model, example)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from modelexport.tools.per_module import compare_modules, summarize
+    from modelexport.tools.validate import validate_structure
+    from modelexport.verify import check_parity
+
+    if args.per_module and not args.model:
+        raise ModelExportError("--per-module needs --model (the PyTorch model to compare with)")
+    view = _open(args.file, check=False)
+    report = validate_structure(view)
+    if args.model:
+        model, example = _model_and_inputs(args, view)
+        names = _input_names(view, model, example)
+        report.parity = check_parity(args.file, model, example, names,
+                                     atol=args.atol, rtol=args.rtol).as_dict()
+        if args.per_module:
+            results = compare_modules(view, model, example, names, args.atol, args.rtol)
+            report.per_module = summarize(results)
+    if args.json:
+        print(json.dumps(report.as_dict(), indent=2))
+    else:
+        _print_validation(report)
+    return EXIT_OK if report.passed else EXIT_FAILED
+
+
+def _print_validation(report) -> None:
+    print(f"{report.file}: {report.nodes} nodes, {report.modules} modules "
+          f"(module information from {report.origin})")
+    for finding in report.findings:
+        print(f"  {finding.line()}")
+    if report.parity is not None:
+        p = report.parity
+        print(f"  parity {'passed' if p['passed'] else 'FAILED'}: max abs {p['max_abs']:.2e}, "
+              f"max rel {p['max_rel']:.2e} (atol {p['atol']:g}, rtol {p['rtol']:g})")
+    if report.per_module is not None:
+        s = report.per_module
+        print(f"  per-module: {s['calls']} module calls, {s['matched']} match, "
+              f"{s['unmapped']} without an ONNX counterpart, {s['diverged']} diverge")
+        for row in s["first_diverged"]:
+            print(f"    #{row['order']:<4} {row['module'] or '(root)'}: max abs "
+                  f"{row['max_abs']:.3e}, max rel {row['max_rel']:.3e} "
+                  f"(ONNX tensor {row['onnx_tensor']})")
+    print("PASSED" if report.passed else "FAILED")
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from modelexport.tools.analyze import analyze
+    from modelexport.tools.compare import compare, render_comparison
+
+    result = compare(analyze(_open(args.file_a)), analyze(_open(args.file_b)), args.depth)
+    if args.json:
+        print(json.dumps(result.as_dict(), indent=2))
+    else:
+        print(render_comparison(result, args.file_a, args.file_b))
+    return EXIT_FAILED if args.fail_on_difference and not result.identical else EXIT_OK
+
+
+def cmd_extract(args: argparse.Namespace) -> int:
+    from modelexport.sidecar import derive_sidecar
+    from modelexport.tags import read_node_tag
+    from modelexport.tools.extract import boundary_error, extract_module
+    from modelexport.tools.feeds import parse_dims
+    from modelexport.tools.writing import check_writable, write_model
+
+    check_writable(args.output)
+    dims = parse_dims(args.dim)
+    view = _open(args.file, external_data=True)
+    extraction = extract_module(view, args.module, dims)
+    sidecar = None
+    if view.sidecar:
+        tags = [read_node_tag(node) for node in extraction.model.graph.node]
+        sidecar = derive_sidecar(view.sidecar, extraction.model, tags, scope=args.module,
+                                 note=f"extracted module {args.module!r} from {args.file}")
+    target = write_model(args.output, extraction.model, sidecar)
+    b = extraction.boundary
+    print(f"extracted {args.module}: {len(extraction.node_indices)} nodes, "
+          f"{len(b.inputs)} inputs, {len(b.outputs)} outputs, "
+          f"{len(b.initializers)} initializers -> {target}")
+    print(f"  inputs:  {', '.join(b.inputs)}")
+    print(f"  outputs: {', '.join(b.outputs)}")
+    if args.verify:
+        error = boundary_error(view.model, extraction, dims)
+        print(f"  boundary check: max abs difference {error:.3e} vs the whole model")
+        if not error <= 1e-4:
+            print("error: the extracted model disagrees with the whole model", file=sys.stderr)
+            return EXIT_FAILED
+    return EXIT_OK
+
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    from modelexport.tools import profile as profiling
+    from modelexport.tools.feeds import generated_feeds, parse_dims
+    from modelexport.tools.writing import check_writable
+
+    if args.output:
+        check_writable(args.output)
+    if args.repeats < 1 or args.warmup < 0:
+        raise ModelExportError("--repeats must be at least 1 and --warmup at least 0")
+    view = _open(args.file)
+    feeds = generated_feeds(view.model, parse_dims(args.dim))
+    print(f"[modelexport] profiling {args.file}: {args.warmup} warm-up + {args.repeats} runs",
+          file=sys.stderr)
+    result = profiling.profile_model(view, Path(args.file), feeds, args.warmup, args.repeats,
+                                     args.level, args.threads)
+    rows = profiling.select_rows(result, args.depth, args.top)
+    render = {"table": profiling.render_table, "json": profiling.render_json,
+              "csv": profiling.render_csv}[args.format]
+    _emit(render(result, rows), args.output)
+    return EXIT_OK
+
+
+def _retagged_output(view, rewritten, output: str, note: str, as_json: bool,
+                     label: str) -> int:
+    from modelexport.sidecar import derive_sidecar
+    from modelexport.tags import read_node_tag
+    from modelexport.tools.retag import module_tags, retag
+    from modelexport.tools.writing import write_model
+
+    result = retag(rewritten, view, module_tags(view))
+    sidecar = None
+    if view.sidecar:
+        tags = [read_node_tag(node) for node in rewritten.graph.node]
+        sidecar = derive_sidecar(view.sidecar, rewritten, tags, note=note)
+    target = write_model(output, rewritten, sidecar)
+    if as_json:
+        print(json.dumps({"output": str(target), **result.as_dict()}, indent=2))
+        return EXIT_OK
+    rules = ", ".join(f"{rule} {count}" for rule, count in result.rules.most_common())
+    print(f"{label}: {len(view.nodes)} -> {result.nodes} nodes; tag coverage "
+          f"{result.coverage_before:.1%} before retag, {result.coverage_after:.1%} after")
+    print(f"  rules: {rules}; duplicated keys folded on {result.duplicates_fixed} nodes")
+    print(f"  wrote {target}")
+    return EXIT_OK
+
+
+def cmd_optimize(args: argparse.Namespace) -> int:
+    from modelexport.tools.optimizers import optimize
+    from modelexport.tools.writing import check_writable
+
+    check_writable(args.output)
+    view = _open(args.file, external_data=True)
+    rewritten = optimize(view.model, args.optimizer, args.ort_level)
+    return _retagged_output(view, rewritten, args.output,
+                            f"{args.file} optimised by {args.optimizer}", args.json,
+                            args.optimizer)
+
+
+def cmd_retag(args: argparse.Namespace) -> int:
+    from modelexport.tools.onnx_file import load_graph
+    from modelexport.tools.writing import check_writable
+
+    check_writable(args.output)
+    view = _open(args.reference)
+    rewritten = load_graph(args.file, external_data=True)
+    return _retagged_output(view, rewritten, args.output,
+                            f"{args.file} re-tagged from {args.reference}", args.json, "retag")
+
+
+TOOL_COMMANDS = {"analyze": cmd_analyze, "validate": cmd_validate, "compare": cmd_compare,
+                 "extract": cmd_extract, "profile": cmd_profile, "optimize": cmd_optimize,
+                 "retag": cmd_retag}

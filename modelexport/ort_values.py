@@ -1,0 +1,50 @@
+"""Run a graph in ONNX Runtime with its intermediate tensors exposed.
+
+Used wherever a tool needs the value of tensors inside the graph, not only
+its outputs: usage-based tagging, per-module parity, extract's boundary check.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+import onnx
+
+
+def ort_session(model: onnx.ModelProto | str, optimize: bool = False) -> object:
+    """A CPU session; graph optimisation off unless asked, so tensors keep their names."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if not optimize:
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    options.log_severity_level = 3
+    source = model.SerializeToString() if isinstance(model, onnx.ModelProto) else model
+    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+
+
+def intermediate_values(graph: onnx.ModelProto, feeds: dict[str, np.ndarray],
+                        names: Iterable[str] | None = None) -> dict[str, np.ndarray]:
+    """Node outputs of ``graph`` on ``feeds`` (all of them, or ``names``), from one run.
+
+    Tensors need a type to become graph outputs, so shapes are inferred
+    first; a tensor inference cannot type is left out.
+    """
+    probe = onnx.ModelProto()
+    probe.CopyFrom(graph)
+    inferred = onnx.shape_inference.infer_shapes(probe)
+    typed = {v.name: v for v in inferred.graph.value_info}
+    wanted = set(names) if names is not None else None
+    existing = {o.name for o in probe.graph.output}
+    for node in probe.graph.node:
+        for name in node.output:
+            if (name and name not in existing and name in typed
+                    and (wanted is None or name in wanted)):
+                probe.graph.output.append(typed[name])
+                existing.add(name)
+    session = ort_session(probe)
+    outputs = [o.name for o in session.get_outputs()]
+    values = dict(zip(outputs, session.run(outputs, feeds)))
+    values.update(feeds)
+    return values

@@ -1,0 +1,228 @@
+"""Which module produced each node of an ONNX file, whoever wrote the file.
+
+Four readers, tried in order, so the tools work on more than our own files:
+
+1. ``modelexport.module`` node metadata (our tagged exports);
+2. the ``<file>.hierarchy.json`` sidecar (our clean exports: no node metadata);
+3. ``pkg.torch.onnx.name_scopes`` / ``class_hierarchy`` metadata written by
+   ``torch.onnx.export(dynamo=True)``;
+4. TorchScript scope names such as ``/encoder/layer.0/attention/MatMul``
+   (``torch.onnx.export(dynamo=False)``), parsed without the model, so the
+   path is the scope as TorchScript spelt it.
+
+The first reader that finds anything is used for the whole file; nodes it
+says nothing about stay ``None`` (untagged), which validate reports.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import onnx
+
+from modelexport.hierarchy import ROOT, ancestors, is_within, parent_path
+from modelexport.outputs import sidecar_path_for
+from modelexport.sidecar import SIDECAR_SCHEMA
+from modelexport.tags import KEY_CALL, KEY_MODULE, KEY_SOURCE, KEY_TAG
+
+ORIGIN_TAGS = "modelexport-tags"
+ORIGIN_SIDECAR = "modelexport-sidecar"
+ORIGIN_NAME_SCOPES = "torch-name-scopes"
+ORIGIN_NODE_NAMES = "node-names"
+ORIGIN_NONE = "none"
+
+_NAME_SCOPES = "pkg.torch.onnx.name_scopes"
+_CLASS_HIERARCHY = "pkg.torch.onnx.class_hierarchy"
+
+
+@dataclass
+class NodeInfo:
+    """What one node says about its module."""
+
+    module: str | None
+    source: str = ""
+    call: int | None = None
+
+
+@dataclass
+class ModuleView:
+    """An ONNX graph with each top-level node's module, and the module tree."""
+
+    path: Path | None
+    model: onnx.ModelProto
+    nodes: list[NodeInfo]
+    classes: dict[str, str]
+    origin: str
+    sidecar: dict | None = None
+
+    @property
+    def graph_nodes(self) -> list[onnx.NodeProto]:
+        return list(self.model.graph.node)
+
+    @property
+    def modules(self) -> list[str | None]:
+        return [info.module for info in self.nodes]
+
+    def tree(self) -> list[str]:
+        """Every module path, depth first from the root.
+
+        Siblings keep the sidecar's order (the model's registration order);
+        modules only the graph knows follow in order of first appearance.
+        """
+        first_seen: dict[str, None] = dict.fromkeys(self.classes)
+        for info in self.nodes:
+            if info.module is not None:
+                for path in reversed(ancestors(info.module)):
+                    first_seen.setdefault(path, None)
+        children: dict[str, list[str]] = {}
+        for path in first_seen:
+            if path != ROOT:
+                children.setdefault(parent_path(path), []).append(path)
+        ordered, stack = [], [ROOT]
+        while stack:
+            path = stack.pop()
+            ordered.append(path)
+            stack.extend(reversed(children.get(path, [])))
+        return ordered
+
+    def node_names(self) -> list[str]:
+        return [node.name or f"#{i}" for i, node in enumerate(self.model.graph.node)]
+
+
+def _props(node: onnx.NodeProto) -> dict[str, str]:
+    return {p.key: p.value for p in node.metadata_props}
+
+
+def _from_tags(model: onnx.ModelProto) -> list[NodeInfo] | None:
+    infos, found = [], False
+    for node in model.graph.node:
+        props = _props(node)
+        if KEY_MODULE in props:
+            found = True
+            call = props.get(KEY_CALL)
+            infos.append(NodeInfo(props[KEY_MODULE], props.get(KEY_SOURCE, ""),
+                                  int(call) if call and call.isdigit() else None))
+        else:
+            infos.append(NodeInfo(None))
+    return infos if found else None
+
+
+def _from_sidecar(model: onnx.ModelProto, sidecar: dict | None) -> list[NodeInfo] | None:
+    if not sidecar or not sidecar.get("nodes"):
+        return None
+    table = sidecar["nodes"]
+    infos = []
+    for node in model.graph.node:
+        entry = table.get(node.name)
+        infos.append(NodeInfo(entry["module"], entry.get("source", ""), entry.get("call"))
+                     if entry else NodeInfo(None))
+    return infos if any(i.module is not None for i in infos) else None
+
+
+def _literal_list(text: str | None) -> list[str] | None:
+    if not text:
+        return None
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return None
+    return [str(v) for v in value] if isinstance(value, list) else None
+
+
+def _from_name_scopes(model: onnx.ModelProto, classes: dict[str, str]) -> list[NodeInfo] | None:
+    """The exporter lists cumulative module paths, then the FX node's own name."""
+    infos, found = [], False
+    for node in model.graph.node:
+        props = _props(node)
+        scopes = _literal_list(props.get(_NAME_SCOPES))
+        if not scopes:
+            infos.append(NodeInfo(None))
+            continue
+        found = True
+        paths = scopes[:-1] or [ROOT]
+        infos.append(NodeInfo(paths[-1], "exporter"))
+        hierarchy = _literal_list(props.get(_CLASS_HIERARCHY)) or []
+        for path, cls in zip(paths, hierarchy):
+            classes.setdefault(path, cls)
+    return infos if found else None
+
+
+def scope_path(node_name: str) -> str | None:
+    """``/encoder/layer/layer.0/MatMul_1`` -> ``encoder.layer.0``; None without a scope.
+
+    TorchScript sometimes repeats a container's name before its indexed child
+    (``layer/layer.0``); the repeat is folded.
+    """
+    if not node_name.startswith("/"):
+        return None
+    segments = [s for s in node_name.strip("/").split("/")[:-1] if s]
+    folded: list[str] = []
+    for index, segment in enumerate(segments):
+        following = segments[index + 1] if index + 1 < len(segments) else ""
+        if not following.startswith(segment + "."):
+            folded.append(segment)
+    return ".".join(folded)
+
+
+def _from_node_names(model: onnx.ModelProto) -> list[NodeInfo] | None:
+    infos = [NodeInfo(scope_path(node.name), "name") for node in model.graph.node]
+    return infos if any(i.module is not None for i in infos) else None
+
+
+def _read_sidecar(onnx_path: Path | None) -> dict | None:
+    import json
+
+    if onnx_path is None:
+        return None
+    side = sidecar_path_for(onnx_path)
+    try:
+        data = json.loads(side.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and data.get("schema") == SIDECAR_SCHEMA else None
+
+
+def _classes_from_sidecar(sidecar: dict | None) -> dict[str, str]:
+    if not sidecar:
+        return {}
+    return {row["path"]: row.get("class", "") for row in sidecar.get("modules", [])}
+
+
+def _classes_from_tags(model: onnx.ModelProto, classes: dict[str, str]) -> None:
+    """Without a sidecar, the last segment of a class-path tag names the class."""
+    for node in model.graph.node:
+        props = _props(node)
+        if KEY_MODULE in props and props[KEY_MODULE] not in classes and props.get(KEY_TAG):
+            last = props[KEY_TAG].rsplit("/", 1)[-1]
+            classes[props[KEY_MODULE]] = last.split(".", 1)[0]
+
+
+def module_view(model: onnx.ModelProto, path: str | Path | None = None) -> ModuleView:
+    """Read module information from ``model`` (and its sidecar, when ``path`` is given)."""
+    file = Path(path) if path is not None else None
+    sidecar = _read_sidecar(file)
+    classes = _classes_from_sidecar(sidecar)
+    readers = [
+        (ORIGIN_TAGS, lambda: _from_tags(model)),
+        (ORIGIN_SIDECAR, lambda: _from_sidecar(model, sidecar)),
+        (ORIGIN_NAME_SCOPES, lambda: _from_name_scopes(model, classes)),
+        (ORIGIN_NODE_NAMES, lambda: _from_node_names(model)),
+    ]
+    for origin, read in readers:
+        infos = read()
+        if infos is not None:
+            if origin == ORIGIN_TAGS:
+                _classes_from_tags(model, classes)
+            return ModuleView(file, model, infos, classes, origin, sidecar)
+    return ModuleView(file, model, [NodeInfo(None) for _ in model.graph.node], classes,
+                      ORIGIN_NONE, sidecar)
+
+
+def iter_within(view: ModuleView, scope: str) -> Iterator[int]:
+    """Indices of the nodes of ``scope`` and its descendants."""
+    for index, info in enumerate(view.nodes):
+        if info.module is not None and is_within(info.module, scope):
+            yield index

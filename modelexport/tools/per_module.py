@@ -1,0 +1,104 @@
+"""Localise a numerical mismatch to a module.
+
+PyTorch and ONNX Runtime run on the same fresh input.  Forward hooks capture
+each module call's outputs; ONNX Runtime exposes every intermediate tensor.
+A module's ONNX counterparts are the outputs of its region (tensors its
+nodes make that something outside reads).  Each captured output is compared
+with the same-shaped region outputs and the closest one counts, so a module
+called several times still finds its own call's tensor.  Calls are reported
+in the order they finished, which puts a diverging layer before the
+enclosing modules that inherit its error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+from modelexport.inputs import ModelInputs, fresh_like
+from modelexport.ort_values import intermediate_values
+from modelexport.strategies.usage_based import record_calls
+from modelexport.tools.feeds import graph_inputs
+from modelexport.tools.module_view import ModuleView, iter_within
+from modelexport.tools.regions import RegionIndex
+from modelexport.verify import ort_feed
+
+MATCH, DIVERGED, UNMAPPED = "match", "diverged", "unmapped"
+
+
+@dataclass
+class ModuleComparison:
+    """One module call: how far its ONNX counterpart is from PyTorch."""
+
+    order: int
+    module: str
+    status: str
+    max_abs: float
+    max_rel: float
+    onnx_tensor: str = ""
+
+
+def _closest(reference: np.ndarray, names: list[str], values: dict[str, np.ndarray],
+             ) -> tuple[str, float]:
+    best_name, best = "", float("inf")
+    ref = reference.astype(np.float64)
+    for name in names:
+        value = values.get(name)
+        if value is None or value.shape != reference.shape:
+            continue
+        error = float(np.max(np.abs(value.astype(np.float64) - ref))) if ref.size else 0.0
+        if error < best:
+            best_name, best = name, error
+    return best_name, best
+
+
+def compare_modules(view: ModuleView, model: torch.nn.Module, example: ModelInputs,
+                    input_names: list[str], atol: float = 1e-4, rtol: float = 1e-3,
+                    seed: int = 1234) -> list[ModuleComparison]:
+    """Every module call's outputs against the ONNX tensors of its region, in order."""
+    fresh = fresh_like(example, seed=seed)
+    wanted = [value.name for value in graph_inputs(view.model)]
+    values = intermediate_values(view.model, ort_feed(wanted, fresh, input_names))
+    calls = record_calls(model, lambda: fresh.call(model))
+    index = RegionIndex(view.model)
+    known = set(view.tree())
+    outputs_of: dict[str, list[str]] = {}
+    results = []
+    for order, call in enumerate(calls):
+        if call.path not in known:
+            continue
+        if call.path not in outputs_of:
+            outputs_of[call.path] = index.boundary(list(iter_within(view, call.path))).outputs
+        worst_abs = worst_rel = 0.0
+        status, tensor = MATCH, ""
+        floating = [o for o in call.outputs if np.issubdtype(o.dtype, np.floating) and o.size]
+        for output in floating:
+            name, error = _closest(output, outputs_of[call.path], values)
+            if not name:
+                status = UNMAPPED if status == MATCH else status
+                continue
+            scale = float(np.max(np.abs(output))) or 1.0
+            if error > worst_abs:
+                worst_abs, tensor = error, name
+            worst_rel = max(worst_rel, error / scale)
+            if error > atol + rtol * scale:
+                status = DIVERGED
+        if not floating:
+            status = UNMAPPED
+        results.append(ModuleComparison(order, call.path, status, worst_abs, worst_rel, tensor))
+    return results
+
+
+def summarize(results: list[ModuleComparison], first: int = 5) -> dict:
+    """The first diverging calls (the likely culprits) and the counts."""
+    diverged = [r for r in results if r.status == DIVERGED]
+    return {
+        "calls": len(results),
+        "matched": sum(r.status == MATCH for r in results),
+        "unmapped": sum(r.status == UNMAPPED for r in results),
+        "diverged": len(diverged),
+        "first_diverged": [asdict(r) for r in diverged[:first]],
+        "modules": [asdict(r) for r in results],
+    }

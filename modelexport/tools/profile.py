@@ -1,0 +1,175 @@
+"""Where ONNX Runtime spends its time, rolled up the module tree.
+
+ONNX Runtime profiles the graph it actually runs: after its own optimisation,
+where a fused node stands for several original ones.  The session also saves
+that optimised graph, which is re-tagged from the original
+(:mod:`modelexport.tools.retag`): a fused node lands on the common ancestor
+of the nodes it replaced.  Kernel times of the measured runs (warm-up runs
+excluded) are then summed per module: *self* for the module's own nodes,
+*total* for its subtree, and *share* of the mean ``model_run`` time.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from modelexport.hierarchy import ROOT, ancestors
+from modelexport.tools.module_view import ModuleView, module_view
+from modelexport.tools.retag import RetagResult, module_tags, retag
+
+LEVELS = ("disable", "basic", "extended", "all")
+_KERNEL_SUFFIX = "_kernel_time"
+
+
+@dataclass
+class ModuleTime:
+    path: str
+    cls: str
+    self_ms: float = 0.0
+    total_ms: float = 0.0
+    kernels: int = 0
+
+    @property
+    def depth(self) -> int:
+        return 0 if self.path == ROOT else self.path.count(".") + 1
+
+
+@dataclass
+class Profile:
+    """Mean per-run times of one profiled session."""
+
+    runs: int
+    run_ms: float
+    kernel_ms: float
+    optimized_nodes: int
+    original_nodes: int
+    level: str
+    modules: list[ModuleTime] = field(default_factory=list)
+    retag: RetagResult | None = None
+
+    def as_dict(self) -> dict:
+        return {
+            "runs": self.runs, "run_ms": self.run_ms, "kernel_ms": self.kernel_ms,
+            "optimized_nodes": self.optimized_nodes, "original_nodes": self.original_nodes,
+            "level": self.level, "retag": self.retag.as_dict() if self.retag else None,
+            "modules": [{"path": m.path, "class": m.cls, "self_ms": m.self_ms,
+                         "total_ms": m.total_ms, "share": self.share(m), "kernels": m.kernels}
+                        for m in self.modules],
+        }
+
+    def share(self, module: ModuleTime) -> float:
+        return module.total_ms / self.run_ms if self.run_ms else 0.0
+
+
+def _session_options(level: str, scratch: Path) -> object:
+    import onnxruntime as ort
+
+    levels = {"disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+              "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+              "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+              "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}
+    options = ort.SessionOptions()
+    options.graph_optimization_level = levels[level]
+    options.enable_profiling = True
+    options.profile_file_prefix = str(scratch / "profile")
+    options.optimized_model_filepath = str(scratch / "optimized.onnx")
+    options.log_severity_level = 3
+    return options
+
+
+def _measured_events(events: list[dict], runs: int) -> tuple[list[dict], list[float]]:
+    """Kernel events inside the last ``runs`` model_run windows, and those runs' µs."""
+    windows = sorted((e["ts"], e["ts"] + e["dur"]) for e in events
+                     if e.get("cat") == "Session" and e.get("name") == "model_run")[-runs:]
+    if not windows:
+        return [], []
+    start = windows[0][0]
+    kernels = [e for e in events if e.get("cat") == "Node"
+               and e.get("name", "").endswith(_KERNEL_SUFFIX) and e["ts"] >= start]
+    return kernels, [end - begin for begin, end in windows]
+
+
+def profile_model(view: ModuleView, model_path: Path, feeds: dict[str, np.ndarray],
+                  warmup: int = 3, repeats: int = 20, level: str = "all",
+                  threads: int = 0) -> Profile:
+    """Profile ``model_path`` (the file of ``view``) and attribute kernel time to modules."""
+    import onnxruntime as ort
+
+    with tempfile.TemporaryDirectory(prefix="modelexport-profile-") as scratch:
+        options = _session_options(level, Path(scratch))
+        options.intra_op_num_threads = threads
+        session = ort.InferenceSession(str(model_path), options,
+                                       providers=["CPUExecutionProvider"])
+        for _ in range(warmup + repeats):
+            session.run(None, feeds)
+        events = json.loads(Path(session.end_profiling()).read_text(encoding="utf-8"))
+        optimized = onnx.load(str(Path(scratch) / "optimized.onnx"), load_external_data=False)
+    retagged = retag(optimized, view, module_tags(view))
+    module_of = {node.name: info.module for node, info in
+                 zip(optimized.graph.node, module_view(optimized).nodes)}
+    kernels, run_us = _measured_events(events, repeats)
+    times = {path: ModuleTime(path, view.classes.get(path, "")) for path in view.tree()}
+    for event in kernels:
+        module = module_of.get(event["name"][:-len(_KERNEL_SUFFIX)]) or ROOT
+        if module not in times:
+            times[module] = ModuleTime(module, "")
+        ms = event["dur"] / 1000.0 / repeats
+        times[module].self_ms += ms
+        times[module].kernels += 1
+        for path in ancestors(module):
+            times.setdefault(path, ModuleTime(path, "")).total_ms += ms
+    for time in times.values():
+        time.kernels = round(time.kernels / repeats)
+    ordered = [times[p] for p in view.tree() if p in times] + \
+        [t for p, t in times.items() if p not in set(view.tree())]
+    return Profile(
+        runs=len(run_us), run_ms=float(np.mean(run_us)) / 1000.0 if run_us else 0.0,
+        kernel_ms=sum(e["dur"] for e in kernels) / 1000.0 / max(repeats, 1),
+        optimized_nodes=len(optimized.graph.node), original_nodes=len(view.nodes),
+        level=level, modules=ordered, retag=retagged)
+
+
+def select_rows(result: Profile, depth: int | None, top: int | None) -> list[ModuleTime]:
+    rows = [m for m in result.modules if m.total_ms > 0 and (depth is None or m.depth <= depth)]
+    if top:
+        keep = {id(m) for m in sorted(rows, key=lambda m: -m.total_ms)[:top]}
+        rows = [m for m in rows if id(m) in keep]
+    return rows
+
+
+def render_table(result: Profile, rows: list[ModuleTime]) -> str:
+    lines = [f"{result.runs} runs (level {result.level}): mean run {result.run_ms:.3f} ms, "
+             f"kernels {result.kernel_ms:.3f} ms; {result.original_nodes} nodes -> "
+             f"{result.optimized_nodes} after ONNX Runtime's optimisation"]
+    header = f"{'module':<50} {'class':<24} {'self ms':>9} {'total ms':>9} {'share':>7}"
+    lines += [header, "-" * len(header)]
+    for m in rows:
+        name = ("  " * m.depth + (m.path.rsplit(".", 1)[-1] if m.path else "(root)"))[:50]
+        lines.append(f"{name:<50} {m.cls.rsplit('.', 1)[-1][:24]:<24} {m.self_ms:>9.3f} "
+                     f"{m.total_ms:>9.3f} {result.share(m):>6.1%}")
+    return "\n".join(lines)
+
+
+def render_json(result: Profile, rows: list[ModuleTime]) -> str:
+    payload = result.as_dict()
+    keep = {m.path for m in rows}
+    payload["modules"] = [m for m in payload["modules"] if m["path"] in keep]
+    return json.dumps(payload, indent=2)
+
+
+def render_csv(result: Profile, rows: list[ModuleTime]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["path", "class", "depth", "self_ms", "total_ms", "share", "kernels"])
+    for m in rows:
+        writer.writerow([m.path, m.cls, m.depth, f"{m.self_ms:.6f}", f"{m.total_ms:.6f}",
+                         f"{result.share(m):.6f}", m.kernels])
+    return out.getvalue()

@@ -1,0 +1,188 @@
+"""Structural checks of a tagged ONNX file.
+
+Errors make ``modelexport validate`` fail; warnings are printed only.  The
+checks, each able to fail on a real file:
+
+* ``checker``: the full ONNX checker (external data included);
+* ``untagged``: every node names a module;
+* ``unknown-module``: that module is in the sidecar's tree;
+* ``tag-mismatch``: the node's class-path tag is the sidecar's tag for it;
+* ``duplicate-keys``: no metadata key appears twice on a node (some
+  optimisers copy properties when they merge nodes);
+* ``non-convex``: every module's nodes form a region that its boundary
+  tensors explain (see :mod:`modelexport.tools.regions`).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import onnx
+
+from modelexport.errors import one_line
+from modelexport.hierarchy import ROOT
+from modelexport.tags import KEY_TAG
+from modelexport.tools.module_view import ORIGIN_TAGS, ModuleView, iter_within
+from modelexport.tools.regions import RegionIndex
+
+ERROR, WARNING = "error", "warning"
+_LISTED = 10  # offending nodes named per finding
+
+
+@dataclass
+class Finding:
+    """One failed check: what, how bad, and which nodes."""
+
+    check: str
+    severity: str
+    message: str
+    nodes: list[str] = field(default_factory=list)
+
+    def line(self) -> str:
+        shown = ", ".join(self.nodes[:_LISTED])
+        more = f" (+{len(self.nodes) - _LISTED} more)" if len(self.nodes) > _LISTED else ""
+        return f"{self.severity}: [{self.check}] {self.message}" + (
+            f": {shown}{more}" if shown else "")
+
+
+@dataclass
+class ValidationReport:
+    file: str
+    origin: str
+    nodes: int
+    modules: int
+    findings: list[Finding] = field(default_factory=list)
+    parity: dict | None = None
+    per_module: dict | None = None
+
+    @property
+    def passed(self) -> bool:
+        parity_ok = self.parity is None or self.parity["passed"]
+        per_module_ok = self.per_module is None or not self.per_module["diverged"]
+        return parity_ok and per_module_ok and not any(
+            f.severity == ERROR for f in self.findings)
+
+    def as_dict(self) -> dict:
+        payload = asdict(self)
+        payload["passed"] = self.passed
+        return payload
+
+
+def _check_file(path: Path) -> Finding | None:
+    try:
+        onnx.checker.check_model(str(path), full_check=True)
+    except Exception as exc:
+        return Finding("checker", ERROR, one_line(exc))
+    return None
+
+
+def _sidecar_tags(view: ModuleView) -> dict[str, str]:
+    return {row["path"]: row.get("tag", "") for row in (view.sidecar or {}).get("modules", [])}
+
+
+def _tag_findings(view: ModuleView) -> list[Finding]:
+    names = view.node_names()
+    findings: list[Finding] = []
+    untagged = [names[i] for i, info in enumerate(view.nodes) if info.module is None]
+    if untagged:
+        findings.append(Finding("untagged", ERROR, f"{len(untagged)} nodes name no module",
+                                untagged))
+    tree = _sidecar_tags(view)
+    if not tree:
+        findings.append(Finding("no-sidecar", WARNING,
+                                "no sidecar beside the file; module names not checked "
+                                "against the model's tree"))
+        return findings
+    unknown = [names[i] for i, info in enumerate(view.nodes)
+               if info.module is not None and info.module not in tree]
+    if unknown:
+        findings.append(Finding("unknown-module", ERROR,
+                                f"{len(unknown)} nodes name a module the sidecar's tree "
+                                "does not have", unknown))
+    if view.origin == ORIGIN_TAGS:
+        mismatched = []
+        for name, node, info in zip(names, view.model.graph.node, view.nodes):
+            tag = next((p.value for p in node.metadata_props if p.key == KEY_TAG), None)
+            if info.module in tree and tag is not None and tag != tree[info.module]:
+                mismatched.append(name)
+        if mismatched:
+            findings.append(Finding("tag-mismatch", ERROR,
+                                    f"{len(mismatched)} nodes carry a class path other than "
+                                    "their module's", mismatched))
+    return findings
+
+
+def _duplicate_keys(view: ModuleView) -> Finding | None:
+    names = view.node_names()
+    duplicated = [
+        names[i] for i, node in enumerate(view.model.graph.node)
+        if any(n > 1 for n in Counter(p.key for p in node.metadata_props).values())
+    ]
+    if duplicated:
+        return Finding("duplicate-keys", ERROR,
+                       f"{len(duplicated)} nodes repeat a metadata key", duplicated)
+    return None
+
+
+def _ran_repeatedly(view: ModuleView) -> set[str]:
+    repeated = {row["path"] for row in (view.sidecar or {}).get("modules", [])
+                if (row.get("calls") or 0) > 1}
+    repeated.update(info.module for info in view.nodes
+                    if info.call is not None and info.call > 0 and info.module is not None)
+    return repeated
+
+
+def _components(index: RegionIndex, region: list[int]) -> list[list[int]]:
+    """Weakly connected parts of a region, using only edges inside it."""
+    inside = set(region)
+    parent = {i: i for i in region}
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i in region:
+        for name in index.nodes[i].output:
+            for c in index.consumers.get(name, ()):
+                if c in inside:
+                    parent[find(c)] = find(i)
+    groups: dict[int, list[int]] = {}
+    for i in region:
+        groups.setdefault(find(i), []).append(i)
+    return list(groups.values())
+
+
+def _convexity(view: ModuleView) -> list[Finding]:
+    index = RegionIndex(view.model)
+    names = view.node_names()
+    repeated = _ran_repeatedly(view)
+    findings = []
+    for module in view.tree():
+        if module == ROOT:
+            continue
+        region = list(iter_within(view, module))
+        parts = _components(index, region) if module in repeated else [region]
+        breaks = sorted({b for part in parts for b in index.convexity_breaks(part)})
+        if breaks:
+            findings.append(Finding(
+                "non-convex", ERROR,
+                f"module {module!r}: {len(breaks)} outside nodes sit on a path that leaves "
+                "and re-enters it", [f"{names[b]} ({view.nodes[b].module})" for b in breaks]))
+    return findings
+
+
+def validate_structure(view: ModuleView) -> ValidationReport:
+    """Run every structural check on ``view`` (its file, when it has one)."""
+    report = ValidationReport(str(view.path or ""), view.origin, len(view.nodes),
+                              len(view.tree()))
+    if view.path is not None and (found := _check_file(view.path)) is not None:
+        report.findings.append(found)
+    report.findings.extend(_tag_findings(view))
+    if (found := _duplicate_keys(view)) is not None:
+        report.findings.append(found)
+    report.findings.extend(_convexity(view))
+    return report

@@ -1,0 +1,53 @@
+"""Write a tool's output file whole or not at all.
+
+Everything goes through the same staging folder as exports
+(:class:`modelexport.outputs.StagedOutput`): an unwritable path fails before
+work is lost, and an interrupted write leaves no half-written file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import onnx
+
+from modelexport.outputs import (
+    PROTOBUF_LIMIT_BYTES,
+    StagedOutput,
+    external_data_path_for,
+    model_bytes,
+    sidecar_path_for,
+)
+
+
+def check_writable(path: str | Path) -> None:
+    """Fail early (one line) when ``path`` cannot be written."""
+    StagedOutput.open(path).close()
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    staged = StagedOutput.open(path)
+    try:
+        staged.write_text(staged.target, text)
+        staged.commit([staged.target])
+    finally:
+        staged.close()
+    return staged.target
+
+
+def write_model(path: str | Path, model: onnx.ModelProto, sidecar: dict | None = None) -> Path:
+    """Save ``model`` (and its sidecar); weights go to ``<name>.data`` only when needed."""
+    staged = StagedOutput.open(path)
+    try:
+        external = model_bytes(model) > PROTOBUF_LIMIT_BYTES
+        staged.write_onnx(model, external_data=external)
+        finals = [staged.target]
+        if external:
+            finals.append(external_data_path_for(staged.target))
+        if sidecar is not None:
+            staged.write_json(sidecar_path_for(staged.target), sidecar)
+            finals.append(sidecar_path_for(staged.target))
+        staged.commit(finals)
+    finally:
+        staged.close()
+    return staged.target
