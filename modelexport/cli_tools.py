@@ -212,7 +212,8 @@ def _print_validation(report) -> None:
     if report.per_module is not None:
         s = report.per_module
         print(f"  per-module: {s['calls']} module calls, {s['matched']} match, "
-              f"{s['unmapped']} without an ONNX counterpart, {s['diverged']} diverge")
+              f"{s['fused']} fused with a neighbour, {s['unmapped']} without an ONNX "
+              f"counterpart, {s['diverged']} diverge")
         for row in s["first_diverged"]:
             print(f"    #{row['order']:<4} {row['module'] or '(root)'}: max abs "
                   f"{row['max_abs']:.3e}, max rel {row['max_rel']:.3e} "

@@ -35,6 +35,8 @@ def load_graph(path: str | Path, *, external_data: bool = False,
         model = onnx.load(str(file), load_external_data=external_data)
     except Exception as exc:  # protobuf and onnx raise many types on bad bytes
         raise GraphFileError(f"{file} is not a readable ONNX model: {one_line(exc)}") from None
+    if not _all_text(model):
+        raise GraphFileError(f"{file} is corrupt: a name or metadata string is not valid UTF-8")
     if not model.HasField("graph") or len(model.graph.node) == 0:
         raise GraphFileError(f"{file} is not an ONNX model with a graph (empty or truncated?)")
     if check:
@@ -43,3 +45,17 @@ def load_graph(path: str | Path, *, external_data: bool = False,
         except Exception as exc:
             raise GraphFileError(f"{file} fails the ONNX checker: {one_line(exc)}") from None
     return model
+
+
+def _all_text(model: onnx.ModelProto) -> bool:
+    """Protobuf hands back ``bytes`` for string fields holding invalid UTF-8."""
+    graph = model.graph
+    strings: list[object] = [p.key for p in model.metadata_props]
+    strings += [p.value for p in model.metadata_props]
+    for node in graph.node:
+        strings += [node.name, node.op_type, node.domain, *node.input, *node.output]
+        strings += [v for p in node.metadata_props for v in (p.key, p.value)]
+    for value in [*graph.input, *graph.output, *graph.value_info]:
+        strings.append(value.name)
+    strings += [init.name for init in graph.initializer]
+    return all(isinstance(text, str) for text in strings)

@@ -8,6 +8,12 @@ with the same-shaped region outputs and the closest one counts, so a module
 called several times still finds its own call's tensor.  Calls are reported
 in the order they finished, which puts a diverging layer before the
 enclosing modules that inherit its error.
+
+Exporters fuse: BatchNorm folded into the preceding Conv makes the Conv's
+ONNX output equal the BatchNorm's PyTorch output, not the Conv's.  A module
+whose region outputs differ from its own outputs but equal *some* module's
+PyTorch output is therefore ``fused``, not ``diverged``: a wrong computation
+matches no PyTorch tensor at all.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from modelexport.tools.module_view import ModuleView, iter_within
 from modelexport.tools.regions import RegionIndex
 from modelexport.verify import ort_feed
 
-MATCH, DIVERGED, UNMAPPED = "match", "diverged", "unmapped"
+MATCH, FUSED, DIVERGED, UNMAPPED = "match", "fused", "diverged", "unmapped"
 
 
 @dataclass
@@ -54,6 +60,25 @@ def _closest(reference: np.ndarray, names: list[str], values: dict[str, np.ndarr
     return best_name, best
 
 
+def _close(a: np.ndarray, b: np.ndarray, atol: float, rtol: float) -> bool:
+    scale = float(np.max(np.abs(b))) or 1.0
+    return float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64)))) <= atol + rtol * scale
+
+
+def _explained_elsewhere(names: list[str], values: dict[str, np.ndarray],
+                         torch_outputs: dict[tuple, list[np.ndarray]], atol: float,
+                         rtol: float) -> bool:
+    """True when one of the region's tensors equals some module's PyTorch output."""
+    for name in names:
+        value = values.get(name)
+        if value is None or value.size == 0:
+            continue
+        for reference in torch_outputs.get((value.shape, value.dtype.kind), ()):
+            if _close(value, reference, atol, rtol):
+                return True
+    return False
+
+
 def compare_modules(view: ModuleView, model: torch.nn.Module, example: ModelInputs,
                     input_names: list[str], atol: float = 1e-4, rtol: float = 1e-3,
                     seed: int = 1234) -> list[ModuleComparison]:
@@ -64,6 +89,11 @@ def compare_modules(view: ModuleView, model: torch.nn.Module, example: ModelInpu
     calls = record_calls(model, lambda: fresh.call(model))
     index = RegionIndex(view.model)
     known = set(view.tree())
+    torch_outputs: dict[tuple, list[np.ndarray]] = {}
+    for call in calls:
+        for output in call.outputs:
+            if np.issubdtype(output.dtype, np.floating) and output.size:
+                torch_outputs.setdefault((output.shape, output.dtype.kind), []).append(output)
     outputs_of: dict[str, list[str]] = {}
     results = []
     for order, call in enumerate(calls):
@@ -84,7 +114,10 @@ def compare_modules(view: ModuleView, model: torch.nn.Module, example: ModelInpu
                 worst_abs, tensor = error, name
             worst_rel = max(worst_rel, error / scale)
             if error > atol + rtol * scale:
-                status = DIVERGED
+                same_shape = [n for n in outputs_of[call.path]
+                              if n in values and values[n].shape == output.shape]
+                fused = _explained_elsewhere(same_shape, values, torch_outputs, atol, rtol)
+                status = DIVERGED if not fused or status == DIVERGED else FUSED
         if not floating:
             status = UNMAPPED
         results.append(ModuleComparison(order, call.path, status, worst_abs, worst_rel, tensor))
@@ -97,6 +130,7 @@ def summarize(results: list[ModuleComparison], first: int = 5) -> dict:
     return {
         "calls": len(results),
         "matched": sum(r.status == MATCH for r in results),
+        "fused": sum(r.status == FUSED for r in results),
         "unmapped": sum(r.status == UNMAPPED for r in results),
         "diverged": len(diverged),
         "first_diverged": [asdict(r) for r in diverged[:first]],
