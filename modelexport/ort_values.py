@@ -11,6 +11,18 @@ from collections.abc import Iterable
 import numpy as np
 import onnx
 
+ORT_LEVELS = ("disable", "basic", "extended", "all")
+
+
+def ort_level(name: str) -> object:
+    """ONNX Runtime's GraphOptimizationLevel for one of :data:`ORT_LEVELS`."""
+    import onnxruntime as ort
+
+    return {"disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}[name]
+
 
 def ort_session(model: onnx.ModelProto | str, optimize: bool = False) -> object:
     """A CPU session; graph optimisation off unless asked, so tensors keep their names."""
@@ -18,7 +30,7 @@ def ort_session(model: onnx.ModelProto | str, optimize: bool = False) -> object:
 
     options = ort.SessionOptions()
     if not optimize:
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        options.graph_optimization_level = ort_level("disable")
     options.log_severity_level = 3
     source = model.SerializeToString() if isinstance(model, onnx.ModelProto) else model
     return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])

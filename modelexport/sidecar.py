@@ -15,7 +15,7 @@ from typing import Any
 
 import onnx
 
-from modelexport.hierarchy import ModuleTree
+from modelexport.hierarchy import ModuleTree, ancestors, is_within
 from modelexport.tags import NodeTag
 
 SIDECAR_SCHEMA = "modelexport.hierarchy/1"
@@ -72,8 +72,6 @@ def derive_sidecar(reference: dict[str, Any], graph: onnx.ModelProto,
     The module tree is the reference's (only ``scope``'s subtree and its
     ancestors, when given); node counts and the node map describe ``graph``.
     """
-    from modelexport.hierarchy import ancestors, is_within
-
     counts = node_counts([t for t in tags if t is not None])
     totals: Counter = Counter()
     for path, count in counts.items():

@@ -127,7 +127,7 @@ def human_bytes(size: int) -> str:
         if value < 1024 or unit == "GiB":
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
-    return f"{size} B"
+    raise AssertionError("unreachable: the loop returns at GiB")
 
 
 def render_summary(analysis: Analysis, rows: list[ModuleStats], top_ops: int = 3,

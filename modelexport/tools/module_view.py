@@ -17,6 +17,7 @@ says nothing about stay ``None`` (untagged), which validate reports.
 from __future__ import annotations
 
 import ast
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -173,8 +174,6 @@ def _from_node_names(model: onnx.ModelProto) -> list[NodeInfo] | None:
 
 
 def _read_sidecar(onnx_path: Path | None) -> dict | None:
-    import json
-
     if onnx_path is None:
         return None
     side = sidecar_path_for(onnx_path)

@@ -13,6 +13,7 @@ from pathlib import Path
 import onnx
 
 from modelexport.errors import ModelExportError, one_line
+from modelexport.ort_values import ort_level
 
 OPTIMIZERS = ("onnxscript", "ort", "onnxslim")
 ORT_LEVELS = ("basic", "extended", "all")
@@ -28,13 +29,10 @@ def _ort(model: onnx.ModelProto, level: str) -> onnx.ModelProto:
     """ONNX Runtime's offline mode: optimise once, save the session's graph."""
     import onnxruntime as ort
 
-    levels = {"basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-              "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-              "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}
     with tempfile.TemporaryDirectory(prefix="modelexport-ort-") as scratch:
         target = Path(scratch) / "optimized.onnx"
         options = ort.SessionOptions()
-        options.graph_optimization_level = levels[level]
+        options.graph_optimization_level = ort_level(level)
         options.optimized_model_filepath = str(target)
         options.log_severity_level = 3
         ort.InferenceSession(model.SerializeToString(), options,

@@ -22,10 +22,11 @@ import numpy as np
 import onnx
 
 from modelexport.hierarchy import ROOT, ancestors
+from modelexport.ort_values import ORT_LEVELS, ort_level
 from modelexport.tools.module_view import ModuleView, module_view
 from modelexport.tools.retag import RetagResult, module_tags, retag
 
-LEVELS = ("disable", "basic", "extended", "all")
+LEVELS = ORT_LEVELS
 _KERNEL_SUFFIX = "_kernel_time"
 
 
@@ -72,12 +73,8 @@ class Profile:
 def _session_options(level: str, scratch: Path) -> object:
     import onnxruntime as ort
 
-    levels = {"disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
-              "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-              "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-              "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}
     options = ort.SessionOptions()
-    options.graph_optimization_level = levels[level]
+    options.graph_optimization_level = ort_level(level)
     options.enable_profiling = True
     options.profile_file_prefix = str(scratch / "profile")
     options.optimized_model_filepath = str(scratch / "optimized.onnx")
