@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 
 import onnx
 
-from modelexport.hierarchy import ROOT, common_ancestor
+from modelexport.hierarchy import ROOT, common_ancestor, is_within
 from modelexport.tagging import Assignment, graph_edges, project_assignments
 from modelexport.tags import (
     KEY_CALL,
@@ -93,20 +93,34 @@ class _Original:
         self.by_name = {n.name: i for i, n in enumerate(self.nodes) if n.name}
         self.producer, _ = graph_edges(self.nodes)
 
-    def merged_users(self, node: onnx.NodeProto, rewritten_consumers: list[onnx.NodeProto],
-                     ) -> list[str]:
-        """Modules of original nodes that read ``node``'s outputs only after the rewrite."""
+    def absorbed(self, node: onnx.NodeProto, rewritten_consumers: list[onnx.NodeProto],
+                 present: set[str]) -> list[str]:
+        """Modules of original nodes that ``node`` absorbed (common-subexpression elimination).
+
+        A consumer that kept its name but now reads ``node``'s output where it
+        used to read the output of another node of the same op type, which is
+        gone, was rewired onto ``node``: the two computed the same thing.  A
+        consumer rewired past a removed node of another type (a Transpose pair
+        cancelled) is ordinary data flow and says nothing.
+        """
         outputs = set(node.output)
         modules = []
         for consumer in rewritten_consumers:
             index = self.by_name.get(consumer.name) if consumer.name else None
             if index is None or self.nodes[index].op_type != consumer.op_type:
                 continue
-            before = set(self.nodes[index].input)
-            if any(name in outputs and name not in before for name in consumer.input):
-                module = self.view.nodes[index].module
-                if module is not None:
-                    modules.append(module)
+            before = self.nodes[index].input
+            for position, name in enumerate(consumer.input):
+                if name not in outputs or position >= len(before) or before[position] == name:
+                    continue
+                source = self.producer.get(before[position])
+                if source is None:
+                    continue
+                gone = self.nodes[source]
+                if gone.op_type == node.op_type and gone.name not in present:
+                    module = self.view.nodes[source].module
+                    if module is not None:
+                        modules.append(module)
         return modules
 
     def replaced(self, node: onnx.NodeProto, still_there: set[str]) -> list[int]:
@@ -126,7 +140,8 @@ class _Original:
 
 
 def _assign(node: onnx.NodeProto, original: _Original, still_there: set[str],
-            known: set[str], consumers: list[onnx.NodeProto]) -> tuple[Assignment | None, str]:
+            known: set[str], consumers: list[onnx.NodeProto], present: set[str],
+            ) -> tuple[Assignment | None, str]:
     current = _tag_of(node)
     index = original.by_name.get(node.name) if node.name else None
     if index is not None and original.nodes[index].op_type != node.op_type:
@@ -138,7 +153,7 @@ def _assign(node: onnx.NodeProto, original: _Original, still_there: set[str],
             original.view.nodes[index].source)
         rule = "by-name"
     if module is not None:
-        extra = original.merged_users(node, consumers) if index is not None else []
+        extra = original.absorbed(node, consumers, present) if index is not None else []
         if extra and common_ancestor([module, *extra]) != module:
             return Assignment(common_ancestor([module, *extra]), TagSource.INHERITED), "merged"
         return Assignment(module, source), rule
@@ -165,6 +180,27 @@ def _source_of(node: onnx.NodeProto) -> TagSource:
                          if p.key == KEY_SOURCE), ""))
 
 
+def _lift_feeders_of_merged(assigned: list[Assignment | None], rules: list[str],
+                            consumers_of: list[list[int]]) -> None:
+    """Move nodes that now feed only merged nodes up to the merged nodes' module.
+
+    When two identical chains collapse into one, only the chain's last node
+    is seen to gain readers; the nodes before it now serve both modules too.
+    Walking in reverse topological order carries the lift up the chain.
+    """
+    for index in range(len(assigned) - 1, -1, -1):
+        own = assigned[index]
+        readers = consumers_of[index]
+        if own is None or rules[index] == "merged" or not readers:
+            continue
+        if not all(rules[r] == "merged" and assigned[r] is not None for r in readers):
+            continue
+        target = common_ancestor([assigned[r].module for r in readers])
+        if own.module != target and is_within(own.module, target):
+            assigned[index] = Assignment(target, TagSource.INHERITED)
+            rules[index] = "merged"
+
+
 def coverage_count(model: onnx.ModelProto, known: set[str]) -> int:
     """Nodes whose module tag names a module of the tree."""
     return sum(1 for node in model.graph.node if _tag_of(node) in known)
@@ -182,15 +218,19 @@ def retag(rewritten: onnx.ModelProto, reference: ModuleView,
     still_there = {name for node in nodes for name in node.output if name}
     still_there |= {v.name for v in rewritten.graph.input}
     still_there |= {i.name for i in rewritten.graph.initializer}
+    present = {node.name for node in nodes if node.name}
     _, consumer_index = graph_edges(nodes)
+    consumers_of = [sorted({c for name in node.output for c in consumer_index.get(name, ())})
+                    for node in nodes]
     assigned: list[Assignment | None] = []
-    for node in nodes:
-        consumers = [nodes[c] for name in node.output for c in consumer_index.get(name, ())]
+    rules: list[str] = []
+    for node, consumers in zip(nodes, consumers_of):
         assignment, rule = _assign(node, original, still_there - set(node.output), known,
-                                   consumers)
+                                   [nodes[c] for c in consumers], present)
         assigned.append(assignment)
-        if assignment is not None:
-            result.rules[rule] += 1
+        rules.append(rule)
+    _lift_feeders_of_merged(assigned, rules, consumers_of)
+    result.rules.update(rule for rule in rules if rule)
     completed = project_assignments(list(nodes), assigned)
     for node, before, after in zip(nodes, assigned, completed):
         if before is None:
