@@ -276,8 +276,9 @@ def cmd_profile(args: argparse.Namespace) -> int:
         raise ModelExportError("--repeats must be at least 1 and --warmup at least 0")
     view = _open(args.file)
     feeds = generated_feeds(view.model, parse_dims(args.dim))
-    print(f"[modelexport] profiling {args.file}: {args.warmup} warm-up + {args.repeats} runs",
-          file=sys.stderr)
+    if sys.stderr.isatty():
+        print(f"[modelexport] profiling {args.file}: {args.warmup} warm-up + {args.repeats} "
+              "runs", file=sys.stderr)
     result = profiling.profile_model(view, Path(args.file), feeds, args.warmup, args.repeats,
                                      args.level, args.threads)
     rows = profiling.select_rows(result, args.depth, args.top)

@@ -6,10 +6,29 @@ its outputs: usage-based tagging, per-module parity, extract's boundary check.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import TypeVar
 
 import numpy as np
 import onnx
+
+from modelexport.errors import ModelExportError, one_line
+
+T = TypeVar("T")
+
+
+class OrtRunError(ModelExportError):
+    """ONNX Runtime could not load or run a graph (bad file, inputs that don't fit)."""
+
+
+def ort_call(what: str, call: Callable[[], T]) -> T:
+    """Run ``call``; an ONNX Runtime failure becomes one readable line."""
+    try:
+        return call()
+    except ModelExportError:
+        raise
+    except Exception as exc:  # onnxruntime raises its own pybind exception types
+        raise OrtRunError(f"ONNX Runtime could not {what}: {one_line(exc)}") from exc
 
 ORT_LEVELS = ("disable", "basic", "extended", "all")
 
@@ -33,7 +52,8 @@ def ort_session(model: onnx.ModelProto | str, optimize: bool = False) -> object:
         options.graph_optimization_level = ort_level("disable")
     options.log_severity_level = 3
     source = model.SerializeToString() if isinstance(model, onnx.ModelProto) else model
-    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+    return ort_call("load the model", lambda: ort.InferenceSession(
+        source, options, providers=["CPUExecutionProvider"]))
 
 
 def intermediate_values(graph: onnx.ModelProto, feeds: dict[str, np.ndarray],
@@ -57,6 +77,7 @@ def intermediate_values(graph: onnx.ModelProto, feeds: dict[str, np.ndarray],
                 existing.add(name)
     session = ort_session(probe)
     outputs = [o.name for o in session.get_outputs()]
-    values = dict(zip(outputs, session.run(outputs, feeds)))
+    results = ort_call("run the model", lambda: session.run(outputs, feeds))
+    values = dict(zip(outputs, results))
     values.update(feeds)
     return values

@@ -159,3 +159,19 @@ def test_corrupted_bytes_never_crash_analyze_or_validate(tagged, corruption):
             if code == EXIT_USER_ERROR:
                 lines = err.strip().splitlines()
                 assert len(lines) == 1 and lines[0].startswith("error: "), err
+
+
+def test_profile_says_when_generated_inputs_do_not_fit_and_dim_fixes_it(tmp_path):
+    shape = onnx.helper.make_tensor("shape", onnx.TensorProto.INT64, [2], [2, 3])
+    model = onnx.helper.make_model(onnx.helper.make_graph(
+        [onnx.helper.make_node("Reshape", ["x", "shape"], ["y"], name="/block/Reshape"),
+         onnx.helper.make_node("Relu", ["y"], ["z"], name="/block/act/Relu")], "g",
+        [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["n"])],
+        [onnx.helper.make_tensor_value_info("z", onnx.TensorProto.FLOAT, [2, 3])],
+        initializer=[shape]), opset_imports=[onnx.helper.make_opsetid("", 18)])
+    path = tmp_path / "reshape.onnx"
+    onnx.save(model, path)
+    code, _, err = run("profile", path, "--repeats", 1)  # n defaults to 1: no 2x3 reshape
+    assert_one_line_error(code, err, "--dim")
+    code, out, _ = run("profile", path, "--repeats", 2, "--dim", "n=6")
+    assert code == 0 and "block" in out

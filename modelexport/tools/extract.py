@@ -16,7 +16,7 @@ import numpy as np
 import onnx
 
 from modelexport.errors import ModelExportError
-from modelexport.ort_values import intermediate_values, ort_session
+from modelexport.ort_values import intermediate_values, ort_call, ort_session
 from modelexport.tools.feeds import generated_feeds
 from modelexport.tools.module_view import ModuleView, iter_within
 from modelexport.tools.regions import Boundary, RegionIndex
@@ -109,7 +109,7 @@ def boundary_error(full: onnx.ModelProto, extraction: Extraction,
                                  boundary.inputs + boundary.outputs)
     session = ort_session(extraction.model)
     feeds = {name: values[name] for name in boundary.inputs}
-    got = session.run(boundary.outputs, feeds)
+    got = ort_call("run the extracted model", lambda: session.run(boundary.outputs, feeds))
     worst = 0.0
     for name, array in zip(boundary.outputs, got):
         expected = values[name]

@@ -22,7 +22,7 @@ import numpy as np
 import onnx
 
 from modelexport.hierarchy import ROOT, ancestors
-from modelexport.ort_values import ORT_LEVELS, ort_level
+from modelexport.ort_values import ORT_LEVELS, ort_call, ort_level
 from modelexport.tools.module_view import ModuleView, module_view
 from modelexport.tools.retag import RetagResult, module_tags, retag
 
@@ -103,10 +103,11 @@ def profile_model(view: ModuleView, model_path: Path, feeds: dict[str, np.ndarra
     with tempfile.TemporaryDirectory(prefix="modelexport-profile-") as scratch:
         options = _session_options(level, Path(scratch))
         options.intra_op_num_threads = threads
-        session = ort.InferenceSession(str(model_path), options,
-                                       providers=["CPUExecutionProvider"])
+        session = ort_call("load the model", lambda: ort.InferenceSession(
+            str(model_path), options, providers=["CPUExecutionProvider"]))
         for _ in range(warmup + repeats):
-            session.run(None, feeds)
+            ort_call("run the model on generated inputs (set symbolic sizes with --dim)",
+                     lambda: session.run(None, feeds))
         events = json.loads(Path(session.end_profiling()).read_text(encoding="utf-8"))
         optimized = onnx.load(str(Path(scratch) / "optimized.onnx"), load_external_data=False)
     retagged = retag(optimized, view, module_tags(view))
