@@ -225,3 +225,17 @@ def iter_within(view: ModuleView, scope: str) -> Iterator[int]:
     for index, info in enumerate(view.nodes):
         if info.module is not None and is_within(info.module, scope):
             yield index
+
+
+def all_regions(view: ModuleView) -> dict[str, list[int]]:
+    """Every module's node indices (its own and its descendants'), in one pass.
+
+    Cheaper than :func:`iter_within` per module: each node is visited once
+    per enclosing module instead of once per module of the tree.
+    """
+    regions: dict[str, list[int]] = {path: [] for path in view.tree()}
+    for index, info in enumerate(view.nodes):
+        if info.module is not None:
+            for path in ancestors(info.module):
+                regions[path].append(index)
+    return regions

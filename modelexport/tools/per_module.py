@@ -27,7 +27,7 @@ from modelexport.inputs import ModelInputs, fresh_like
 from modelexport.ort_values import intermediate_values
 from modelexport.strategies.usage_based import record_calls
 from modelexport.tools.feeds import graph_inputs
-from modelexport.tools.module_view import ModuleView, iter_within
+from modelexport.tools.module_view import ModuleView, all_regions
 from modelexport.tools.regions import RegionIndex
 from modelexport.verify import ort_feed
 
@@ -88,7 +88,7 @@ def compare_modules(view: ModuleView, model: torch.nn.Module, example: ModelInpu
     values = intermediate_values(view.model, ort_feed(wanted, fresh, input_names))
     calls = record_calls(model, lambda: fresh.call(model))
     index = RegionIndex(view.model)
-    known = set(view.tree())
+    regions = all_regions(view)
     torch_outputs: dict[tuple, list[np.ndarray]] = {}
     for call in calls:
         for output in call.outputs:
@@ -97,10 +97,10 @@ def compare_modules(view: ModuleView, model: torch.nn.Module, example: ModelInpu
     outputs_of: dict[str, list[str]] = {}
     results = []
     for order, call in enumerate(calls):
-        if call.path not in known:
+        if call.path not in regions:
             continue
         if call.path not in outputs_of:
-            outputs_of[call.path] = index.boundary(list(iter_within(view, call.path))).outputs
+            outputs_of[call.path] = index.boundary(regions[call.path]).outputs
         worst_abs = worst_rel = 0.0
         status, tensor = MATCH, ""
         floating = [o for o in call.outputs if np.issubdtype(o.dtype, np.floating) and o.size]

@@ -24,7 +24,7 @@ import onnx
 from modelexport.errors import one_line
 from modelexport.hierarchy import ROOT
 from modelexport.tags import KEY_TAG
-from modelexport.tools.module_view import ORIGIN_TAGS, ModuleView, iter_within
+from modelexport.tools.module_view import ORIGIN_TAGS, ModuleView, all_regions
 from modelexport.tools.regions import RegionIndex
 
 ERROR, WARNING = "error", "warning"
@@ -161,10 +161,9 @@ def _convexity(view: ModuleView) -> list[Finding]:
     names = view.node_names()
     repeated = _ran_repeatedly(view)
     findings = []
-    for module in view.tree():
+    for module, region in all_regions(view).items():
         if module == ROOT:
             continue
-        region = list(iter_within(view, module))
         parts = _components(index, region) if module in repeated else [region]
         breaks = sorted({b for part in parts for b in index.convexity_breaks(part)})
         if breaks:
