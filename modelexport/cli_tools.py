@@ -16,12 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from modelexport.errors import ModelExportError
+from modelexport.tools.module_view import open_view
 
 EXIT_OK, EXIT_FAILED = 0, 1
-
-
-class NoModuleInformation(ModelExportError):
-    """The file says nothing about modules."""
 
 
 def add_tool_parsers(sub: Any) -> None:
@@ -95,20 +92,6 @@ def add_tool_parsers(sub: Any) -> None:
     retag.add_argument("--json", action="store_true")
 
 
-def _open(path: str, *, external_data: bool = False, check: bool = True):
-    """Load ``path`` and read its module information, or fail in one line."""
-    from modelexport.tools.module_view import ORIGIN_NONE, module_view
-    from modelexport.tools.onnx_file import load_graph
-
-    model = load_graph(path, external_data=external_data, check=check)
-    view = module_view(model, path)
-    if view.origin == ORIGIN_NONE:
-        raise NoModuleInformation(
-            f"{path} carries no module information (no modelexport tags or sidecar, no torch "
-            "name scopes, no scoped node names); export it with modelexport first")
-    return view
-
-
 def _emit(text: str, output: str | None) -> None:
     from modelexport.tools.writing import write_text
 
@@ -126,7 +109,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
     if args.output:
         check_writable(args.output)
-    view = _open(args.file)
+    view = open_view(args.file)
     if args.format == "graphml":
         _emit(render_graphml(view), args.output)
         return EXIT_OK
@@ -183,7 +166,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     if args.per_module and not args.model:
         raise ModelExportError("--per-module needs --model (the PyTorch model to compare with)")
-    view = _open(args.file, check=False)
+    view = open_view(args.file, check=False)
     report = validate_structure(view)
     if args.model:
         model, example = _model_and_inputs(args, view)
@@ -225,7 +208,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from modelexport.tools.analyze import analyze
     from modelexport.tools.compare import compare, render_comparison
 
-    result = compare(analyze(_open(args.file_a)), analyze(_open(args.file_b)), args.depth)
+    result = compare(analyze(open_view(args.file_a)), analyze(open_view(args.file_b)), args.depth)
     if args.json:
         print(json.dumps(result.as_dict(), indent=2))
     else:
@@ -242,7 +225,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
 
     check_writable(args.output)
     dims = parse_dims(args.dim)
-    view = _open(args.file, external_data=True)
+    view = open_view(args.file, external_data=True)
     extraction = extract_module(view, args.module, dims)
     sidecar = None
     if view.sidecar:
@@ -274,7 +257,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
         check_writable(args.output)
     if args.repeats < 1 or args.warmup < 0:
         raise ModelExportError("--repeats must be at least 1 and --warmup at least 0")
-    view = _open(args.file)
+    view = open_view(args.file)
     feeds = generated_feeds(view.model, parse_dims(args.dim))
     if sys.stderr.isatty():
         print(f"[modelexport] profiling {args.file}: {args.warmup} warm-up + {args.repeats} "
@@ -317,7 +300,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     from modelexport.tools.writing import check_writable
 
     check_writable(args.output)
-    view = _open(args.file, external_data=True)
+    view = open_view(args.file, external_data=True)
     rewritten = optimize(view.model, args.optimizer, args.ort_level)
     return _retagged_output(view, rewritten, args.output,
                             f"{args.file} optimised by {args.optimizer}", args.json,
@@ -329,7 +312,7 @@ def cmd_retag(args: argparse.Namespace) -> int:
     from modelexport.tools.writing import check_writable
 
     check_writable(args.output)
-    view = _open(args.reference)
+    view = open_view(args.reference)
     rewritten = load_graph(args.file, external_data=True)
     return _retagged_output(view, rewritten, args.output,
                             f"{args.file} re-tagged from {args.reference}", args.json, "retag")

@@ -364,3 +364,31 @@ def test_retag_folds_duplicated_keys():
     node.metadata_props.add(key=KEY_MODULE, value="b")
     assert fold_duplicate_keys(node) and [p.value for p in node.metadata_props] == ["a"]
     assert not fold_duplicate_keys(node)
+
+
+# --- a save_pretrained folder, end to end ---------------------------------------
+
+def test_folder_model_export_then_validate_per_module(tmp_path, capsys):
+    import transformers as hf
+
+    folder = tmp_path / "bert-tiny"
+    config = hf.BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2,
+                           num_attention_heads=2, intermediate_size=64)
+    hf.BertModel(config).save_pretrained(folder)
+    out = tmp_path / "bert.onnx"
+    code, _, _ = cli(capsys, "export", "--model", folder, "-o", out, "--strategy", "htp",
+                     "--sequence-length", 12)
+    assert code == 0
+    # validate regenerates inputs at the file's own (static) sequence length of 12
+    code, text, _ = cli(capsys, "validate", out, "--model", folder, "--per-module")
+    assert code == 0 and "parity passed" in text and "0 diverge" in text
+
+
+def test_python_api_open_view_and_extract(exported, tmp_path):
+    from modelexport.tools.module_view import open_view
+    from modelexport.tools.writing import write_model
+
+    view = open_view(exported("small_cnn", "htp").path, external_data=True)
+    first = next(m.path for m in analyze(view).modules if m.path and m.nodes_total)
+    target = write_model(tmp_path / "part.onnx", extract_module(view, first).model)
+    onnx.checker.check_model(str(target), full_check=True)

@@ -51,8 +51,12 @@ class ModuleCall:
     outputs: list[np.ndarray] = field(default_factory=list)
 
 
-def record_calls(model: torch.nn.Module, run: callable) -> list[ModuleCall]:
-    """Run ``run()`` with hooks on every module; return the calls in order."""
+def record_calls(model: torch.nn.Module, run: callable, keep_inputs: bool = True,
+                 ) -> list[ModuleCall]:
+    """Run ``run()`` with hooks on every module; return the calls in order.
+
+    ``keep_inputs=False`` records outputs only, halving the copies held.
+    """
     calls: list[ModuleCall] = []
     handles = []
 
@@ -62,7 +66,7 @@ def record_calls(model: torch.nn.Module, run: callable) -> list[ModuleCall]:
 
     for path, module in model.named_modules():
         def hook(_m, args, kwargs, output, path=path):
-            calls.append(ModuleCall(path, arrays((args, kwargs)),
+            calls.append(ModuleCall(path, arrays((args, kwargs)) if keep_inputs else [],
                                     [o.detach().cpu().numpy().copy()
                                      for o in flatten_outputs(output)]))
         handles.append(module.register_forward_hook(hook, with_kwargs=True))

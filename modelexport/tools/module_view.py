@@ -24,10 +24,12 @@ from pathlib import Path
 
 import onnx
 
+from modelexport.errors import ModelExportError
 from modelexport.hierarchy import ROOT, ancestors, is_within, parent_path
 from modelexport.outputs import sidecar_path_for
 from modelexport.sidecar import SIDECAR_SCHEMA
 from modelexport.tags import KEY_CALL, KEY_MODULE, KEY_SOURCE, KEY_TAG
+from modelexport.tools.onnx_file import load_graph
 
 ORIGIN_TAGS = "modelexport-tags"
 ORIGIN_SIDECAR = "modelexport-sidecar"
@@ -239,3 +241,24 @@ def all_regions(view: ModuleView) -> dict[str, list[int]]:
             for path in ancestors(info.module):
                 regions[path].append(index)
     return regions
+
+
+class NoModuleInformation(ModelExportError):
+    """The file says nothing about modules."""
+
+
+def open_view(path: str | Path, *, external_data: bool = False, check: bool = True,
+              ) -> ModuleView:
+    """Load an ONNX file and its module information; every tool starts here.
+
+    ``external_data`` loads weights stored beside the file (extract, optimize
+    need them); ``check=False`` skips the ONNX checker (validate runs the full
+    one itself and reports it as a finding).
+    """
+    model = load_graph(path, external_data=external_data, check=check)
+    view = module_view(model, path)
+    if view.origin == ORIGIN_NONE:
+        raise NoModuleInformation(
+            f"{path} carries no module information (no modelexport tags or sidecar, no torch "
+            "name scopes, no scoped node names); export it with modelexport first")
+    return view

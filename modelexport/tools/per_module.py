@@ -86,7 +86,7 @@ def compare_modules(view: ModuleView, model: torch.nn.Module, example: ModelInpu
     fresh = fresh_like(example, seed=seed)
     wanted = [value.name for value in graph_inputs(view.model)]
     values = intermediate_values(view.model, ort_feed(wanted, fresh, input_names))
-    calls = record_calls(model, lambda: fresh.call(model))
+    calls = record_calls(model, lambda: fresh.call(model), keep_inputs=False)
     index = RegionIndex(view.model)
     regions = all_regions(view)
     torch_outputs: dict[tuple, list[np.ndarray]] = {}

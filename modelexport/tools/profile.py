@@ -153,6 +153,9 @@ def render_table(result: Profile, rows: list[ModuleTime]) -> str:
         name = ("  " * m.depth + (m.path.rsplit(".", 1)[-1] if m.path else "(root)"))[:50]
         lines.append(f"{name:<50} {m.cls.rsplit('.', 1)[-1][:24]:<24} {m.self_ms:>9.3f} "
                      f"{m.total_ms:>9.3f} {result.share(m):>6.1%}")
+    outside = max(result.run_ms - result.kernel_ms, 0.0)
+    share = outside / result.run_ms if result.run_ms else 0.0
+    lines.append(f"{'(outside kernels: session overhead)':<85} {outside:>9.3f} {share:>6.1%}")
     return "\n".join(lines)
 
 
