@@ -324,6 +324,10 @@ def test_profile_attributes_kernel_time_to_modules(exported, tmp_path, capsys):
     code, text, _ = cli(capsys, "profile", exported("resnet", "htp").path, "--repeats", 2,
                         "--depth", 2)
     assert code == 0 and "total ms" in text and "share" in text
+    code, text, _ = cli(capsys, "profile", exported("resnet", "htp").path, "--repeats", 2,
+                        "--format", "csv", "--top", 3)
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert code == 0 and len(rows) == 3 and rows[0]["path"] == ""  # the root has the most
 
 
 # --- retag after optimisers ----------------------------------------------------
@@ -354,6 +358,24 @@ def test_optimize_cli_reports_coverage_and_validates(exported, tmp_path, capsys)
     result = json.loads(text)
     assert code == 0 and result["coverage_before"] == 0.0 and result["coverage_after"] == 1.0
     assert result["rules"].get("replaced", 0) > 0  # fused nodes placed by what they replaced
+    code, text, _ = cli(capsys, "validate", out)
+    assert code == 0, text
+
+
+def test_retag_cli_folds_duplicates_and_restores_dropped_tags(exported, tmp_path, capsys):
+    source = exported("bert", "htp").path
+    model = onnx.load(str(source))
+    for node in model.graph.node[:5]:  # what a careless merge of metadata leaves
+        node.metadata_props.add(key=KEY_MODULE, value="pooler")
+    for node in model.graph.node[5:40]:  # and what a rewrite that drops metadata leaves
+        del node.metadata_props[:]
+    rewritten, out = tmp_path / "rewritten.onnx", tmp_path / "retagged.onnx"
+    onnx.save(model, str(rewritten))
+    code, text, _ = cli(capsys, "retag", rewritten, "--reference", source, "-o", out, "--json")
+    result = json.loads(text)
+    assert code == 0 and result["duplicates_fixed"] == 5
+    assert result["coverage_before"] < 1.0 and result["coverage_after"] == 1.0
+    assert read_tags(str(out)) == read_tags(str(source))  # every original tag came back
     code, text, _ = cli(capsys, "validate", out)
     assert code == 0, text
 
