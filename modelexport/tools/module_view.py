@@ -61,14 +61,6 @@ class ModuleView:
     origin: str
     sidecar: dict | None = None
 
-    @property
-    def graph_nodes(self) -> list[onnx.NodeProto]:
-        return list(self.model.graph.node)
-
-    @property
-    def modules(self) -> list[str | None]:
-        return [info.module for info in self.nodes]
-
     def tree(self) -> list[str]:
         """Every module path, depth first from the root.
 
