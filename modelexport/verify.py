@@ -129,6 +129,18 @@ class ParityResult:
         return asdict(self)
 
 
+def output_scale(reference: np.ndarray) -> float:
+    """Largest magnitude of a reference output (1.0 when all zero): the tolerance's scale."""
+    return float(np.max(np.abs(reference))) or 1.0
+
+
+def max_abs_difference(got: np.ndarray, expected: np.ndarray) -> float:
+    """Largest elementwise ``|got - expected|``, in float64; 0.0 for empty arrays."""
+    if got.size == 0:
+        return 0.0
+    return float(np.max(np.abs(got.astype(np.float64) - expected.astype(np.float64))))
+
+
 def ort_feed(wanted: list[str], inputs: ModelInputs, names: list[str]) -> dict[str, np.ndarray]:
     """Arrays for the graph inputs ``wanted``: by name, else by position."""
     tensors = inputs.tensors()
@@ -175,9 +187,8 @@ def check_parity(onnx_path: str | Path, model: torch.nn.Module, example: ModelIn
                                 f"output {index}: shape {ours.shape} vs {ref.shape}")
         if ref.size == 0:
             continue
-        diff = np.abs(ours.astype(np.float64) - ref.astype(np.float64))
-        scale = float(np.abs(ref).max()) or 1.0
-        worst = float(diff.max())
+        scale = output_scale(ref)
+        worst = max_abs_difference(ours, ref)
         max_abs, max_rel = max(max_abs, worst), max(max_rel, worst / scale)
         if not worst <= atol + rtol * scale:
             passed = False

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import onnx
 
 from modelexport.errors import ModelExportError
@@ -20,6 +19,7 @@ from modelexport.ort_values import intermediate_values, ort_call, ort_session
 from modelexport.tools.feeds import generated_feeds
 from modelexport.tools.module_view import ModuleView, iter_within
 from modelexport.tools.regions import Boundary, RegionIndex
+from modelexport.verify import max_abs_difference
 
 MODEL_KEY_EXTRACTED = "modelexport.extracted_module"
 
@@ -70,13 +70,14 @@ def extract_module(view: ModuleView, module: str, dims: dict[str, int] | None = 
             f"no nodes of module {module!r} in {view.path or 'the model'} (modules: {hint}...)")
     index = RegionIndex(model)
     # Outside constants a region reads are part of its computation, not inputs.
-    constants = sorted({
+    inside = set(region)
+    constants = {
         index.producer[name] for i in region for name in model.graph.node[i].input
         if name in index.producer
         and model.graph.node[index.producer[name]].op_type == "Constant"
-        and index.producer[name] not in region
-    })
-    chosen = sorted(set(region) | set(constants))
+        and index.producer[name] not in inside
+    }
+    chosen = sorted(inside | constants)
     boundary = index.boundary(chosen)
     infos = _value_infos(model, boundary.inputs + boundary.outputs, dims or {})
     weights = {init.name: init for init in model.graph.initializer}
@@ -115,7 +116,5 @@ def boundary_error(full: onnx.ModelProto, extraction: Extraction,
         expected = values[name]
         if array.shape != expected.shape:
             return float("inf")
-        if array.size:
-            worst = max(worst, float(np.max(np.abs(array.astype(np.float64)
-                                                   - expected.astype(np.float64)))))
+        worst = max(worst, max_abs_difference(array, expected))
     return worst

@@ -29,7 +29,7 @@ from modelexport.strategies.usage_based import record_calls
 from modelexport.tools.feeds import graph_inputs
 from modelexport.tools.module_view import ModuleView, all_regions
 from modelexport.tools.regions import RegionIndex
-from modelexport.verify import ort_feed
+from modelexport.verify import max_abs_difference, ort_feed, output_scale
 
 MATCH, FUSED, DIVERGED, UNMAPPED = "match", "fused", "diverged", "unmapped"
 
@@ -49,20 +49,18 @@ class ModuleComparison:
 def _closest(reference: np.ndarray, names: list[str], values: dict[str, np.ndarray],
              ) -> tuple[str, float]:
     best_name, best = "", float("inf")
-    ref = reference.astype(np.float64)
     for name in names:
         value = values.get(name)
         if value is None or value.shape != reference.shape:
             continue
-        error = float(np.max(np.abs(value.astype(np.float64) - ref))) if ref.size else 0.0
+        error = max_abs_difference(value, reference)
         if error < best:
             best_name, best = name, error
     return best_name, best
 
 
 def _close(a: np.ndarray, b: np.ndarray, atol: float, rtol: float) -> bool:
-    scale = float(np.max(np.abs(b))) or 1.0
-    return float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64)))) <= atol + rtol * scale
+    return max_abs_difference(a, b) <= atol + rtol * output_scale(b)
 
 
 def _explained_elsewhere(names: list[str], values: dict[str, np.ndarray],
@@ -109,7 +107,7 @@ def compare_modules(view: ModuleView, model: torch.nn.Module, example: ModelInpu
             if not name:
                 status = UNMAPPED if status == MATCH else status
                 continue
-            scale = float(np.max(np.abs(output))) or 1.0
+            scale = output_scale(output)
             if error > worst_abs:
                 worst_abs, tensor = error, name
             worst_rel = max(worst_rel, error / scale)
