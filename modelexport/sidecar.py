@@ -59,7 +59,7 @@ def build_sidecar(
 def read_sidecar(path: str | Path) -> dict[str, Any]:
     """Load a sidecar, refusing files of another schema."""
     data = json.loads(Path(path).read_text(encoding="utf-8"))
-    if data.get("schema") != SIDECAR_SCHEMA:
+    if not isinstance(data, dict) or data.get("schema") != SIDECAR_SCHEMA:
         raise ValueError(f"{path} is not a {SIDECAR_SCHEMA} sidecar")
     return data
 

@@ -122,9 +122,14 @@ def _subgraph_nodes(node: onnx.NodeProto) -> list[onnx.NodeProto]:
     return found
 
 
+def node_props(node: onnx.NodeProto) -> dict[str, str]:
+    """A node's metadata as a dict; where a key repeats, its last value wins."""
+    return {p.key: p.value for p in node.metadata_props}
+
+
 def read_node_tag(node: onnx.NodeProto) -> NodeTag | None:
     """The tag written on ``node``, or None when it carries none."""
-    props = {p.key: p.value for p in node.metadata_props}
+    props = node_props(node)
     if KEY_MODULE not in props:
         return None
     call = props.get(KEY_CALL)

@@ -17,7 +17,6 @@ says nothing about stay ``None`` (untagged), which validate reports.
 from __future__ import annotations
 
 import ast
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,8 +26,8 @@ import onnx
 from modelexport.errors import ModelExportError
 from modelexport.hierarchy import ROOT, ancestors, is_within, parent_path
 from modelexport.outputs import sidecar_path_for
-from modelexport.sidecar import SIDECAR_SCHEMA
-from modelexport.tags import KEY_CALL, KEY_MODULE, KEY_SOURCE, KEY_TAG
+from modelexport.sidecar import read_sidecar
+from modelexport.tags import KEY_CALL, KEY_MODULE, KEY_SOURCE, KEY_TAG, node_props
 from modelexport.tools.onnx_file import load_graph
 
 ORIGIN_TAGS = "modelexport-tags"
@@ -83,18 +82,18 @@ class ModuleView:
             stack.extend(reversed(children.get(path, [])))
         return ordered
 
+    def sidecar_modules(self) -> list[dict]:
+        """The sidecar's module rows (path, class, tag, calls...); none without a sidecar."""
+        return (self.sidecar or {}).get("modules", [])
+
     def node_names(self) -> list[str]:
         return [node.name or f"#{i}" for i, node in enumerate(self.model.graph.node)]
-
-
-def _props(node: onnx.NodeProto) -> dict[str, str]:
-    return {p.key: p.value for p in node.metadata_props}
 
 
 def _from_tags(model: onnx.ModelProto) -> list[NodeInfo] | None:
     infos, found = [], False
     for node in model.graph.node:
-        props = _props(node)
+        props = node_props(node)
         if KEY_MODULE in props:
             found = True
             call = props.get(KEY_CALL)
@@ -131,7 +130,7 @@ def _from_name_scopes(model: onnx.ModelProto, classes: dict[str, str]) -> list[N
     """The exporter lists cumulative module paths, then the FX node's own name."""
     infos, found = [], False
     for node in model.graph.node:
-        props = _props(node)
+        props = node_props(node)
         scopes = _literal_list(props.get(_NAME_SCOPES))
         if not scopes:
             infos.append(NodeInfo(None))
@@ -168,14 +167,13 @@ def _from_node_names(model: onnx.ModelProto) -> list[NodeInfo] | None:
 
 
 def _read_sidecar(onnx_path: Path | None) -> dict | None:
+    """The sidecar beside ``onnx_path``; a missing or unreadable one is simply absent."""
     if onnx_path is None:
         return None
-    side = sidecar_path_for(onnx_path)
     try:
-        data = json.loads(side.read_text(encoding="utf-8"))
+        return read_sidecar(sidecar_path_for(onnx_path))
     except (OSError, ValueError):
         return None
-    return data if isinstance(data, dict) and data.get("schema") == SIDECAR_SCHEMA else None
 
 
 def _classes_from_sidecar(sidecar: dict | None) -> dict[str, str]:
@@ -187,7 +185,7 @@ def _classes_from_sidecar(sidecar: dict | None) -> dict[str, str]:
 def _classes_from_tags(model: onnx.ModelProto, classes: dict[str, str]) -> None:
     """Without a sidecar, the last segment of a class-path tag names the class."""
     for node in model.graph.node:
-        props = _props(node)
+        props = node_props(node)
         if KEY_MODULE in props and props[KEY_MODULE] not in classes and props.get(KEY_TAG):
             last = props[KEY_TAG].rsplit("/", 1)[-1]
             classes[props[KEY_MODULE]] = last.split(".", 1)[0]

@@ -35,6 +35,7 @@ from modelexport.tags import (
     KEY_TAG,
     NodeTag,
     TagSource,
+    node_props,
     write_node_tag,
 )
 from modelexport.tools.module_view import ModuleView
@@ -81,7 +82,7 @@ def fold_duplicate_keys(node: onnx.NodeProto) -> bool:
 
 
 def _tag_of(node: onnx.NodeProto) -> str | None:
-    return next((p.value for p in node.metadata_props if p.key == KEY_MODULE), None)
+    return node_props(node).get(KEY_MODULE)
 
 
 class _Original:
@@ -176,8 +177,7 @@ def _source(text: str) -> TagSource:
 
 
 def _source_of(node: onnx.NodeProto) -> TagSource:
-    return _source(next((p.value for p in node.metadata_props
-                         if p.key == KEY_SOURCE), ""))
+    return _source(node_props(node).get(KEY_SOURCE, ""))
 
 
 def _lift_feeders_of_merged(assigned: list[Assignment | None], rules: list[str],
@@ -235,7 +235,7 @@ def retag(rewritten: onnx.ModelProto, reference: ModuleView,
     for node, before, after in zip(nodes, assigned, completed):
         if before is None:
             result.rules["neighbours" if after.source is TagSource.PROJECTED else "root"] += 1
-        calls = {p.key: p.value for p in node.metadata_props}.get(KEY_CALL)
+        calls = node_props(node).get(KEY_CALL)
         write_node_tag(node, NodeTag(after.module, tags_by_module.get(after.module, ""),
                                      after.source, int(calls) if calls else None))
     result.covered_after = coverage_count(rewritten, known)
@@ -244,11 +244,10 @@ def retag(rewritten: onnx.ModelProto, reference: ModuleView,
 
 def module_tags(reference: ModuleView) -> dict[str, str]:
     """Module -> class-path tag, from the sidecar or the reference's own nodes."""
-    tags = {row["path"]: row.get("tag", "") for row in (reference.sidecar or {}).get("modules", [])}
+    tags = {row["path"]: row.get("tag", "") for row in reference.sidecar_modules()}
     for node, info in zip(reference.model.graph.node, reference.nodes):
         if info.module is not None and info.module not in tags:
-            value = next((p.value for p in node.metadata_props if p.key == KEY_TAG), "")
-            tags[info.module] = value
+            tags[info.module] = node_props(node).get(KEY_TAG, "")
     tags.setdefault(ROOT, "")
     return tags
 

@@ -23,7 +23,7 @@ import onnx
 
 from modelexport.errors import one_line
 from modelexport.hierarchy import ROOT
-from modelexport.tags import KEY_TAG
+from modelexport.tags import KEY_TAG, node_props
 from modelexport.tools.module_view import ORIGIN_TAGS, ModuleView, all_regions
 from modelexport.tools.regions import RegionIndex
 
@@ -79,7 +79,7 @@ def _check_file(path: Path) -> Finding | None:
 
 
 def _sidecar_tags(view: ModuleView) -> dict[str, str]:
-    return {row["path"]: row.get("tag", "") for row in (view.sidecar or {}).get("modules", [])}
+    return {row["path"]: row.get("tag", "") for row in view.sidecar_modules()}
 
 
 def _tag_findings(view: ModuleView) -> list[Finding]:
@@ -104,7 +104,7 @@ def _tag_findings(view: ModuleView) -> list[Finding]:
     if view.origin == ORIGIN_TAGS:
         mismatched = []
         for name, node, info in zip(names, view.model.graph.node, view.nodes):
-            tag = next((p.value for p in node.metadata_props if p.key == KEY_TAG), None)
+            tag = node_props(node).get(KEY_TAG)
             if info.module in tree and tag is not None and tag != tree[info.module]:
                 mismatched.append(name)
         if mismatched:
@@ -127,8 +127,7 @@ def _duplicate_keys(view: ModuleView) -> Finding | None:
 
 
 def _ran_repeatedly(view: ModuleView) -> set[str]:
-    repeated = {row["path"] for row in (view.sidecar or {}).get("modules", [])
-                if (row.get("calls") or 0) > 1}
+    repeated = {row["path"] for row in view.sidecar_modules() if (row.get("calls") or 0) > 1}
     repeated.update(info.module for info in view.nodes
                     if info.call is not None and info.call > 0 and info.module is not None)
     return repeated
