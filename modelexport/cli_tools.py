@@ -218,7 +218,6 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def cmd_extract(args: argparse.Namespace) -> int:
     from modelexport.sidecar import derive_sidecar
-    from modelexport.tags import read_node_tag
     from modelexport.tools.extract import boundary_error, extract_module
     from modelexport.tools.feeds import parse_dims
     from modelexport.tools.writing import check_writable, write_model
@@ -229,8 +228,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
     extraction = extract_module(view, args.module, dims)
     sidecar = None
     if view.sidecar:
-        tags = [read_node_tag(node) for node in extraction.model.graph.node]
-        sidecar = derive_sidecar(view.sidecar, extraction.model, tags, scope=args.module,
+        sidecar = derive_sidecar(view.sidecar, extraction.model, scope=args.module,
                                  note=f"extracted module {args.module!r} from {args.file}")
     target = write_model(args.output, extraction.model, sidecar)
     b = extraction.boundary
@@ -274,15 +272,13 @@ def cmd_profile(args: argparse.Namespace) -> int:
 def _retagged_output(view, rewritten, output: str, note: str, as_json: bool,
                      label: str) -> int:
     from modelexport.sidecar import derive_sidecar
-    from modelexport.tags import read_node_tag
-    from modelexport.tools.retag import module_tags, retag
+    from modelexport.tools.retag import retag
     from modelexport.tools.writing import write_model
 
-    result = retag(rewritten, view, module_tags(view))
+    result = retag(rewritten, view)
     sidecar = None
     if view.sidecar:
-        tags = [read_node_tag(node) for node in rewritten.graph.node]
-        sidecar = derive_sidecar(view.sidecar, rewritten, tags, note=note)
+        sidecar = derive_sidecar(view.sidecar, rewritten, note=note)
     target = write_model(output, rewritten, sidecar)
     if as_json:
         print(json.dumps({"output": str(target), **result.as_dict()}, indent=2))

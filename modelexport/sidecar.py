@@ -16,7 +16,7 @@ from typing import Any
 import onnx
 
 from modelexport.hierarchy import ModuleTree, ancestors, is_within
-from modelexport.tags import NodeTag
+from modelexport.tags import NodeTag, read_node_tag
 
 SIDECAR_SCHEMA = "modelexport.hierarchy/1"
 
@@ -36,13 +36,6 @@ def build_sidecar(
     timings: dict[str, float],
     settings: dict[str, Any],
 ) -> dict[str, Any]:
-    nodes = {}
-    for node, tag in zip(graph.graph.node, tags):
-        entry = {"op": node.op_type, "module": tag.module, "tag": tag.tag,
-                 "source": tag.source.value}
-        if tag.call is not None:
-            entry["call"] = tag.call
-        nodes[node.name] = entry
     return {
         "schema": SIDECAR_SCHEMA,
         "modelexport_version": version,
@@ -50,7 +43,7 @@ def build_sidecar(
         "strategy": strategy,
         "settings": settings,
         "modules": tree.to_records(node_counts(tags)),
-        "nodes": nodes,
+        "nodes": _node_entries(graph, tags),
         "figures": figures,
         "timings": timings,
     }
@@ -64,14 +57,29 @@ def read_sidecar(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def derive_sidecar(reference: dict[str, Any], graph: onnx.ModelProto,
-                   tags: Sequence[NodeTag | None], *, scope: str | None = None,
-                   note: str = "") -> dict[str, Any]:
+def _node_entries(graph: onnx.ModelProto, tags: Sequence[NodeTag | None]) -> dict[str, dict]:
+    """The sidecar's node map: name -> op, module, tag, source (and call)."""
+    nodes = {}
+    for node, tag in zip(graph.graph.node, tags):
+        if tag is None:
+            continue
+        entry = {"op": node.op_type, "module": tag.module, "tag": tag.tag,
+                 "source": tag.source.value}
+        if tag.call is not None:
+            entry["call"] = tag.call
+        nodes[node.name] = entry
+    return nodes
+
+
+def derive_sidecar(reference: dict[str, Any], graph: onnx.ModelProto, *,
+                   scope: str | None = None, note: str = "") -> dict[str, Any]:
     """A sidecar for a file made *from* an export (extracted, re-tagged).
 
     The module tree is the reference's (only ``scope``'s subtree and its
-    ancestors, when given); node counts and the node map describe ``graph``.
+    ancestors, when given); node counts and the node map describe the tags
+    written on ``graph``.
     """
+    tags = [read_node_tag(node) for node in graph.graph.node]
     counts = node_counts([t for t in tags if t is not None])
     totals: Counter = Counter()
     for path, count in counts.items():
@@ -84,15 +92,6 @@ def derive_sidecar(reference: dict[str, Any], graph: onnx.ModelProto,
             continue
         modules.append({**row, "nodes_self": counts.get(row["path"], 0),
                         "nodes_total": totals.get(row["path"], 0)})
-    nodes = {}
-    for node, tag in zip(graph.graph.node, tags):
-        if tag is None:
-            continue
-        entry = {"op": node.op_type, "module": tag.module, "tag": tag.tag,
-                 "source": tag.source.value}
-        if tag.call is not None:
-            entry["call"] = tag.call
-        nodes[node.name] = entry
-    derived = {**reference, "modules": modules, "nodes": nodes}
+    derived = {**reference, "modules": modules, "nodes": _node_entries(graph, tags)}
     derived["derived"] = note
     return derived

@@ -33,7 +33,7 @@ from modelexport.tools.module_view import (
     scope_path,
 )
 from modelexport.tools.optimizers import OPTIMIZERS, optimize
-from modelexport.tools.retag import fold_duplicate_keys, module_tags, retag
+from modelexport.tools.retag import fold_duplicate_keys, retag
 from modelexport.tools.validate import validate_structure
 
 
@@ -343,7 +343,7 @@ def test_retag_restores_full_consistent_coverage(exported, optimizer, name, stra
     original = onnx.load(str(path))
     reference = module_view(original, path)
     rewritten = optimize(original, optimizer)
-    result = retag(rewritten, reference, module_tags(reference))
+    result = retag(rewritten, reference)
     assert result.coverage_after == 1.0
     view = module_view(rewritten)
     view.sidecar = reference.sidecar

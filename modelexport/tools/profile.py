@@ -24,7 +24,7 @@ import onnx
 from modelexport.hierarchy import ROOT, ancestors
 from modelexport.ort_values import ORT_LEVELS, ort_call, ort_level
 from modelexport.tools.module_view import ModuleView, module_view
-from modelexport.tools.retag import RetagResult, module_tags, retag
+from modelexport.tools.retag import RetagResult, retag
 
 LEVELS = ORT_LEVELS
 _KERNEL_SUFFIX = "_kernel_time"
@@ -110,11 +110,12 @@ def profile_model(view: ModuleView, model_path: Path, feeds: dict[str, np.ndarra
                      lambda: session.run(None, feeds))
         events = json.loads(Path(session.end_profiling()).read_text(encoding="utf-8"))
         optimized = onnx.load(str(Path(scratch) / "optimized.onnx"), load_external_data=False)
-    retagged = retag(optimized, view, module_tags(view))
+    retagged = retag(optimized, view)
     module_of = {node.name: info.module for node, info in
                  zip(optimized.graph.node, module_view(optimized).nodes)}
     kernels, run_us = _measured_events(events, repeats)
-    times = {path: ModuleTime(path, view.classes.get(path, "")) for path in view.tree()}
+    tree = view.tree()
+    times = {path: ModuleTime(path, view.classes.get(path, "")) for path in tree}
     for event in kernels:
         module = module_of.get(event["name"][:-len(_KERNEL_SUFFIX)]) or ROOT
         if module not in times:
@@ -126,8 +127,8 @@ def profile_model(view: ModuleView, model_path: Path, feeds: dict[str, np.ndarra
             times.setdefault(path, ModuleTime(path, "")).total_ms += ms
     for time in times.values():
         time.kernels = round(time.kernels / repeats)
-    ordered = [times[p] for p in view.tree() if p in times] + \
-        [t for p, t in times.items() if p not in set(view.tree())]
+    known = set(tree)
+    ordered = [times[p] for p in tree] + [t for p, t in times.items() if p not in known]
     return Profile(
         runs=len(run_us), run_ms=float(np.mean(run_us)) / 1000.0 if run_us else 0.0,
         kernel_ms=sum(e["dur"] for e in kernels) / 1000.0 / max(repeats, 1),

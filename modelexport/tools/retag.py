@@ -125,8 +125,16 @@ class _Original:
         return modules
 
     def replaced(self, node: onnx.NodeProto, still_there: set[str]) -> list[int]:
-        """Original nodes between ``node``'s outputs and the tensors that survive."""
-        stop = set(node.input) | still_there
+        """Original nodes between ``node``'s outputs and the tensors that survive.
+
+        ``still_there`` is every tensor of the rewritten graph; ``node``'s own
+        outputs are not a reason to stop (they are where the walk starts).
+        """
+        reads, makes = set(node.input), set(node.output)
+
+        def stops_at(name: str) -> bool:
+            return name in reads or (name in still_there and name not in makes)
+
         frontier = [self.producer[n] for n in node.output if n in self.producer]
         seen: set[int] = set()
         while frontier and len(seen) < _WALK_LIMIT:
@@ -135,7 +143,7 @@ class _Original:
                 continue
             seen.add(index)
             for name in self.nodes[index].input:
-                if name and name not in stop and name in self.producer:
+                if name and not stops_at(name) and name in self.producer:
                     frontier.append(self.producer[name])
         return sorted(seen)
 
@@ -206,10 +214,10 @@ def coverage_count(model: onnx.ModelProto, known: set[str]) -> int:
     return sum(1 for node in model.graph.node if _tag_of(node) in known)
 
 
-def retag(rewritten: onnx.ModelProto, reference: ModuleView,
-          tags_by_module: dict[str, str]) -> RetagResult:
+def retag(rewritten: onnx.ModelProto, reference: ModuleView) -> RetagResult:
     """Tag every node of ``rewritten`` in place from the tagged ``reference``."""
     known = set(reference.tree())
+    tags_by_module = _module_tags(reference)
     nodes = rewritten.graph.node
     duplicates = sum(fold_duplicate_keys(node) for node in nodes)
     result = RetagResult(len(nodes), coverage_count(rewritten, known), 0,
@@ -225,7 +233,7 @@ def retag(rewritten: onnx.ModelProto, reference: ModuleView,
     assigned: list[Assignment | None] = []
     rules: list[str] = []
     for node, consumers in zip(nodes, consumers_of):
-        assignment, rule = _assign(node, original, still_there - set(node.output), known,
+        assignment, rule = _assign(node, original, still_there, known,
                                    [nodes[c] for c in consumers], present)
         assigned.append(assignment)
         rules.append(rule)
@@ -242,7 +250,7 @@ def retag(rewritten: onnx.ModelProto, reference: ModuleView,
     return result
 
 
-def module_tags(reference: ModuleView) -> dict[str, str]:
+def _module_tags(reference: ModuleView) -> dict[str, str]:
     """Module -> class-path tag, from the sidecar or the reference's own nodes."""
     tags = {row["path"]: row.get("tag", "") for row in reference.sidecar_modules()}
     for node, info in zip(reference.model.graph.node, reference.nodes):
