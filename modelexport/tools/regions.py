@@ -7,8 +7,8 @@ consistent with the graph when every region is *convex*: no path leaves the
 region and comes back in.  A path that does means a node outside the module
 computes something from the module's output that the module then reads; no
 forward call can do that, so one of the tags on the path is wrong.  (A module
-that ran several times is several regions; it is checked per call only where
-its nodes carry call indices.)
+that ran several times is several regions; validate checks each connected
+part of such a module separately.)
 """
 
 from __future__ import annotations

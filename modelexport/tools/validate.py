@@ -19,13 +19,11 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import onnx
-
-from modelexport.errors import one_line
 from modelexport.hierarchy import ROOT
 from modelexport.tags import KEY_TAG, node_props
 from modelexport.tools.module_view import ORIGIN_TAGS, ModuleView, all_regions
 from modelexport.tools.regions import RegionIndex
+from modelexport.verify import check_model_file
 
 ERROR, WARNING = "error", "warning"
 _LISTED = 10  # offending nodes named per finding
@@ -72,9 +70,9 @@ class ValidationReport:
 
 def _check_file(path: Path) -> Finding | None:
     try:
-        onnx.checker.check_model(str(path), full_check=True)
-    except Exception as exc:
-        return Finding("checker", ERROR, one_line(exc))
+        check_model_file(path)
+    except RuntimeError as exc:
+        return Finding("checker", ERROR, str(exc))
     return None
 
 
