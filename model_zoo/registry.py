@@ -20,14 +20,17 @@ from modelexport.verify import randomize_parameters
 
 TIERS = ("tiny", "full")
 PRETRAINED = "pretrained"
-KINDS = ("cnn", "transformer", "custom")
+WIDE = "wide"  # generated: every architecture of the installed transformers
+IDIOMS = "idioms"  # plain PyTorch shapes users write
+ALL_TIERS = (*TIERS, WIDE, IDIOMS)
+KINDS = ("cnn", "transformer", "custom", "idiom")
 
 InputMaker = Callable[[torch.nn.Module, str, int], Any]
 
 
 def hf_inputs(model: torch.nn.Module, tier: str, seed: int) -> Any:
     """Inputs derived from a Hugging Face config (see ``generate_inputs``)."""
-    return generate_inputs(model, batch_size=1, sequence_length=16 if tier == "tiny" else 128,
+    return generate_inputs(model, batch_size=1, sequence_length=128 if tier == "full" else 16,
                            seed=seed)
 
 
@@ -56,6 +59,11 @@ class ZooEntry:
     rtol: float = 1e-3
     notes: str = ""
     pretrained: str | None = None  # hub id of a checkpoint of this family
+    category: str = ""  # scoreboard family: decoder, encoder, vision, ... (default: kind)
+
+    @property
+    def group(self) -> str:
+        return self.category or self.kind
 
     def build(self, tier: str = "tiny", seed: int = 0) -> torch.nn.Module:
         """The model in eval mode, with seeded, content-unique parameters.
@@ -79,23 +87,59 @@ class ZooEntry:
     def inputs(self, model: torch.nn.Module, tier: str = "tiny", seed: int = 0) -> Any:
         return self.make_inputs(model, tier, seed)
 
+    def probe(self, tier: str) -> Probe:
+        """Build the entry and run it eagerly once: can it be exported at all, and if not, why."""
+        from modelexport.errors import one_line
+        from modelexport.inputs import ModelInputs, run_checked
+
+        try:
+            model = self.build(tier)
+            inputs = ModelInputs.from_user(self.inputs(model, tier))
+            run_checked(model, inputs)
+        except Exception as exc:
+            return Probe(runs=False, reason=f"{type(exc).__name__}: {one_line(exc, 200)}")
+        return Probe(runs=True, parameters=sum(p.numel() for p in model.parameters()),
+                     inputs=inputs.describe())
+
+
+@dataclass(frozen=True)
+class Probe:
+    """Whether a zoo entry builds and runs eagerly; the reason when it does not."""
+
+    runs: bool
+    reason: str = ""
+    parameters: int = 0
+    inputs: str = ""
+
 
 _ENTRIES: dict[str, ZooEntry] = {}
 
 
-def zoo_entry(name: str, family: str, kind: str, inputs: InputMaker = hf_inputs,
-              tiers: tuple[str, ...] = TIERS, atol: float = 1e-4, rtol: float = 1e-3,
-              notes: str = "", pretrained: str | None = None,
-              ) -> Callable[[Callable[[str], torch.nn.Module]], Callable]:
-    """Register the decorated ``builder(tier) -> nn.Module`` as a zoo entry."""
+def register_entry(name: str, family: str, kind: str,
+                   builder: Callable[[str], torch.nn.Module], inputs: InputMaker = hf_inputs,
+                   tiers: tuple[str, ...] = TIERS, atol: float = 1e-4, rtol: float = 1e-3,
+                   notes: str = "", pretrained: str | None = None, category: str = "",
+                   ) -> ZooEntry:
+    """Add one entry; generated tiers call this directly, hand-written ones via the decorator."""
     if kind not in KINDS:
         raise ValueError(f"zoo entry kind must be one of {KINDS}, not {kind!r}")
+    if name in _ENTRIES:
+        raise ValueError(f"zoo entry {name!r} is already registered")
+    entry = ZooEntry(name, family, kind, builder, inputs, tiers, atol, rtol, notes, pretrained,
+                     category)
+    _ENTRIES[name] = entry
+    return entry
+
+
+def zoo_entry(name: str, family: str, kind: str, inputs: InputMaker = hf_inputs,
+              tiers: tuple[str, ...] = TIERS, atol: float = 1e-4, rtol: float = 1e-3,
+              notes: str = "", pretrained: str | None = None, category: str = "",
+              ) -> Callable[[Callable[[str], torch.nn.Module]], Callable]:
+    """Register the decorated ``builder(tier) -> nn.Module`` as a zoo entry."""
 
     def register(builder: Callable[[str], torch.nn.Module]) -> Callable:
-        if name in _ENTRIES:
-            raise ValueError(f"zoo entry {name!r} is already registered")
-        _ENTRIES[name] = ZooEntry(name, family, kind, builder, inputs, tiers, atol, rtol, notes,
-                                  pretrained)
+        register_entry(name, family, kind, builder, inputs, tiers, atol, rtol, notes, pretrained,
+                       category)
         return builder
 
     return register

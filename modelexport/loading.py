@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import inspect
 import json
 import re
 from dataclasses import dataclass
@@ -23,7 +22,10 @@ from typing import Any
 
 import torch
 
+from modelexport.dummy_inputs import generate_inputs
 from modelexport.errors import InputMismatchError, ModelLoadError, one_line
+
+__all__ = ["LoadedModel", "generate_inputs", "inputs_from_spec_file", "load_model"]
 
 # Task names users pass to --task, and the transformers Auto class for each.
 TASK_AUTO_CLASSES: dict[str, str] = {
@@ -33,10 +35,14 @@ TASK_AUTO_CLASSES: dict[str, str] = {
     "token-classification": "AutoModelForTokenClassification",
     "question-answering": "AutoModelForQuestionAnswering",
     "text-generation": "AutoModelForCausalLM",
+    # one decoding step, past key/values in and present key/values out (see with_past.py)
+    "text-generation-with-past": "AutoModelForCausalLM",
     "text2text-generation": "AutoModelForSeq2SeqLM",
     "image-classification": "AutoModelForImageClassification",
     "audio-classification": "AutoModelForAudioClassification",
 }
+# Tasks that export one decoding step with its cache (``with_past=True``).
+WITH_PAST_TASKS = frozenset({"text-generation-with-past"})
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
@@ -132,68 +138,6 @@ def _model_class_for(config: Any, task: str | None, transformers: Any) -> Any:
         if cls is not None:
             return cls
     return transformers.AutoModel
-
-
-def _forward_parameters(model: torch.nn.Module) -> set[str]:
-    try:
-        return set(inspect.signature(model.forward).parameters)
-    except (TypeError, ValueError):
-        return set()
-
-
-def generate_inputs(model: torch.nn.Module, batch_size: int = 1, sequence_length: int = 16,
-                    seed: int = 0) -> dict[str, torch.Tensor]:
-    """Example keyword inputs for a Hugging Face model, from its config.
-
-    Text models get ``input_ids`` (within the vocabulary) and an all-ones
-    ``attention_mask``; encoder-decoders also ``decoder_input_ids``; vision
-    models ``pixel_values`` at the config's image size; audio models
-    ``input_values`` or ``input_features``.  Only arguments the model's
-    ``forward`` accepts are produced.
-    """
-    config = getattr(model, "config", None)
-    if config is None:
-        raise InputMismatchError(
-            f"{type(model).__name__} has no Hugging Face config to derive inputs from; "
-            "pass --input-specs FILE.json or return (model, inputs) from the factory"
-        )
-    accepted = _forward_parameters(model)
-    generator = torch.Generator().manual_seed(seed)
-    text = getattr(config, "text_config", None) or config
-    vision = getattr(config, "vision_config", None) or config
-    inputs: dict[str, torch.Tensor] = {}
-    longest = getattr(text, "max_position_embeddings", None)
-    if isinstance(longest, int) and longest > 0:
-        sequence_length = min(sequence_length, longest)  # CLIP's text tower stops at 77
-    shape = (batch_size, sequence_length)
-    vocab = getattr(text, "vocab_size", None)
-    if "input_ids" in accepted and vocab:
-        inputs["input_ids"] = torch.randint(0, vocab, shape, generator=generator)
-        if "attention_mask" in accepted:
-            inputs["attention_mask"] = torch.ones(shape, dtype=torch.long)
-    if "decoder_input_ids" in accepted and vocab:
-        inputs["decoder_input_ids"] = torch.randint(0, vocab, shape, generator=generator)
-    if "pixel_values" in accepted:
-        size = getattr(vision, "image_size", 224)
-        size = size if isinstance(size, int) else size[0]
-        channels = getattr(vision, "num_channels", 3)
-        inputs["pixel_values"] = torch.randn(batch_size, channels, size, size,
-                                             generator=generator)
-    if "input_features" in accepted and hasattr(config, "num_mel_bins"):
-        frames = 2 * getattr(config, "max_source_positions", 1500)
-        inputs["input_features"] = torch.randn(batch_size, config.num_mel_bins, frames,
-                                               generator=generator)
-    elif "input_values" in accepted:
-        inputs["input_values"] = torch.randn(batch_size, 320 * sequence_length,
-                                             generator=generator)
-    if inputs and "use_cache" in accepted:
-        inputs["use_cache"] = False  # a KV cache is not a graph output anyone asked for
-    if not inputs:
-        raise InputMismatchError(
-            f"cannot derive inputs for {type(model).__name__} from its config; "
-            "pass --input-specs FILE.json"
-        )
-    return inputs
 
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "int64": torch.int64,
