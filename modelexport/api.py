@@ -6,11 +6,20 @@ monitoring on):
 ``probe``     one eager forward with hooks: checks the inputs fit and records
               which module instances ran and how often;
 ``export``    strategies in order until one succeeds (AUTO tries several);
-``tag``       projection of scope-less nodes, call indices, tags written;
-``figures``   coverage and source shares (and, with validation, anchored
-              accuracy: it hashes every weight, about 1.5 s on bert-base);
+``tag``       projection of scope-less nodes, call indices;
+``check``     the self-check (checker, ONNX Runtime load, inputs bound by
+              name, parameter-reading nodes on their owners): AUTO moves on
+              from a strategy that fails it;
+``figures``   coverage and source shares;
 ``save``      ONNX, external data and sidecar written atomically;
-``validate``  (optional) ONNX checker and ONNX Runtime parity on a fresh input.
+``validate``  (optional) ONNX Runtime parity on a fresh input; under AUTO it
+              runs inside the loop, so a file that disagrees with PyTorch
+              makes AUTO move on too.
+
+Before any of it the example is put in the order of ``forward``'s
+signature (graph inputs are named after it, whatever order a dict came in),
+and a model that would return a KV cache nobody asked for is called with
+``use_cache=False``; the report's ``warnings`` say so.
 """
 
 from __future__ import annotations
@@ -18,14 +27,23 @@ from __future__ import annotations
 import os
 import time
 from enum import Enum
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from modelexport import __version__
-from modelexport.errors import StrategyFailedError
+from modelexport.errors import InputMismatchError, StrategyFailedError
+from modelexport.export_friendly import export_friendly
 from modelexport.hierarchy import ModuleTree
-from modelexport.inputs import ModelInputs, dynamic_axes_for, graph_input_names, run_checked
+from modelexport.inputs import (
+    ModelInputs,
+    dynamic_axes_for,
+    graph_input_names,
+    in_signature_order,
+    run_checked,
+    without_unrequested_cache,
+)
 from modelexport.markdown_report import render_markdown
 from modelexport.monitoring import PhaseMonitor
 from modelexport.outputs import (
@@ -38,13 +56,17 @@ from modelexport.outputs import (
 )
 from modelexport.report import Attempt, ExportReport, Outputs, Summary
 from modelexport.selection import recommend_strategy
+from modelexport.self_check import SelfCheck, check_saved_file, self_check
 from modelexport.sidecar import build_sidecar
 from modelexport.strategies import ExportRequest, StrategyResult, get_strategy
 from modelexport.tagging import complete_tags, paused_gc
-from modelexport.tags import strip_tags, write_namespaces, write_tags
-from modelexport.verify import anchored_accuracy, check_model_file, check_parity, tag_figures
+from modelexport.tags import NodeTag, strip_tags, write_namespaces, write_tags
+from modelexport.verify import ParityResult, check_parity, tag_figures
+from modelexport.with_past import decoding_step
 
 DEFAULT_OPSET = 18
+# TorchScript's exporter starts at opset 7; nothing can write past onnx's newest.
+OLDEST_OPSET = 7
 
 
 class ExportStrategy(str, Enum):
@@ -97,6 +119,7 @@ class UnifiedExporter:
         rtol: float = 1e-3,
         markdown_report: bool = False,
         prioritize_speed: bool = True,
+        with_past: bool = False,
         log: Any = None,
     ) -> None:
         self.strategy = strategy
@@ -116,6 +139,7 @@ class UnifiedExporter:
         self.atol = atol
         self.rtol = rtol
         self.markdown_report = markdown_report
+        self.with_past = with_past
         self._log = log if log is not None else (print if verbose else None)
 
     def _say(self, line: str) -> None:
@@ -126,6 +150,10 @@ class UnifiedExporter:
                ) -> ExportReport:
         """Export ``model`` called on ``inputs`` to ``output_path``; see module doc."""
         started = time.perf_counter()
+        _check_opset(self.opset)
+        if not isinstance(model, torch.nn.Module):
+            raise InputMismatchError(
+                f"model must be a torch.nn.Module, not {type(model).__name__}")
         monitor = PhaseMonitor(track_memory=self.enable_monitoring, log=self._log and self._say)
         example = ModelInputs.from_user(inputs)
         staging = StagedOutput.open(output_path)
@@ -137,39 +165,61 @@ class UnifiedExporter:
     def _export(self, model: torch.nn.Module, example: ModelInputs, staging: StagedOutput,
                 monitor: PhaseMonitor, started: float) -> ExportReport:
         model.eval()
+        notes: list[str] = []
+        example = in_signature_order(model, example)
+        step = None
+        if self.with_past:
+            with monitor.phase("decoding-step"):
+                step = decoding_step(model, example)
+            example = step.inputs
+        traced = step.adapter if step is not None else model
         tree = ModuleTree(model)
         with monitor.phase("probe"), tree.recording_calls():
-            run_checked(model, example)
-        names = graph_input_names(model, example)
+            probed = run_checked(traced, example)
+        example, dropped_cache = without_unrequested_cache(traced, example, probed)
+        del probed
+        if dropped_cache:
+            notes.append("use_cache=False: the model returns a KV cache the inputs did not "
+                         "ask for, so the graph has no past key/values (pass use_cache=True "
+                         "in the inputs, or with_past=True, to export them)")
+        names = step.input_names if step is not None else graph_input_names(traced, example)
+        axes = dynamic_axes_for(names, example.tensors(), self.dynamic_batch,
+                                self.dynamic_sequence)
+        if step is not None:
+            for name, dims in step.dynamic_axes.items():
+                axes.setdefault(name, {}).update(dims)
         request = ExportRequest(
             model=model,
             inputs=example,
             tree=tree,
             input_names=names,
             opset=self.opset,
-            dynamic_axes=dynamic_axes_for(names, example.tensors(), self.dynamic_batch,
-                                          self.dynamic_sequence),
+            dynamic_axes=axes,
             optimize=self.enable_optimizations,
             workdir=staging.staging,
+            capture_model=traced if step is not None else None,
+            adapter_depth=1 if step is not None else 0,
+            output_names=step.output_names if step is not None else None,
         )
         selection = None
         order = [self.strategy_name]
+        traits = None
         if self.strategy_name == ExportStrategy.AUTO.value:
             with monitor.phase("select"):
                 pick = recommend_strategy(model, prioritize_speed=self.prioritize_speed)
+            traits = pick.characteristics
             order = pick.fallback_order
             selection = {"strategy": pick.strategy, "confidence": pick.confidence,
                          "rule": pick.rule, "reasons": pick.reasons}
             self._say(f"recommended {pick.strategy} ({pick.confidence:.2f}): {pick.reasons[0]}")
-        attempts, result = self._run_strategies(request, order, monitor)
+        with export_friendly(model) as switched:
+            attempts, chosen = self._run_strategies(request, order, monitor)
+        result, tags, check = chosen.result, chosen.tags, chosen.check
         graph = result.model
-        assert graph is not None and result.assignments is not None
+        assert graph is not None
+        notes += _export_warnings(request, result, check, traits)
 
-        with monitor.phase("tag"), paused_gc():
-            tags = complete_tags(graph.graph.node, result.assignments, tree)
-            for index, node in enumerate(graph.graph.node):
-                if not node.name:
-                    node.name = f"{node.op_type}_{index}"
+        with monitor.phase("write-tags"):
             if self.clean:
                 strip_tags(graph)
             else:
@@ -178,7 +228,6 @@ class UnifiedExporter:
                     write_namespaces(graph, tags, tree.class_names())
         with monitor.phase("figures"):
             figures = tag_figures(tags, tree).as_dict()
-            anchors = anchored_accuracy(graph, tags, tree, model) if self.validate else None
         external = self.external_data
         if external is None:
             external = model_bytes(graph) > self.external_data_threshold
@@ -191,6 +240,9 @@ class UnifiedExporter:
             "model_explorer": self.model_explorer and not self.clean,
             "external_data": external,
             "input_names": names,
+            "use_cache_dropped": dropped_cache,
+            "with_past": self.with_past,
+            "implementations": switched,
         }
         outputs = Outputs(
             onnx=str(target),
@@ -200,15 +252,16 @@ class UnifiedExporter:
         )
         with monitor.phase("save"):
             staged_onnx = staging.write_onnx(graph, external)
-        parity = None
-        if self.validate:
+        if not check.file_checked:
+            with monitor.phase("check-file"):
+                check_saved_file(staged_onnx, check)
+        parity = chosen.parity
+        if self.validate and parity is None:
             with monitor.phase("validate"):
-                check_model_file(staged_onnx)
-                parity = check_parity(staged_onnx, model, example, names,
-                                      atol=self.atol, rtol=self.rtol).as_dict()
-        anchored = {"anchored_nodes": anchors.anchored_nodes if anchors else None,
-                    "correct": anchors.correct if anchors else None,
-                    "accuracy": anchors.accuracy if anchors else None}
+                parity = self._parity(staged_onnx, request)
+        owned = check.ownership
+        anchored = {"anchored_nodes": owned.anchored_nodes, "correct": owned.correct,
+                    "accuracy": owned.accuracy}
         report = ExportReport(
             summary=Summary(
                 model_class=type(model).__name__,
@@ -225,9 +278,13 @@ class UnifiedExporter:
             settings=settings,
             graph={"nodes": len(graph.graph.node), "initializers": len(graph.graph.initializer),
                    "inputs": len(graph.graph.input), "outputs": len(graph.graph.output)},
-            parity=parity,
+            parity=parity.as_dict() if parity is not None else None,
             selection=selection,
+            check=check.as_dict(),
+            warnings=notes,
         )
+        for note in notes:
+            self._say(f"warning: {note}")
         with monitor.phase("sidecar"):
             sidecar = build_sidecar(
                 graph=graph, tags=tags, tree=tree, strategy=result.strategy,
@@ -248,25 +305,125 @@ class UnifiedExporter:
         return report
 
     def _run_strategies(self, request: ExportRequest, order: list[str],
-                        monitor: PhaseMonitor) -> tuple[list[Attempt], StrategyResult]:
+                        monitor: PhaseMonitor) -> tuple[list[Attempt], _Candidate]:
+        """Try ``order`` until an export passes its self-check.
+
+        A strategy that exports but fails the check counts as failed under
+        AUTO, which moves on; if none passes, the best failed candidate is
+        kept (one ONNX Runtime can load, then the most parameter-reading
+        nodes on their owners) and its report says what failed.
+        """
         attempts: list[Attempt] = []
+        best: _Candidate | None = None
         for name in order:
             with monitor.phase(f"export:{name}"):
                 result = get_strategy(name).run(request)
             exc = result.exception
-            attempts.append(Attempt(
-                strategy=name,
-                success=result.success,
-                seconds=result.total_seconds,
-                error_type=type(exc).__name__ if exc is not None else "",
-                error=result.error_line(),
-            ))
-            if result.success:
-                self._say(f"{name}: exported {len(result.model.graph.node)} nodes")
-                return attempts, result
-            self._say(f"{name}: failed ({type(exc).__name__}: {result.error_line()})")
+            attempt = Attempt(strategy=name, success=result.success,
+                              seconds=result.total_seconds,
+                              error_type=type(exc).__name__ if exc is not None else "",
+                              error=result.error_line())
+            attempts.append(attempt)
+            if not result.success:
+                self._say(f"{name}: failed ({type(exc).__name__}: {result.error_line()})")
+                continue
+            candidate = self._checked(request, result, monitor)
+            if candidate.passed:
+                self._say(f"{name}: exported {len(result.model.graph.node)} nodes, "
+                          "self-check passed")
+                return attempts, candidate
+            attempt.success = False
+            if candidate.check.passed:
+                attempt.error_type = "ParityFailed"
+                attempt.error = candidate.parity.detail if candidate.parity else ""
+            else:
+                attempt.error_type = "SelfCheckFailed"
+                attempt.error = "; ".join(candidate.check.failures)
+            self._say(f"{name}: {attempt.error_type} ({attempt.error})")
+            if best is None or candidate.rank() > best.rank():
+                best = candidate
+        if best is not None:
+            return attempts, best
         causes = "; ".join(f"{a.strategy}: {a.error_type}: {a.error}" for a in attempts)
         raise StrategyFailedError(f"every strategy failed ({causes})", attempts)
+
+    def _checked(self, request: ExportRequest, result: StrategyResult,
+                 monitor: PhaseMonitor) -> _Candidate:
+        graph = result.model
+        assert graph is not None and result.assignments is not None
+        with monitor.phase("tag"), paused_gc():
+            tags = complete_tags(graph.graph.node, result.assignments, request.tree)
+            for index, node in enumerate(graph.graph.node):
+                if not node.name:
+                    node.name = f"{node.op_type}_{index}"
+        with monitor.phase("check"):
+            check = self_check(graph, tags, request.tree, request.model, request.input_names,
+                               in_memory_limit=self.external_data_threshold)
+        parity = None
+        if self.validate and check.passed and check.file_checked:
+            # In memory, so that AUTO can move on from a file that disagrees
+            # with PyTorch; a graph too large for that is checked once saved.
+            with monitor.phase("validate"):
+                parity = self._parity(graph.SerializeToString(), request)
+        return _Candidate(result, tags, check, parity)
+
+    def _parity(self, source: Path | bytes, request: ExportRequest) -> ParityResult:
+        return check_parity(source, request.traced, request.inputs, request.input_names,
+                            atol=self.atol, rtol=self.rtol)
+
+
+class _Candidate:
+    """One strategy's export with its tags, self-check and parity, while AUTO decides."""
+
+    def __init__(self, result: StrategyResult, tags: list[NodeTag], check: SelfCheck,
+                 parity: ParityResult | None) -> None:
+        self.result, self.tags, self.check, self.parity = result, tags, check, parity
+
+    @property
+    def passed(self) -> bool:
+        return self.check.passed and (self.parity is None or self.parity.passed)
+
+    def rank(self) -> tuple[bool, bool, float]:
+        accuracy = self.check.ownership.accuracy
+        return (self.check.loads, self.check.passed,
+                1.0 if accuracy is None else accuracy)
+
+
+def _check_opset(opset: int) -> None:
+    """Refuse an opset no exporter can write, before any work is done."""
+    import onnx
+
+    newest = onnx.defs.onnx_opset_version()
+    if not OLDEST_OPSET <= opset <= newest:
+        raise InputMismatchError(
+            f"opset {opset} is not available: the installed onnx {onnx.__version__} "
+            f"writes opsets {OLDEST_OPSET} to {newest}")
+
+
+def file_opset(graph: Any) -> int | None:
+    """The default-domain opset a graph was written for."""
+    return next((o.version for o in graph.opset_import if o.domain in ("", "ai.onnx")), None)
+
+
+def _export_warnings(request: ExportRequest, result: StrategyResult, check: SelfCheck,
+                     traits: Any) -> list[str]:
+    """What the user should know about a file that exported: nothing is silent."""
+    notes: list[str] = []
+    written = file_opset(result.model)
+    if written is not None and written != request.opset:
+        notes.append(f"opset {request.opset} was requested; {result.strategy} wrote opset "
+                     f"{written}")
+    if getattr(get_strategy(result.strategy), "freezes_control_flow", False):
+        if traits is None:
+            from modelexport.analysis import ModelAnalyzer
+
+            traits = ModelAnalyzer().analyze_model(request.model)
+        for where in traits.control_flow_evidence[:3]:
+            notes.append(f"data-dependent branch at {where}: the {result.strategy} trace "
+                         "kept the branch the example input took; inputs that take the other "
+                         "branch get wrong results (check parity with --validate)")
+    notes += [f"self-check failed: {failure}" for failure in check.failures]
+    return notes
 
 
 def export_model(model: torch.nn.Module, inputs: Any, output_path: str | os.PathLike,

@@ -20,6 +20,10 @@ from modelexport.cli_tools import TOOL_COMMANDS, add_tool_parsers
 from modelexport.errors import ModelExportError, ModelLoadError
 
 EXIT_OK, EXIT_PARITY_FAILED, EXIT_USER_ERROR = 0, 1, 2
+# A file was written but failed its own check: as for parity, the export is not trustworthy.
+EXIT_CHECK_FAILED = EXIT_PARITY_FAILED
+# Zoo tiers, spelled here so that parsing --help does not import the zoo.
+ZOO_TIERS = ("tiny", "full", "wide", "idioms")
 
 
 def _progress(enabled: bool):
@@ -91,12 +95,13 @@ def _build_parser() -> argparse.ArgumentParser:
     zoo = sub.add_parser("zoo", help="the model zoo and the strategy matrix")
     zoo_sub = zoo.add_subparsers(dest="zoo_command", required=True)
     run = zoo_sub.add_parser("run", help="every zoo model x every strategy, scored")
-    run.add_argument("--tier", default="tiny", choices=["tiny", "full", "pretrained"],
-                     help="pretrained: the entries' hub checkpoints (needs the hub)")
+    run.add_argument("--tier", default="tiny", choices=[*ZOO_TIERS, "pretrained"],
+                     help="wide: every transformers architecture, generated; idioms: plain "
+                          "PyTorch shapes; pretrained: hub checkpoints (needs the hub)")
     run.add_argument("--models", nargs="+", help="zoo entry names (default: the whole tier)")
     run.add_argument("--strategies", nargs="+", help="default: every registered strategy")
     run.add_argument("--jobs", type=int, default=None,
-                     help="worker processes (default 2 for tiny, 1 otherwise: full-size "
+                     help="worker processes (default 2, 1 for full and pretrained: full-size "
                           "exports need several times the model's memory)")
     run.add_argument("--repeat", type=int, default=1, help="exports per cell; time = median")
     run.add_argument("--timeout", type=float, default=None,
@@ -109,7 +114,10 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--expectations", help="expectations file (default: the zoo's own)")
     run.add_argument("--keep-onnx", action="store_true", help="keep each cell's ONNX in --out")
     listing = zoo_sub.add_parser("list", help="list zoo entries")
-    listing.add_argument("--tier", choices=["tiny", "full", "pretrained"])
+    listing.add_argument("--tier", choices=[*ZOO_TIERS, "pretrained"])
+    listing.add_argument("--probe", action=argparse.BooleanOptionalAction, default=None,
+                         help="build and run each entry once, saying why one cannot "
+                              "(default: on for --tier wide)")
     listing.add_argument("--zoo-file", action="append", default=[])
     expect = zoo_sub.add_parser("expect", help="show or update the expectations file")
     expect.add_argument("--update", action="store_true",
@@ -134,7 +142,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
 def _cmd_export(args: argparse.Namespace) -> int:
     from modelexport.api import UnifiedExporter
-    from modelexport.loading import generate_inputs, inputs_from_spec_file
+    from modelexport.loading import WITH_PAST_TASKS, generate_inputs, inputs_from_spec_file
 
     say = _progress(args.verbose or sys.stderr.isatty())
     say(f"[modelexport] loading {args.model}")
@@ -159,6 +167,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
         rtol=args.rtol,
         markdown_report=args.report,
         prioritize_speed=not args.quality,
+        with_past=args.task in WITH_PAST_TASKS,
         log=say,
     )
     report = exporter.export(loaded.model, inputs, args.output)
@@ -166,6 +175,12 @@ def _cmd_export(args: argparse.Namespace) -> int:
         print(json.dumps(report.to_dict(), indent=2))
     else:
         _print_summary(report)
+        for note in report.warnings:
+            print(f"warning: {note}", file=sys.stderr)
+    if not report.check_passed:
+        print(f"error: the export's self-check failed: {'; '.join(report.check['failures'])}",
+              file=sys.stderr)
+        return EXIT_CHECK_FAILED
     if report.parity is not None and not report.parity["passed"]:
         print(f"error: parity failed: {report.parity['detail']}", file=sys.stderr)
         return EXIT_PARITY_FAILED
@@ -224,12 +239,13 @@ def _zoo_run(args: argparse.Namespace) -> int:
     from modelexport.harness.scoreboard import render
 
     out = Path(args.out)
-    timeout = args.timeout or (300.0 if args.tier == "tiny" else 3600.0)
+    small = args.tier != "full" and args.tier != "pretrained"
+    timeout = args.timeout or (300.0 if small else 3600.0)
     if args.tier == "pretrained" and not _hub_answers():
         return EXIT_OK
     expectations = load_expectations(_expectations_path(args.expectations))
     run = run_matrix(tier=args.tier, models=args.models, strategies=args.strategies,
-                     jobs=args.jobs or (2 if args.tier == "tiny" else 1),
+                     jobs=args.jobs or (2 if small else 1),
                      repeat=args.repeat, timeout=timeout,
                      plugins=args.zoo_file + args.strategy_file,
                      keep_dir=str(out.resolve()) if args.keep_onnx else None,
@@ -281,10 +297,22 @@ def _zoo_list(args: argparse.Namespace) -> int:
 
     for plugin in args.zoo_file:
         import_plugin(plugin)
-    for entry in entries(args.tier):
+    listed = entries(args.tier)
+    probe = args.probe if args.probe is not None else args.tier == "wide"
+    runnable = 0
+    for index, entry in enumerate(listed, 1):
         hub = f"  [hub: {entry.pretrained}]" if entry.pretrained else ""
-        print(f"{entry.name:16s} {entry.kind:12s} {entry.family:12s} "
-              f"{','.join(entry.tiers):10s} atol={entry.atol:g}  {entry.notes}{hub}")
+        line = (f"{entry.name:16s} {entry.kind:12s} {entry.group:16s} "
+                f"{','.join(entry.tiers):10s} {entry.notes}{hub}")
+        if probe:
+            print(f"[{index}/{len(listed)}] {entry.name}", file=sys.stderr, flush=True)
+            result = entry.probe(args.tier or entry.tiers[0])
+            runnable += result.runs
+            line += (f"\n    runs: {result.parameters:,} parameters; {result.inputs}"
+                     if result.runs else f"\n    does not run: {result.reason}")
+        print(line, flush=True)
+    if probe:
+        print(f"{runnable} of {len(listed)} entries build and run eagerly")
     return EXIT_OK
 
 
@@ -332,8 +360,10 @@ def _print_summary(report) -> None:
           f"root {c['root']:.1%}")
     accuracy = report.anchored["accuracy"]
     if report.anchored["anchored_nodes"]:
-        print(f"  anchored accuracy {accuracy:.1%} "
+        print(f"  parameter nodes on their owner {accuracy:.1%} "
               f"({report.anchored['anchored_nodes']} parameter-consuming nodes)")
+    print(f"  self-check {'passed' if report.check_passed else 'FAILED'} "
+          "(ONNX checker, ONNX Runtime load, inputs by name, parameter owners)")
     if report.parity is not None:
         p = report.parity
         verdict = "passed" if p["passed"] else "FAILED"

@@ -94,6 +94,14 @@ class ModuleTree:
                 own_params=sum(p.numel() for p in module.parameters(recurse=False)),
                 total_params=0,
             )
+        canonical = {id(module): path for path, module in self._instances.items()}
+        # A module registered under two parents is one instance with one
+        # (first) name; its other paths are aliases that scopes may spell.
+        self.aliases: dict[str, str] = {
+            path: canonical[id(module)]
+            for path, module in model.named_modules(remove_duplicate=False)
+            if canonical.get(id(module), path) != path
+        }
         for path in self.modules:
             if path != ROOT:
                 self.modules[parent_path(path)].children.append(path)
@@ -107,6 +115,25 @@ class ModuleTree:
 
     def __contains__(self, path: str) -> bool:
         return path in self.modules
+
+    def resolve(self, path: str) -> str | None:
+        """The module ``path`` names, through aliases; None if it names none."""
+        if path in self.modules:
+            return path
+        return self.aliases.get(path)
+
+    def nearest_executed(self, path: str) -> str:
+        """``path`` if its forward ran, else its nearest ancestor that ran.
+
+        A module whose forward never runs can produce no node: its parameters
+        are used by an ancestor (``nn.MultiheadAttention`` reads
+        ``out_proj.weight`` itself), which is then the right tag.
+        """
+        for candidate in ancestors(path):
+            info = self.modules.get(candidate)
+            if info is not None and info.calls > 0:
+                return candidate
+        return ROOT
 
     def tag(self, path: str) -> str:
         return self.modules[path].tag
@@ -124,10 +151,11 @@ class ModuleTree:
         return self._local_names.get(name, [])
 
     def deepest_known(self, path: str) -> str:
-        """The innermost module of ``path``'s chain that exists in the tree."""
+        """The innermost module of ``path``'s chain that exists in the tree (aliases resolved)."""
         for candidate in ancestors(path):
-            if candidate in self.modules:
-                return candidate
+            resolved = self.resolve(candidate)
+            if resolved is not None:
+                return resolved
         return ROOT
 
     def _class_path_tag(self, path: str) -> str:

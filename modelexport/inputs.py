@@ -61,6 +61,62 @@ class ModelInputs:
         return ", ".join(parts) or "no tensor inputs"
 
 
+def in_signature_order(model: torch.nn.Module, inputs: ModelInputs) -> ModelInputs:
+    """Keyword inputs reordered as ``forward`` declares them.
+
+    Exporters flatten keyword inputs in dict order, while graph inputs are
+    named in signature order; a tokenizer's dict (``input_ids,
+    token_type_ids, attention_mask``) would otherwise put the name
+    ``attention_mask`` on the token types.  Names ``forward`` does not
+    declare (taken by ``**kwargs``) keep their order, after the rest.
+    """
+    try:
+        declared = list(inspect.signature(model.forward).parameters)
+    except (TypeError, ValueError):
+        return inputs
+    rank = {name: i for i, name in enumerate(declared)}
+    ordered = sorted(inputs.kwargs, key=lambda name: rank.get(name, len(rank)))
+    if ordered == list(inputs.kwargs):
+        return inputs
+    return ModelInputs(args=inputs.args, kwargs={name: inputs.kwargs[name] for name in ordered})
+
+
+def accepts_argument(model: torch.nn.Module, name: str, through_kwargs: bool = False) -> bool:
+    """Whether ``model.forward`` has a parameter ``name`` (or, if asked, a ``**kwargs``)."""
+    try:
+        parameters = inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return False
+    if name in parameters:
+        return True
+    return through_kwargs and any(p.kind is inspect.Parameter.VAR_KEYWORD
+                                  for p in parameters.values())
+
+
+def holds_non_tensors(outputs: Any) -> bool:
+    """Whether a forward's result holds objects exporters cannot flatten (a KV cache)."""
+    if hasattr(outputs, "to_tuple"):
+        outputs = outputs.to_tuple()
+    return any(not isinstance(leaf, (torch.Tensor, int, float, bool, str, type(None)))
+               for leaf in pytree.tree_leaves(outputs))
+
+
+def without_unrequested_cache(model: torch.nn.Module, inputs: ModelInputs, outputs: Any,
+                              ) -> tuple[ModelInputs, bool]:
+    """``use_cache=False`` added when ``outputs`` hold a cache the caller did not ask for.
+
+    A decoder returns its KV cache by default; nobody exporting a model asked
+    for a cache object as an output (``with_past`` does ask), and exporters
+    cannot flatten it.  ``outputs`` is the result of calling the model on
+    ``inputs``.  Returns the inputs to export with and whether the cache was
+    dropped, which the report states.
+    """
+    if ("use_cache" in inputs.kwargs or not accepts_argument(model, "use_cache", True)
+            or not holds_non_tensors(outputs)):
+        return inputs, False
+    return ModelInputs(args=inputs.args, kwargs={**inputs.kwargs, "use_cache": False}), True
+
+
 def fresh_like(inputs: ModelInputs, seed: int = 1234) -> ModelInputs:
     """Same structure, shapes and dtypes, new seeded values.
 
@@ -89,16 +145,26 @@ def fresh_like(inputs: ModelInputs, seed: int = 1234) -> ModelInputs:
     return ModelInputs(args=tuple(args), kwargs=dict(kwargs))
 
 
-def flatten_outputs(outputs: Any) -> list[torch.Tensor]:
+def flatten_outputs(outputs: Any, numbers: bool = False) -> list[torch.Tensor]:
     """Tensor leaves of a forward's result, in the order exporters emit outputs.
 
-    Hugging Face ``ModelOutput`` objects drop ``None`` fields; both exporters
-    flatten what remains depth-first, which pytree reproduces.
+    Hugging Face ``ModelOutput`` objects drop ``None`` fields and may nest
+    (a backbone's output inside a segmentation model's); both exporters
+    flatten what remains depth-first, which this reproduces.  With
+    ``numbers``, Python ints and floats count too, as 0-d tensors: the
+    TorchScript exporter emits them as graph outputs (feature-map sizes).
     """
     if hasattr(outputs, "to_tuple"):
         outputs = outputs.to_tuple()
-    leaves = pytree.tree_leaves(outputs)
-    return [leaf for leaf in leaves if isinstance(leaf, torch.Tensor)]
+    if isinstance(outputs, torch.Tensor):
+        return [outputs]
+    if numbers and isinstance(outputs, (int, float)) and not isinstance(outputs, bool):
+        return [torch.tensor(outputs)]
+    if isinstance(outputs, dict):
+        outputs = list(outputs.values())
+    if isinstance(outputs, (list, tuple)):
+        return [leaf for item in outputs for leaf in flatten_outputs(item, numbers)]
+    return []
 
 
 def run_checked(model: torch.nn.Module, inputs: ModelInputs) -> Any:
@@ -137,18 +203,32 @@ def bound_arguments(model: torch.nn.Module, inputs: ModelInputs) -> dict[str, An
     return named
 
 
+def _path_suffix(path: tuple) -> str:
+    """``(MappingKey('image'), SequenceKey(0))`` -> ``image_0``."""
+    parts = []
+    for key in path:
+        for attribute in ("key", "idx", "name"):
+            if hasattr(key, attribute):
+                parts.append(str(getattr(key, attribute)))
+                break
+    return "_".join(parts)
+
+
 def graph_input_names(model: torch.nn.Module, inputs: ModelInputs) -> list[str]:
     """One name per tensor leaf, in flattening order: ``input_ids``, ``pixel_values``...
 
-    Tensors nested in a list or dict argument get ``name_0``, ``name_1``...
+    Tensors nested in a dict or list argument are named by their path, as
+    torch's dynamo exporter names them: ``batch["image"]`` is ``batch_image``,
+    ``pair[0]`` is ``pair_0``.
     """
     names: list[str] = []
     for name, value in bound_arguments(model, inputs).items():
         if isinstance(value, torch.Tensor):
             names.append(name)
             continue
-        leaves = [v for v in pytree.tree_leaves(value) if isinstance(v, torch.Tensor)]
-        names.extend(f"{name}_{i}" for i in range(len(leaves)))
+        for path, leaf in pytree.tree_flatten_with_path(value)[0]:
+            if isinstance(leaf, torch.Tensor):
+                names.append(f"{name}_{_path_suffix(path)}")
     return names
 
 

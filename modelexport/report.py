@@ -55,6 +55,8 @@ class ExportReport(Mapping):
     graph: dict[str, int]
     parity: dict[str, Any] | None = None
     selection: dict[str, Any] | None = None
+    check: dict[str, Any] | None = None  # the self-check (see modelexport.self_check)
+    warnings: list[str] = field(default_factory=list)  # what the user should know
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -71,6 +73,10 @@ class ExportReport(Mapping):
     @property
     def success(self) -> bool:
         return self.summary.success
+
+    @property
+    def check_passed(self) -> bool | None:
+        return None if self.check is None else bool(self.check["passed"])
 
     @property
     def parity_passed(self) -> bool | None:

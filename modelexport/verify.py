@@ -17,9 +17,8 @@ import onnx
 import torch
 
 from modelexport.errors import InputMismatchError, one_line
-from modelexport.hierarchy import ModuleTree, common_ancestor
+from modelexport.hierarchy import ModuleTree
 from modelexport.inputs import ModelInputs, flatten_outputs, fresh_like
-from modelexport.parameters import initializer_owners
 from modelexport.tags import NodeTag, TagSource
 
 
@@ -79,40 +78,6 @@ def randomize_parameters(model: torch.nn.Module, seed: int = 0, scale: float = 0
 
 
 @dataclass
-class AnchorFigures:
-    """Parameter-consuming nodes and how many sit on the parameter's owner."""
-
-    anchored_nodes: int
-    correct: int
-
-    @property
-    def accuracy(self) -> float | None:
-        return self.correct / self.anchored_nodes if self.anchored_nodes else None
-
-
-def anchored_accuracy(graph: onnx.ModelProto, tags: Sequence[NodeTag | None],
-                      tree: ModuleTree, model: torch.nn.Module) -> AnchorFigures:
-    """Share of parameter-consuming nodes tagged with the module that owns the parameter.
-
-    A node fed by several modules' parameters (BatchNorm folded into a Conv,
-    tied weights) may carry any of the owners or their common ancestor.
-    """
-    owners = initializer_owners(graph, tree, model)
-    anchored = correct = 0
-    for node, tag in zip(graph.graph.node, tags):
-        candidates = sorted({o for name in node.input for o in owners.get(name, ())})
-        if not candidates:
-            continue
-        anchored += 1
-        if tag is None:
-            continue
-        allowed = set(candidates) | {common_ancestor(candidates)}
-        if tag.module in allowed:
-            correct += 1
-    return AnchorFigures(anchored_nodes=anchored, correct=correct)
-
-
-@dataclass
 class ParityResult:
     """ONNX Runtime vs PyTorch on one fresh seeded input."""
 
@@ -142,22 +107,28 @@ def max_abs_difference(got: np.ndarray, expected: np.ndarray) -> float:
 
 
 def ort_feed(wanted: list[str], inputs: ModelInputs, names: list[str]) -> dict[str, np.ndarray]:
-    """Arrays for the graph inputs ``wanted``: by name, else by position."""
-    tensors = inputs.tensors()
-    by_name = dict(zip(names, tensors))
-    if all(name in by_name for name in wanted):
-        return {name: by_name[name].detach().cpu().numpy() for name in wanted}
-    if len(wanted) == len(tensors):
-        return {name: t.detach().cpu().numpy() for name, t in zip(wanted, tensors)}
-    raise InputMismatchError(
-        f"the ONNX graph expects inputs {wanted}, the example provides {names}"
-    )
+    """Arrays for the graph inputs ``wanted``, strictly by name.
+
+    Never by position: a file whose input called ``attention_mask`` reads
+    the token types would pass a positional check and fail every user who
+    feeds it by name, which is how ONNX Runtime is fed.
+    """
+    by_name = dict(zip(names, inputs.tensors()))
+    missing = [name for name in wanted if name not in by_name]
+    if missing:
+        raise InputMismatchError(
+            f"the ONNX graph expects inputs {wanted}; the example has no "
+            f"{', '.join(missing)} (it provides {', '.join(names)})")
+    return {name: by_name[name].detach().cpu().numpy() for name in wanted}
 
 
-def check_parity(onnx_path: str | Path, model: torch.nn.Module, example: ModelInputs,
+def check_parity(onnx_path: str | Path | bytes, model: torch.nn.Module, example: ModelInputs,
                  input_names: list[str], atol: float = 1e-4, rtol: float = 1e-3,
                  seed: int = 1234) -> ParityResult:
     """Run ONNX Runtime and PyTorch on a fresh input derived from ``example``.
+
+    ``onnx_path`` is a file or the serialised model.  A runtime that cannot
+    load or run the file is a failed parity with the reason, not an error.
 
     Passes when every output has the reference's shape and its largest error
     is within ``atol + rtol * max|reference|``: the tolerance scales with the
@@ -171,11 +142,22 @@ def check_parity(onnx_path: str | Path, model: torch.nn.Module, example: ModelIn
     fresh = fresh_like(example, seed=seed)
     options = ort.SessionOptions()
     options.log_severity_level = 3
-    session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+    source = onnx_path if isinstance(onnx_path, bytes) else str(onnx_path)
     with torch.no_grad():
-        expected = [t.detach().cpu().numpy() for t in flatten_outputs(fresh.call(model))]
-    wanted = [i.name for i in session.get_inputs()]
-    got = session.run(None, ort_feed(wanted, fresh, input_names))
+        result = fresh.call(model)
+    expected = [t.detach().cpu().numpy() for t in flatten_outputs(result)]
+    try:
+        session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+        wanted = [i.name for i in session.get_inputs()]
+        feed = ort_feed(wanted, fresh, input_names)
+        got = session.run(None, feed)
+    except InputMismatchError:
+        raise
+    except Exception as exc:  # the runtime refused the file or failed mid-run
+        return ParityResult(False, float("inf"), float("inf"), atol, rtol, 0, seed,
+                            f"ONNX Runtime failed: {one_line(exc, 200)}")
+    if len(got) != len(expected):
+        expected = [t.detach().cpu().numpy() for t in flatten_outputs(result, numbers=True)]
     if len(got) != len(expected):
         return ParityResult(False, float("inf"), float("inf"), atol, rtol, len(got), seed,
                             f"ONNX has {len(got)} outputs, PyTorch {len(expected)}")

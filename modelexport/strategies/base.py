@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
+import sys
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -27,10 +29,20 @@ from modelexport.hierarchy import ModuleTree
 from modelexport.inputs import ModelInputs
 from modelexport.tagging import Assignment, paused_gc
 
+# Adapters hold the user's model under this attribute, so scopes, state-dict
+# names and name scopes gain a known prefix that strategies take off again.
+ADAPTER_ATTRIBUTE = "wrapped"
+
 
 @dataclass
 class ExportRequest:
-    """Everything a strategy needs to capture and tag one model."""
+    """Everything a strategy needs to capture and tag one model.
+
+    ``model`` is the user's model: tags name its modules.  What is captured
+    may be an adapter around it (``capture_model``, one decoding step with
+    its cache as tensors), holding it under ``ADAPTER_ATTRIBUTE``
+    ``adapter_depth`` levels down; ``output_names`` then names the outputs.
+    """
 
     model: torch.nn.Module
     inputs: ModelInputs
@@ -40,6 +52,68 @@ class ExportRequest:
     dynamic_axes: dict[str, dict[int, str]]
     optimize: bool
     workdir: Path
+    capture_model: torch.nn.Module | None = None
+    adapter_depth: int = 0
+    output_names: list[str] | None = None
+
+    @property
+    def traced(self) -> torch.nn.Module:
+        """The module that is actually called and captured."""
+        return self.capture_model if self.capture_model is not None else self.model
+
+    def call(self) -> object:
+        """One forward of the captured module on the example."""
+        return self.inputs.call(self.traced)
+
+
+def strip_adapter_prefix(path: str, depth: int) -> str:
+    """``wrapped.model.layers.0`` -> ``model.layers.0`` for ``depth`` 1."""
+    prefix = ADAPTER_ATTRIBUTE + "."
+    for _ in range(depth):
+        if path == ADAPTER_ATTRIBUTE:
+            return ""
+        if path.startswith(prefix):
+            path = path[len(prefix):]
+    return path
+
+
+def rename_graph_values(graph: onnx.ModelProto, renames: dict[str, str]) -> None:
+    """Rename tensors (initializers, inputs, outputs) everywhere they are referenced."""
+    if not renames:
+        return
+    for init in graph.graph.initializer:
+        init.name = renames.get(init.name, init.name)
+    for value in [*graph.graph.input, *graph.graph.output, *graph.graph.value_info]:
+        value.name = renames.get(value.name, value.name)
+    for node in graph.graph.node:
+        node.input[:] = [renames.get(name, name) for name in node.input]
+        node.output[:] = [renames.get(name, name) for name in node.output]
+
+
+def normalise_names(graph: onnx.ModelProto, request: ExportRequest, adapters: int) -> None:
+    """Initializers back to the user's state-dict names; outputs as the request names them.
+
+    ``adapters`` counts the adapter levels the capture added around the user's
+    model (the request's own plus any the strategy wrapped it in).
+    """
+    taken = {i.name for i in graph.graph.initializer}
+    renames = {}
+    for init in graph.graph.initializer:
+        plain = strip_adapter_prefix(init.name, adapters)
+        if plain != init.name and plain not in taken:
+            renames[init.name] = plain
+    inputs = [i.name for i in graph.graph.input]
+    if len(inputs) == len(request.input_names):  # an exporter that names inputs its own way
+        renames.update({old: new for old, new in zip(inputs, request.input_names)
+                        if old != new})
+    if request.output_names:
+        current = [o.name for o in graph.graph.output]
+        if len(current) != len(request.output_names):
+            raise RuntimeError(f"the graph has {len(current)} outputs, expected "
+                               f"{len(request.output_names)} ({', '.join(request.output_names)})")
+        renames.update({old: new for old, new in zip(current, request.output_names)
+                        if old != new})
+    rename_graph_values(graph, renames)
 
 
 @dataclass
@@ -69,6 +143,9 @@ class Strategy(ABC):
 
     name: ClassVar[str]
     summary: ClassVar[str]
+    # True for captures that trace one execution: a data-dependent branch is
+    # frozen to the side the example took (the report then warns).
+    freezes_control_flow: ClassVar[bool] = False
 
     @abstractmethod
     def capture(self, request: ExportRequest) -> onnx.ModelProto:
@@ -83,12 +160,14 @@ class Strategy(ABC):
     def run(self, request: ExportRequest) -> StrategyResult:
         """Capture then assign, timing both and catching any failure into the result.
 
-        Exporter progress chatter on stdout is swallowed, so a CLI's stdout
-        stays clean for ``--json``; failures travel as the exception instead.
+        Exporter chatter on stdout is swallowed at the file-descriptor level
+        (the TorchScript exporter dumps its IR graph from C++ on failure), so
+        a CLI's stdout stays clean for ``--json``; failures travel as the
+        exception instead.
         """
         result = StrategyResult(strategy=self.name)
         try:
-            with contextlib.redirect_stdout(io.StringIO()), _preserved_modes(request.model):
+            with _silenced_stdout(), _preserved_modes(request.traced):
                 start = time.perf_counter()
                 graph = self.capture(request)
                 result.seconds["capture"] = time.perf_counter() - start
@@ -105,6 +184,26 @@ class Strategy(ABC):
         except Exception as exc:
             result.exception = exc
         return result
+
+
+@contextlib.contextmanager
+def _silenced_stdout() -> Iterator[None]:
+    """Send whatever is written to stdout, by Python or by C++, to /dev/null."""
+    sys.stdout.flush()
+    try:
+        saved = os.dup(1)
+    except OSError:  # no file descriptor 1 (an embedded interpreter)
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+        return
+    try:
+        with open(os.devnull, "w") as null, contextlib.redirect_stdout(io.StringIO()):
+            os.dup2(null.fileno(), 1)
+            yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 @contextlib.contextmanager

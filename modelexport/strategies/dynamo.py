@@ -17,10 +17,17 @@ import inspect
 
 import onnx
 import torch
+from torch.utils import _pytree as pytree
 
 from modelexport.hierarchy import ROOT
 from modelexport.inputs import bound_arguments
-from modelexport.strategies.base import ExportRequest, Strategy, register_strategy
+from modelexport.strategies.base import (
+    ExportRequest,
+    Strategy,
+    normalise_names,
+    register_strategy,
+    strip_adapter_prefix,
+)
 from modelexport.tagging import Assignment
 from modelexport.tags import TagSource
 
@@ -28,14 +35,23 @@ NAME_SCOPES_KEY = "pkg.torch.onnx.name_scopes"
 
 
 def _dynamic_shapes(request: ExportRequest) -> dict | None:
-    """torch.export's spec: every forward argument by name, symbolic dims where asked."""
+    """torch.export's spec: every forward argument by name, symbolic dims where asked.
+
+    Tensor leaves are matched to the graph input names in flattening order,
+    so an argument holding a tuple of tensors gets a tuple of specs.
+    """
     if not request.dynamic_axes:
         return None
-    shapes: dict[str, dict[int, object] | None] = {}
-    for name in bound_arguments(request.model, request.inputs):
-        axes = request.dynamic_axes.get(name)
-        shapes[name] = {dim: torch.export.Dim.DYNAMIC for dim in axes} if axes else None
-    return shapes
+    names = iter(request.input_names)
+
+    def spec(leaf: object) -> dict[int, object] | None:
+        if not isinstance(leaf, torch.Tensor):
+            return None
+        axes = request.dynamic_axes.get(next(names, ""))
+        return {dim: torch.export.Dim.DYNAMIC for dim in axes} if axes else None
+
+    return {name: pytree.tree_map(spec, value)
+            for name, value in bound_arguments(request.traced, request.inputs).items()}
 
 
 def scope_module(scopes: list[str]) -> str:
@@ -59,11 +75,13 @@ class DynamoStrategy(Strategy):
         if "fallback" in inspect.signature(torch.onnx.export).parameters:
             options["fallback"] = False
         program = torch.onnx.export(
-            request.model, request.inputs.args, kwargs=request.inputs.kwargs, **options
+            request.traced, request.inputs.args, kwargs=request.inputs.kwargs, **options
         )
         if program is None or not hasattr(program, "model_proto"):
             raise RuntimeError("the dynamo exporter returned no ONNX program")
-        return program.model_proto
+        graph = program.model_proto
+        normalise_names(graph, request, adapters=request.adapter_depth)
+        return graph
 
     def assign(
         self, request: ExportRequest, graph: onnx.ModelProto
@@ -77,9 +95,11 @@ class DynamoStrategy(Strategy):
             if raw is None:
                 assignments.append(None)
                 continue
-            module = scope_module(ast.literal_eval(raw))
-            if module in tree:
-                assignments.append(Assignment(module, TagSource.EXACT))
+            module = strip_adapter_prefix(scope_module(ast.literal_eval(raw)),
+                                          request.adapter_depth)
+            resolved = tree.resolve(module)
+            if resolved is not None:
+                assignments.append(Assignment(resolved, TagSource.EXACT))
             else:
                 assignments.append(
                     Assignment(tree.deepest_known(module), TagSource.INHERITED)

@@ -116,6 +116,9 @@ class FXStrategy(Strategy):
         self._paths: dict[str, str] = {}
 
     def capture(self, request: ExportRequest) -> onnx.ModelProto:
+        if request.capture_model is not None:
+            raise FxTraceError("FX traces the model itself, not an adapter around it "
+                               "(with_past)")
         non_tensor_kwargs = {k: v for k, v in request.inputs.kwargs.items()
                              if not isinstance(v, torch.Tensor)}
         graph_module = trace(request.model, non_tensor_kwargs)

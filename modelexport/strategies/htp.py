@@ -24,11 +24,17 @@ import torch
 from torch.utils import _pytree as pytree
 
 from modelexport.hierarchy import ROOT, ModuleTree, ancestors, is_within
-from modelexport.strategies.base import ExportRequest, Strategy, register_strategy
+from modelexport.strategies.base import (
+    ADAPTER_ATTRIBUTE,
+    ExportRequest,
+    Strategy,
+    normalise_names,
+    register_strategy,
+)
+from modelexport.strategies.torchscript_ops import register_missing_symbolics
 from modelexport.tagging import Assignment
 from modelexport.tags import TagSource
 
-ADAPTER_ATTRIBUTE = "wrapped"
 _REPEAT_SUFFIX = re.compile(r"^(.*)_(\d+)$")
 
 
@@ -85,7 +91,9 @@ def resolve_scope(segments: list[str], tree: ModuleTree) -> tuple[str, bool]:
     A segment may name a child, a deeper descendant through containers that
     never ran (``layer.0``), be qualified relative to an ancestor
     (``seq/seq.0``), or name the only descendant with that local name; it is
-    never allowed to leave the current module.
+    never allowed to leave the current module.  A submodule registered
+    under two parents is reached through either path and reported by its
+    own (first) name.
     """
     current = ROOT
     for segment in segments:
@@ -93,7 +101,7 @@ def resolve_scope(segments: list[str], tree: ModuleTree) -> tuple[str, bool]:
         for candidate, _suffixed in _segment_candidates(segment):
             for base in ancestors(current):
                 full = f"{base}.{candidate}" if base else candidate
-                if full in tree and is_within(full, current):
+                if tree.resolve(full) is not None and is_within(full, current):
                     step = full
                     break
             if step is not None:
@@ -101,40 +109,32 @@ def resolve_scope(segments: list[str], tree: ModuleTree) -> tuple[str, bool]:
         if step is None:
             step = _unique_descendant(segment, current, tree)
         if step is None:
-            return current, False
+            return _canonical(current, tree), False
         current = step
-    return current, True
+    return _canonical(current, tree), True
 
 
-def scope_segments(node_name: str) -> list[str] | None:
-    """``/wrapped/encoder/layer.0/MatMul`` -> ``['encoder', 'layer.0']``; None if scope-less."""
+def _canonical(path: str, tree: ModuleTree) -> str:
+    """A walked path, which may pass through an alias, as the module's own name."""
+    resolved = tree.resolve(path)
+    return resolved if resolved is not None else tree.deepest_known(path)
+
+
+def scope_segments(node_name: str, adapters: int = 1) -> list[str] | None:
+    """``/wrapped/encoder/layer.0/MatMul`` -> ``['encoder', 'layer.0']``; None if scope-less.
+
+    ``/wrapped/wrapped.2/wrapped.2.0/Gemm`` (a root container) -> ``['2', '2.0']``.
+    """
     if not node_name.startswith("/"):
         return None
     parts = node_name.strip("/").split("/")[:-1]
-    if parts and parts[0] == ADAPTER_ATTRIBUTE:
-        parts = parts[1:]
-    return parts
-
-
-def _strip_adapter_prefix(graph: onnx.ModelProto) -> None:
-    """Rename ``wrapped.x.weight`` initializers back to the model's own state-dict names."""
+    for _ in range(adapters):  # our own call adapter, and any adapter of the request
+        if parts and parts[0] == ADAPTER_ATTRIBUTE:
+            parts = parts[1:]
+    # TorchScript qualifies the children of a container by its attribute name:
+    # a root ``nn.Sequential`` under the adapter yields ``wrapped.0``.
     prefix = ADAPTER_ATTRIBUTE + "."
-    taken = {i.name for i in graph.graph.initializer}
-    renames = {
-        init.name: init.name[len(prefix):]
-        for init in graph.graph.initializer
-        if init.name.startswith(prefix) and init.name[len(prefix):] not in taken
-    }
-    if not renames:
-        return
-    for init in graph.graph.initializer:
-        init.name = renames.get(init.name, init.name)
-    for value in list(graph.graph.input) + list(graph.graph.value_info):
-        value.name = renames.get(value.name, value.name)
-    for node in graph.graph.node:
-        for i, name in enumerate(node.input):
-            if name in renames:
-                node.input[i] = renames[name]
+    return [part[len(prefix):] if part.startswith(prefix) else part for part in parts]
 
 
 def torchscript_export(model: torch.nn.Module, request: ExportRequest, stem: str,
@@ -144,8 +144,9 @@ def torchscript_export(model: torch.nn.Module, request: ExportRequest, stem: str
     Shared by every strategy built on a TorchScript trace.  The file goes to
     the request's scratch folder (so models over 2 GB work) and is loaded back.
     """
+    register_missing_symbolics(request.opset)
     adapter = _CallAdapter(model, request.inputs.args, request.inputs.kwargs)
-    adapter.train(request.model.training)
+    adapter.train(request.traced.training)
     path = request.workdir / f"{stem}.onnx"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -156,28 +157,30 @@ def torchscript_export(model: torch.nn.Module, request: ExportRequest, stem: str
             dynamo=False,
             opset_version=request.opset,
             input_names=request.input_names,
+            output_names=request.output_names,
             dynamic_axes=request.dynamic_axes or None,
             do_constant_folding=request.optimize,
         )
     graph = onnx.load(str(path))
-    _strip_adapter_prefix(graph)
+    normalise_names(graph, request, adapters=1 + request.adapter_depth)
     return graph
 
 
 @register_strategy
 class HTPStrategy(Strategy):
     name = "htp"
+    freezes_control_flow = True
     summary = "TorchScript trace; node scopes resolved against the module tree, rest projected"
 
     def capture(self, request: ExportRequest) -> onnx.ModelProto:
-        return torchscript_export(request.model, request, "htp")
+        return torchscript_export(request.traced, request, "htp")
 
     def assign(
         self, request: ExportRequest, graph: onnx.ModelProto
     ) -> list[Assignment | None]:
         assignments: list[Assignment | None] = []
         for node in graph.graph.node:
-            segments = scope_segments(node.name)
+            segments = scope_segments(node.name, adapters=1 + request.adapter_depth)
             if segments is None:
                 assignments.append(None)
                 continue

@@ -147,16 +147,17 @@ def call_region(call_outputs: list[str], call_inputs: set[str], producer: dict[s
 @register_strategy
 class UsageBasedStrategy(Strategy):
     name = "usage_based"
+    freezes_control_flow = True
     summary = "hooks record each module's tensors and parameters; matched onto the graph"
 
     def capture(self, request: ExportRequest) -> onnx.ModelProto:
-        return torchscript_export(request.model, request, "usage_based")
+        return torchscript_export(request.traced, request, "usage_based")
 
     def assign(
         self, request: ExportRequest, graph: onnx.ModelProto
     ) -> list[Assignment | None]:
         nodes = list(graph.graph.node)
-        calls = record_calls(request.model, lambda: request.inputs.call(request.model))
+        calls = record_calls(request.model, request.call)
         feeds = {name: tensor.detach().cpu().numpy()
                  for name, tensor in zip(request.input_names, request.inputs.tensors())}
         graph_inputs = {i.name for i in graph.graph.input}

@@ -71,3 +71,24 @@ class HangingStrategy(HTPStrategy):
 
     def capture(self, request):
         time.sleep(3600)
+
+
+@register_strategy
+class UnloadableFileStrategy(HTPStrategy):
+    """HTP whose file adds a float tensor to an int64 one: the exporter is happy,
+    ONNX Runtime refuses the file (a type error), as real exporter bugs do."""
+
+    name = "unloadable"
+    summary = "test only: a type error ONNX Runtime rejects"
+
+    def capture(self, request) -> onnx.ModelProto:
+        graph = super().capture(request)
+        output = graph.graph.output[0]
+        raw = output.name + "_typed"
+        for node in graph.graph.node:
+            node.output[:] = [raw if name == output.name else name for name in node.output]
+            node.input[:] = [raw if name == output.name else name for name in node.input]
+        graph.graph.initializer.append(helper.make_tensor("integer", 7, [], [1]))
+        graph.graph.node.append(helper.make_node("Add", [raw, "integer"], [output.name],
+                                                 name="/wrapped/Broken"))
+        return graph

@@ -1,0 +1,150 @@
+"""The cheap check every export runs on itself before it may say "ok".
+
+Three questions, each answered from the graph in memory:
+
+1. Is the file valid?  The full ONNX checker (with shape inference) and an
+   ONNX Runtime session created from it with the default options a user
+   gets (its graph optimisations evaluate shapes that loading alone does
+   not).  This catches files that an exporter wrote happily and no runtime
+   can open (type errors, bad shapes).
+2. Can a user feed it by name?  Every graph input must be named after one of
+   the example's inputs.
+3. Do the tags put parameters where they live?  Among nodes that read a
+   parameter or buffer, the share tagged with a module that owns it (or, for
+   a node fed by several owners, their common ancestor).  Initializers are
+   matched by name, by content only where an export pass renamed them
+   (:mod:`modelexport.parameters`).
+
+AUTO treats a strategy whose check fails as failed and moves on; an
+explicitly chosen strategy keeps its file and the report says what failed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import onnx
+import torch
+
+from modelexport.errors import one_line
+from modelexport.hierarchy import ModuleTree, common_ancestor
+from modelexport.parameters import initializer_owners
+from modelexport.tags import NodeTag
+
+# The share of parameter-reading nodes that must sit on an owner.
+MIN_OWNERSHIP = 0.99
+
+
+@dataclass
+class Ownership:
+    """Parameter-consuming nodes and how many sit on the parameter's owner."""
+
+    anchored_nodes: int = 0
+    correct: int = 0
+    misplaced: list[str] = field(default_factory=list)  # a few examples, for the report
+
+    @property
+    def accuracy(self) -> float | None:
+        return self.correct / self.anchored_nodes if self.anchored_nodes else None
+
+
+@dataclass
+class SelfCheck:
+    """What the check found; ``failures`` is empty when the export may say "ok"."""
+
+    loads: bool = False
+    file_checked: bool = False  # False until checker and runtime have seen the file
+    failures: list[str] = field(default_factory=list)
+    ownership: Ownership = field(default_factory=Ownership)
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "passed": self.passed,
+                "ownership_accuracy": self.ownership.accuracy}
+
+
+def ownership(graph: onnx.ModelProto, tags: Sequence[NodeTag | None], tree: ModuleTree,
+              model: torch.nn.Module) -> Ownership:
+    """How many parameter-reading nodes carry an owner of what they read."""
+    owners = initializer_owners(graph, tree, model)
+    result = Ownership()
+    for node, tag in zip(graph.graph.node, tags):
+        candidates = sorted({o for name in node.input for o in owners.get(name, ())})
+        if not candidates:
+            continue
+        result.anchored_nodes += 1
+        allowed = set(candidates) | {common_ancestor(candidates)}
+        allowed |= {tree.nearest_executed(c) for c in candidates}
+        if tag is not None and tag.module in allowed:
+            result.correct += 1
+        elif len(result.misplaced) < 5:
+            where = "untagged" if tag is None else f"on {tag.module or '(root)'!r}"
+            result.misplaced.append(f"{node.name} {where}, owner {candidates[0]!r}")
+    return result
+
+
+def runtime_load_error(source: bytes | str) -> str | None:
+    """None when ONNX Runtime can create a session from ``source`` (bytes or a path)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    try:
+        ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        return one_line(exc, 200)
+    return None
+
+
+def _record_file_checks(check: SelfCheck, run_checker: Callable[[], None],
+                        load_error: Callable[[], str | None]) -> None:
+    try:
+        run_checker()
+    except Exception as exc:
+        check.failures.append(f"ONNX checker: {one_line(exc, 200)}")
+    error = load_error()
+    check.loads = error is None
+    check.file_checked = True
+    if error is not None:
+        check.failures.append(f"ONNX Runtime cannot load the file: {error}")
+
+
+def check_saved_file(path: str | Path, check: SelfCheck) -> None:
+    """The file checks of a graph too large to check in memory, on its saved file."""
+    _record_file_checks(check, lambda: onnx.checker.check_model(str(path), full_check=True),
+                        lambda: runtime_load_error(str(path)))
+
+
+def self_check(graph: onnx.ModelProto, tags: Sequence[NodeTag | None], tree: ModuleTree,
+               model: torch.nn.Module, input_names: Sequence[str],
+               in_memory_limit: int) -> SelfCheck:
+    """Run the three checks of the module doc on an export held in memory.
+
+    A graph whose weights exceed ``in_memory_limit`` bytes cannot be
+    serialised as one protobuf; its file checks then run on the saved file
+    (:func:`check_saved_file`) and only the input and tag checks run here.
+    """
+    from modelexport.outputs import model_bytes
+
+    check = SelfCheck()
+    if model_bytes(graph) < in_memory_limit:
+        _record_file_checks(check, lambda: onnx.checker.check_model(graph, full_check=True),
+                            lambda: runtime_load_error(graph.SerializeToString()))
+    known = set(input_names)
+    stray = [i.name for i in graph.graph.input if i.name not in known]
+    if stray:
+        check.failures.append(f"graph inputs {stray} match no example input name "
+                              f"({', '.join(input_names)})")
+    check.ownership = ownership(graph, tags, tree, model)
+    accuracy = check.ownership.accuracy
+    if accuracy is not None and accuracy < MIN_OWNERSHIP:
+        check.failures.append(
+            f"only {check.ownership.correct} of {check.ownership.anchored_nodes} "
+            f"parameter-reading nodes sit on the parameter's owner ({accuracy:.1%} < "
+            f"{MIN_OWNERSHIP:.0%}); e.g. {check.ownership.misplaced[0]}")
+    return check
