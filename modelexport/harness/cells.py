@@ -26,9 +26,12 @@ from modelexport.monitoring import PeakSampler, current_rss_bytes
 from modelexport.selection import recommend_strategy
 from modelexport.tags import read_tags
 
-OK, EXPORT_FAILED, PARITY_FAILED, TIMEOUT, CRASHED = (
-    "ok", "export-failed", "parity-failed", "timeout", "crashed")
-STATUSES = (OK, EXPORT_FAILED, PARITY_FAILED, TIMEOUT, CRASHED)
+OK, EXPORT_FAILED, CHECK_FAILED, PARITY_FAILED, TIMEOUT, CRASHED, NOT_RUNNABLE = (
+    "ok", "export-failed", "check-failed", "parity-failed", "timeout", "crashed",
+    "not-runnable")
+STATUSES = (OK, EXPORT_FAILED, CHECK_FAILED, PARITY_FAILED, TIMEOUT, CRASHED, NOT_RUNNABLE)
+# The pseudo-strategy that lets the exporter choose, as a user's default call does.
+AUTO = "auto"
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,9 @@ class CellResult:
     module_ops: dict[str, dict[str, int]] = field(default_factory=dict)
     recommendation: dict[str, str] = field(default_factory=dict)
     reference_agreement: float | None = None
+    final_strategy: str | None = None  # which strategy wrote the file (differs under auto)
+    category: str = ""  # the entry's scoreboard family
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def key(self) -> str:
@@ -105,14 +111,16 @@ def run_cell(spec: CellSpec) -> CellResult:
     """Build, export, validate and measure one cell; never raises."""
     from model_zoo import get_entry
 
-    result = CellResult(model=spec.model, strategy=spec.strategy, status=EXPORT_FAILED)
+    result = CellResult(model=spec.model, strategy=spec.strategy, status=NOT_RUNNABLE)
     try:
         entry = get_entry(spec.model)
+        result.category = entry.group
         model = entry.build(spec.tier)
         inputs = entry.inputs(model, spec.tier)
     except Exception as exc:
         result.error = f"build: {type(exc).__name__}: {one_line(exc)}"
         return result
+    result.status = EXPORT_FAILED
     traits = ModelAnalyzer().analyze_model(model)  # once, for both objectives
     result.recommendation = {
         objective: recommend_strategy(model, prioritize_speed=objective == "speed",
@@ -152,7 +160,14 @@ def run_cell(spec: CellSpec) -> CellResult:
 
 
 def _record_figures(result: CellResult, report: Any, path: Path) -> None:
+    """Figures of the first (validated) export, and its verdict.
+
+    ``ok`` needs all of: the self-check (file loads, inputs bound by name,
+    parameter-reading nodes on their owners), full coverage, and parity.
+    """
     coverage = report["coverage"]
+    result.final_strategy = report["summary"]["final_strategy"]
+    result.warnings = list(report["warnings"])
     result.nodes = report["graph"]["nodes"]
     result.file_bytes = path.stat().st_size
     for key in ("coverage", "exact", "inherited", "projected", "root"):
@@ -163,8 +178,15 @@ def _record_figures(result: CellResult, report: Any, path: Path) -> None:
     result.parity_max_abs, result.parity_max_rel = parity["max_abs"], parity["max_rel"]
     result.parity_atol, result.parity_rtol = parity["atol"], parity["rtol"]
     result.module_ops = module_op_counts(path)
-    if parity["passed"]:
-        result.status = OK
-    else:
+    check = report["check"]
+    if not check["passed"]:
+        result.status = CHECK_FAILED
+        result.error = "self-check: " + "; ".join(check["failures"])
+    elif coverage["coverage"] < 1.0:
+        result.status = CHECK_FAILED
+        result.error = f"coverage {coverage['coverage']:.3f} < 1"
+    elif not parity["passed"]:
         result.status = PARITY_FAILED
         result.error = f"parity: {parity['detail']} (max abs {parity['max_abs']:.2e})"
+    else:
+        result.status = OK

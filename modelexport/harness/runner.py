@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from modelexport.errors import ModelExportError
-from modelexport.harness.cells import CellResult, CellSpec
+from modelexport.harness.cells import AUTO, CellResult, CellSpec
 from modelexport.harness.results import environment, write_results
-from modelexport.harness.scoreboard import render, summary
+from modelexport.harness.scoreboard import family_pass_rates, render, summary
 from modelexport.harness.scoring import REFERENCE, reference_agreement, score_selector
 from modelexport.harness.workers import import_plugin, run_cells
 
@@ -43,6 +43,7 @@ class MatrixRun:
             "wall_seconds": self.wall_seconds,
             "cells": [c.to_dict() for c in self.cells],
             "summary": summary(self.cells, self.strategies),
+            "family_pass_rates": family_pass_rates(self.cells, self.strategies),
             "selector": self.selector,
         }
 
@@ -62,6 +63,13 @@ def select_models(tier: str, names: list[str] | None, plugins: list[str]) -> lis
     return names
 
 
+def default_strategies(tier: str) -> list[str]:
+    """Every registered strategy, plus AUTO (the user's default call) as its own column."""
+    from modelexport.strategies import strategy_names
+
+    return [*strategy_names(), AUTO]
+
+
 def run_matrix(tier: str = "tiny", models: list[str] | None = None,
                strategies: list[str] | None = None, jobs: int = 2, repeat: int = 1,
                timeout: float = 300.0, plugins: list[str] | None = None,
@@ -71,11 +79,12 @@ def run_matrix(tier: str = "tiny", models: list[str] | None = None,
 
     plugins = [str(Path(p).resolve()) for p in plugins or []]
     chosen = select_models(tier, models, plugins)
-    strategies = strategies or strategy_names()
-    unknown = [s for s in strategies if s not in strategy_names()]
+    known = [*strategy_names(), AUTO]
+    strategies = strategies or default_strategies(tier)
+    unknown = [s for s in strategies if s not in known]
     if unknown:
         raise ModelExportError(f"unknown strategy {', '.join(unknown)} "
-                               f"(known: {', '.join(strategy_names())})")
+                               f"(known: {', '.join(known)})")
     specs = [CellSpec(m, s, tier, repeat, keep_dir) for m in chosen for s in strategies]
     run = MatrixRun(tier=tier, models=chosen, strategies=strategies, repeat=repeat)
     started = time.perf_counter()

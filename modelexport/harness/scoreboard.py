@@ -5,10 +5,10 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
-from modelexport.harness.cells import OK, STATUSES, CellResult
+from modelexport.harness.cells import NOT_RUNNABLE, OK, STATUSES, CellResult
 
-_SHORT = {"ok": "ok", "export-failed": "FAIL", "parity-failed": "PARITY", "timeout": "TIMEOUT",
-          "crashed": "CRASH"}
+_SHORT = {"ok": "ok", "export-failed": "FAIL", "check-failed": "CHECK", "parity-failed": "PARITY",
+          "timeout": "TIMEOUT", "crashed": "CRASH", "not-runnable": "n/a"}
 
 
 def _cell_text(cell: CellResult | None) -> str:
@@ -39,6 +39,39 @@ def summary(cells: list[CellResult], strategies: list[str]) -> dict[str, dict[st
     return rows
 
 
+def family_pass_rates(cells: list[CellResult], strategies: list[str],
+                      ) -> dict[str, dict[str, dict[str, int]]]:
+    """Per family, per strategy: models that run eagerly, and how many are ``ok``.
+
+    A model that cannot be built or run eagerly (``not-runnable``) is left
+    out of the denominator: no exporter can be blamed for it.
+    """
+    rates: dict[str, dict[str, dict[str, int]]] = {}
+    for cell in cells:
+        if cell.status == NOT_RUNNABLE or cell.strategy not in strategies:
+            continue
+        for family in (cell.category or "other", "all"):
+            row = rates.setdefault(family, {}).setdefault(cell.strategy, {"ok": 0, "runs": 0})
+            row["runs"] += 1
+            row["ok"] += cell.status == OK
+    return dict(sorted(rates.items(), key=lambda kv: (kv[0] == "all", kv[0])))
+
+
+def render_family_rates(cells: list[CellResult], strategies: list[str], markdown: bool,
+                        ) -> list[str]:
+    rates = family_pass_rates(cells, strategies)
+    if len(rates) <= 1:
+        return []
+    rows = []
+    for family, by_strategy in rates.items():
+        runs = max(r["runs"] for r in by_strategy.values())
+        rows.append([family, str(runs), *(
+            f"{by_strategy[s]['ok']} ({by_strategy[s]['ok'] / by_strategy[s]['runs']:.0%})"
+            if s in by_strategy and by_strategy[s]["runs"] else "-" for s in strategies)])
+    return ["", "pass rate per family (ok / models that run eagerly):",
+            *_table(["family", "models", *strategies], rows, markdown)]
+
+
 def _fmt(value: float | None, pattern: str) -> str:
     return "-" if value is None else pattern.format(value)
 
@@ -60,7 +93,7 @@ def render(cells: list[CellResult], strategies: list[str], selector: dict[str, A
     stats = summary(cells, strategies)
     lines = _table(header, rows, markdown)
     lines.append("")
-    stat_header = ["strategy", "ok", "export-failed", "parity-failed", "timeout", "crashed",
+    stat_header = ["strategy", *STATUSES,
                    "median s", "median root", "mean anchored", "agreement w/ dynamo"]
     stat_rows = [[s, *(str(stats[s][k]) for k in STATUSES),
                   _fmt(stats[s]["median_seconds"], "{:.2f}"),
@@ -68,6 +101,7 @@ def render(cells: list[CellResult], strategies: list[str], selector: dict[str, A
                   _fmt(stats[s]["mean_anchored_accuracy"], "{:.3f}"),
                   _fmt(stats[s]["mean_reference_agreement"], "{:.3f}")] for s in strategies]
     lines += _table(stat_header, stat_rows, markdown)
+    lines += render_family_rates(cells, strategies, markdown)
     lines.append("")
     for objective, score in selector.items():
         accuracy = _fmt(score["accuracy"], "{:.0%}")

@@ -24,7 +24,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from modelexport.harness.cells import OK, PARITY_FAILED, CellResult
+from modelexport.harness.cells import AUTO, OK, PARITY_FAILED, CellResult
 from modelexport.selection import load_rules
 
 SPEED_TIE, SPEED_TIE_SECONDS = 0.10, 0.05
@@ -129,7 +129,8 @@ def score_selector(cells: list[CellResult], prioritize_speed: bool) -> SelectorS
     objective = "speed" if prioritize_speed else "quality"
     by_model: dict[str, dict[str, CellResult]] = {}
     for cell in cells:
-        by_model.setdefault(cell.model, {})[cell.strategy] = cell
+        if cell.strategy != AUTO:  # AUTO is what is being scored, not a candidate
+            by_model.setdefault(cell.model, {})[cell.strategy] = cell
     score = SelectorScore(objective=objective, scored_models=0, correct=0)
     for model, by_strategy in by_model.items():
         best = best_cells(list(by_strategy.values()), prioritize_speed)
