@@ -134,15 +134,20 @@ class NestedWriter(torch.nn.Module):
         return y
 
 
-def test_auto_falls_back_and_reports_both_attempts(tmp_path):
+def test_auto_falls_back_past_a_failure_and_past_a_failed_self_check(tmp_path):
+    """FX cannot trace it; HTP exports but cannot tell ``inner.fc`` from ``block.fc``
+    and leaves the Gemm on the root, which the self-check refuses; DYNAMO is right."""
     report = modelexport.export_model(NestedWriter(), torch.ones(1, 4), tmp_path / "b.onnx",
                                       validate=True)
     assert report["selection"]["strategy"] == "fx"
     attempts = report.summary.attempts
-    assert [a.strategy for a in attempts] == ["fx", "htp"]
+    assert [a.strategy for a in attempts] == ["fx", "htp", "dynamo"]
     assert not attempts[0].success and attempts[0].error_type == "FxTraceError"
     assert "FX cannot trace NestedWriter" in attempts[0].error
-    assert attempts[1].success and report.summary.final_strategy == "htp"
+    assert not attempts[1].success and attempts[1].error_type == "SelfCheckFailed"
+    assert "owner 'inner.fc'" in attempts[1].error
+    assert attempts[2].success and report.summary.final_strategy == "dynamo"
+    assert report.check_passed and report.anchored["accuracy"] == 1.0
     assert report["parity"]["passed"]
 
 
@@ -193,10 +198,8 @@ def test_untouched_hf_model_keeps_root_share_low_under_htp(tmp_path):
     assert report["coverage"]["root"] <= 0.01  # ... and are not dumped on the root
 
 
-def test_anchored_accuracy_is_measured_only_with_validation(tmp_path):
+def test_anchored_accuracy_is_part_of_every_exports_self_check(tmp_path):
     model, x = small_cnn(), torch.randn(1, 3, 32, 32)
     plain = modelexport.export_model(model, x, tmp_path / "a.onnx", strategy="htp")
-    checked = modelexport.export_model(model, x, tmp_path / "b.onnx", strategy="htp",
-                                       validate=True)
-    assert plain["anchored"]["accuracy"] is None and "figures" in plain["timings"]
-    assert checked["anchored"]["accuracy"] == 1.0
+    assert "check" in plain["timings"] and plain.check_passed
+    assert plain["anchored"]["accuracy"] == 1.0 and plain["anchored"]["anchored_nodes"] > 0

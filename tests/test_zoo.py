@@ -93,9 +93,10 @@ def cell(run, model, strategy) -> CellResult:
     return next(c for c in run.cells if c.model == model and c.strategy == strategy)
 
 
-def test_tags_shifted_to_the_parent_score_well_below_full_anchoring(faulty_run):
+def test_tags_shifted_to_the_parent_fail_the_self_check(faulty_run):
     shifted = cell(faulty_run, "bert", "parent_shift")
-    assert shifted.status == "ok" and shifted.coverage == 1.0
+    assert shifted.status == "check-failed" and shifted.coverage == 1.0
+    assert "parameter-reading nodes sit on the parameter's owner" in shifted.error
     assert shifted.anchored_accuracy < 0.5
     assert cell(faulty_run, "bert", "htp").anchored_accuracy == 1.0
     assert shifted.reference_agreement < cell(faulty_run, "bert", "htp").reference_agreement
