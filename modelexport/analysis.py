@@ -103,6 +103,43 @@ def _self_chain(node: ast.AST) -> list[str] | None:
 
 
 @functools.lru_cache(maxsize=512)
+def attribute_chains_in_class(cls: type) -> tuple[tuple[str, ...], ...]:
+    """Every ``self.a.b`` read in ``cls.forward`` that reaches past a direct child.
+
+    ``F.linear(x, self.proj.weight)`` uses a child's parameter without running
+    the child; that evidence makes the reading module a legitimate home for
+    the node (see ``direct_parameter_readers``).
+    """
+    parsed = _parse_forward(cls)
+    if parsed is None:
+        return ()
+    chains = {tuple(chain) for node in ast.walk(parsed[0])
+              if isinstance(node, ast.Attribute)
+              and (chain := _self_chain(node)) is not None and len(chain) >= 2}
+    return tuple(sorted(chains))
+
+
+def direct_parameter_readers(model: torch.nn.Module) -> dict[int, set[str]]:
+    """``id(tensor)`` -> modules whose own forward reads that descendant's parameter or buffer.
+
+    Resolved on the instances: a chain counts only when it ends on a tensor
+    that a descendant module holds, so ``self.config.hidden_size`` and the
+    like are ignored.
+    """
+    readers: dict[int, set[str]] = {}
+    for path, module in model.named_modules():
+        for chain in attribute_chains_in_class(type(module)):
+            target: object = module
+            for name in chain:
+                target = getattr(target, name, None)
+                if target is None:
+                    break
+            if isinstance(target, torch.Tensor):
+                readers.setdefault(id(target), set()).add(path)
+    return readers
+
+
+@functools.lru_cache(maxsize=512)
 def nested_calls_in_class(cls: type) -> tuple[tuple[str, str], ...]:
     """``self.a.b(...)`` calls in ``cls.forward``: (attribute path, where), cached per class.
 

@@ -54,6 +54,7 @@ from modelexport.outputs import (
     report_path_for,
     sidecar_path_for,
 )
+from modelexport.parameters import match_initializers
 from modelexport.report import Attempt, ExportReport, Outputs, Summary
 from modelexport.selection import recommend_strategy
 from modelexport.self_check import SelfCheck, check_saved_file, self_check
@@ -352,13 +353,15 @@ class UnifiedExporter:
         graph = result.model
         assert graph is not None and result.assignments is not None
         with monitor.phase("tag"), paused_gc():
-            tags = complete_tags(graph.graph.node, result.assignments, request.tree)
+            held = match_initializers(graph, request.tree, request.model)
+            owners = {name: holding.owners for name, holding in held.items()}
+            tags = complete_tags(graph.graph.node, result.assignments, request.tree, owners)
             for index, node in enumerate(graph.graph.node):
                 if not node.name:
                     node.name = f"{node.op_type}_{index}"
         with monitor.phase("check"):
             check = self_check(graph, tags, request.tree, request.model, request.input_names,
-                               in_memory_limit=self.external_data_threshold)
+                               in_memory_limit=self.external_data_threshold, held=held)
         parity = None
         if self.validate and check.passed and check.file_checked:
             # In memory, so that AUTO can move on from a file that disagrees

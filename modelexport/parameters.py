@@ -12,6 +12,8 @@ transposed when 2-D.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import onnx
 import torch
@@ -57,32 +59,63 @@ def named_tensors_with_owners(model: torch.nn.Module, tree: ModuleTree,
     return named
 
 
-def initializer_owners(graph: onnx.ModelProto, tree: ModuleTree,
-                       model: torch.nn.Module) -> dict[str, list[str]]:
-    """Initializer name -> the modules owning the tensor it holds (see module doc)."""
+@dataclass(frozen=True)
+class Holding:
+    """What one initializer holds: the modules owning it, and which tensors it matched."""
+
+    owners: tuple[str, ...]
+    tensor_ids: frozenset[int]
+
+
+def match_initializers(graph: onnx.ModelProto, tree: ModuleTree,
+                       model: torch.nn.Module) -> dict[str, Holding]:
+    """Initializer name -> its :class:`Holding` (see module doc).
+
+    Scalars are left out: exporters merge equal constants into one
+    initializer named after whichever parameter came first, so a scalar
+    parameter's name proves nothing about who reads it.
+    """
     named = named_tensors_with_owners(model, tree)
-    mapping: dict[str, list[str]] = {}
+    mapping: dict[str, Holding] = {}
     unmatched: list[onnx.TensorProto] = []
     kept_ids: set[int] = set()
     for init in graph.graph.initializer:
+        if _elements(init) < 2:
+            continue
         hit = named.get(init.name)
         external = init.data_location == onnx.TensorProto.EXTERNAL
         if hit is not None and (external or _same_values(init, hit[0])):
-            mapping[init.name] = sorted(set(hit[1]))
+            mapping[init.name] = Holding(tuple(sorted(set(hit[1]))), frozenset({id(hit[0])}))
             kept_ids.add(id(hit[0]))
         elif not external:
             unmatched.append(init)
     if not unmatched:
         return mapping
-    by_content: dict[tuple, set[str]] = {}
+    by_content: dict[tuple, tuple[set[str], set[int]]] = {}
     for tensor, owners in named.values():
         if id(tensor) in kept_ids or not tensor.is_floating_point() or tensor.numel() < 2:
             continue
         array = tensor.detach().cpu().numpy()
         for view in ([array, array.T] if array.ndim == 2 else [array]):
-            by_content.setdefault(_content_key(view), set()).update(owners)
+            found = by_content.setdefault(_content_key(view), (set(), set()))
+            found[0].update(owners)
+            found[1].add(id(tensor))
     for init in unmatched:
-        owners = by_content.get(_content_key(numpy_helper.to_array(init)))
-        if owners:
-            mapping[init.name] = sorted(owners)
+        found = by_content.get(_content_key(numpy_helper.to_array(init)))
+        if found:
+            mapping[init.name] = Holding(tuple(sorted(found[0])), frozenset(found[1]))
     return mapping
+
+
+def initializer_owners(graph: onnx.ModelProto, tree: ModuleTree,
+                       model: torch.nn.Module) -> dict[str, list[str]]:
+    """Initializer name -> the modules owning the tensor it holds (see module doc)."""
+    return {name: list(held.owners)
+            for name, held in match_initializers(graph, tree, model).items()}
+
+
+def _elements(init: onnx.TensorProto) -> int:
+    count = 1
+    for dim in init.dims:
+        count *= dim
+    return count

@@ -28,9 +28,10 @@ from pathlib import Path
 import onnx
 import torch
 
+from modelexport.analysis import direct_parameter_readers
 from modelexport.errors import one_line
 from modelexport.hierarchy import ModuleTree, common_ancestor
-from modelexport.parameters import initializer_owners
+from modelexport.parameters import Holding, match_initializers
 from modelexport.tags import NodeTag
 
 # The share of parameter-reading nodes that must sit on an owner.
@@ -69,17 +70,20 @@ class SelfCheck:
 
 
 def ownership(graph: onnx.ModelProto, tags: Sequence[NodeTag | None], tree: ModuleTree,
-              model: torch.nn.Module) -> Ownership:
-    """How many parameter-reading nodes carry an owner of what they read."""
-    owners = initializer_owners(graph, tree, model)
+              model: torch.nn.Module, held: dict[str, Holding] | None = None) -> Ownership:
+    """How many parameter-reading nodes carry a module allowed to read what they read."""
+    held = held if held is not None else match_initializers(graph, tree, model)
+    readers = direct_parameter_readers(model)
     result = Ownership()
     for node, tag in zip(graph.graph.node, tags):
-        candidates = sorted({o for name in node.input for o in owners.get(name, ())})
-        if not candidates:
+        holdings = [held[name] for name in node.input if name in held]
+        if not holdings:
             continue
         result.anchored_nodes += 1
+        candidates = sorted({o for h in holdings for o in h.owners})
         allowed = set(candidates) | {common_ancestor(candidates)}
         allowed |= {tree.nearest_executed(c) for c in candidates}
+        allowed |= {r for h in holdings for i in h.tensor_ids for r in readers.get(i, ())}
         if tag is not None and tag.module in allowed:
             result.correct += 1
         elif len(result.misplaced) < 5:
@@ -122,7 +126,7 @@ def check_saved_file(path: str | Path, check: SelfCheck) -> None:
 
 def self_check(graph: onnx.ModelProto, tags: Sequence[NodeTag | None], tree: ModuleTree,
                model: torch.nn.Module, input_names: Sequence[str],
-               in_memory_limit: int) -> SelfCheck:
+               in_memory_limit: int, held: dict[str, Holding] | None = None) -> SelfCheck:
     """Run the three checks of the module doc on an export held in memory.
 
     A graph whose weights exceed ``in_memory_limit`` bytes cannot be
@@ -140,7 +144,7 @@ def self_check(graph: onnx.ModelProto, tags: Sequence[NodeTag | None], tree: Mod
     if stray:
         check.failures.append(f"graph inputs {stray} match no example input name "
                               f"({', '.join(input_names)})")
-    check.ownership = ownership(graph, tags, tree, model)
+    check.ownership = ownership(graph, tags, tree, model, held)
     accuracy = check.ownership.accuracy
     if accuracy is not None and accuracy < MIN_OWNERSHIP:
         check.failures.append(

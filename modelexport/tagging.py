@@ -135,12 +135,34 @@ def call_indices(
     ]
 
 
+def place_parameter_readers(nodes: Sequence[onnx.NodeProto],
+                            assigned: Sequence[Assignment | None],
+                            owners: dict[str, Sequence[str]]) -> list[Assignment | None]:
+    """A node with no scope that reads a parameter goes to the parameter's owner.
+
+    Exporters fold constant subexpressions of a parameter (a class token
+    expanded to the batch) into new initializers with no scope; the weight
+    says where they came from better than their neighbours do.
+    """
+    placed = list(assigned)
+    for index, node in enumerate(nodes):
+        if placed[index] is not None:
+            continue
+        held = sorted({o for name in node.input for o in owners.get(name, ())})
+        if held:
+            placed[index] = Assignment(common_ancestor(held), TagSource.PROJECTED)
+    return placed
+
+
 def complete_tags(
     nodes: Sequence[onnx.NodeProto],
     assigned: Sequence[Assignment | None],
     tree: ModuleTree,
+    owners: dict[str, Sequence[str]] | None = None,
 ) -> list[NodeTag]:
-    """Project missing assignments, add call indices, and render class-path tags."""
+    """Place scope-less parameter readers, project the rest, add call indices, render tags."""
+    if owners:
+        assigned = place_parameter_readers(nodes, assigned, owners)
     full = project_assignments(nodes, assigned)
     calls = call_indices(full, tree.call_counts())
     return [

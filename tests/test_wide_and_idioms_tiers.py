@@ -112,3 +112,14 @@ def test_signature_driven_inputs_cover_text_vision_audio_and_encoder_decoder():
     assert set(inputs_for("wav2vec2")) == {"input_values"}
     assert {"input_features", "decoder_input_ids"} <= set(inputs_for("whisper"))
     assert {"input_ids", "pixel_values"} <= set(inputs_for("clip"))
+
+
+def test_every_idiom_exports_under_auto_with_right_tags():
+    """The whole idioms tier through the matrix, AUTO only: every cell must be ok
+    (self-check, coverage 1.0, parity on fresh inputs)."""
+    from modelexport.harness.runner import run_matrix
+
+    run = run_matrix(tier="idioms", strategies=["auto"], jobs=2)
+    failed = {c.model: f"{c.status}: {c.error}" for c in run.cells if c.status != OK}
+    assert not failed
+    assert all(c.coverage == 1.0 and c.anchored_accuracy in (None, 1.0) for c in run.cells)

@@ -5,6 +5,12 @@ node: the cumulative qualified module names from the root, the last entry
 being the FX node's own name.  That is an exact record of the module, so this
 strategy only checks it against the module tree.
 
+The export runs with autograd off: torch.export turns a ``torch.no_grad()``
+block inside a model into a higher-order op, and the name scopes of the
+modules called inside it come out as the enclosing module's (a DeepSeek
+sparse-attention indexer's projections all tagged on the indexer).  With
+grad already off, such a block changes nothing and is traced inline.
+
 A dynamo failure is a failure.  Some torch releases fall back to the
 TorchScript exporter on error; that fallback is switched off wherever the
 installed torch offers the switch, so a file reported as DYNAMO really is.
@@ -74,9 +80,10 @@ class DynamoStrategy(Strategy):
         }
         if "fallback" in inspect.signature(torch.onnx.export).parameters:
             options["fallback"] = False
-        program = torch.onnx.export(
-            request.traced, request.inputs.args, kwargs=request.inputs.kwargs, **options
-        )
+        with torch.no_grad():
+            program = torch.onnx.export(
+                request.traced, request.inputs.args, kwargs=request.inputs.kwargs, **options
+            )
         if program is None or not hasattr(program, "model_proto"):
             raise RuntimeError("the dynamo exporter returned no ONNX program")
         graph = program.model_proto

@@ -54,7 +54,14 @@ def _cumsum(graph, value, dim, dtype):
     return graph.op("CumSum", value, _constant(graph, [dim]))
 
 
-SYMBOLICS = {"aten::diff": _diff, "aten::cumsum": _cumsum}
+@symbolic_helper.parse_args("v")
+def _expm1(graph, value):
+    """``torch.expm1``: ``exp(x) - 1`` (less precise than expm1 for tiny x; parity decides)."""
+    one = graph.op("CastLike", graph.op("Constant", value_t=torch.tensor(1.0)), value)
+    return graph.op("Sub", graph.op("Exp", value), one)
+
+
+SYMBOLICS = {"aten::diff": _diff, "aten::cumsum": _cumsum, "aten::expm1": _expm1}
 
 
 @functools.cache
