@@ -218,15 +218,7 @@ class UnifiedExporter:
         result, tags, check = chosen.result, chosen.tags, chosen.check
         graph = result.model
         assert graph is not None
-        notes += _export_warnings(request, result, check, traits)
 
-        with monitor.phase("write-tags"):
-            if self.clean:
-                strip_tags(graph)
-            else:
-                write_tags(graph, tags, result.strategy, __version__)
-                if self.model_explorer:
-                    write_namespaces(graph, tags, tree.class_names())
         with monitor.phase("figures"):
             figures = tag_figures(tags, tree).as_dict()
         external = self.external_data
@@ -252,10 +244,11 @@ class UnifiedExporter:
             report=str(report_path_for(target)) if self.markdown_report else None,
         )
         with monitor.phase("save"):
-            staged_onnx = staging.write_onnx(graph, external)
+            staged_onnx = staging.write_onnx(graph, external, chosen.data)
         if not check.file_checked:
             with monitor.phase("check-file"):
                 check_saved_file(staged_onnx, check)
+        notes += _export_warnings(request, result, check, traits)
         parity = chosen.parity
         if self.validate and parity is None:
             with monitor.phase("validate"):
@@ -359,16 +352,26 @@ class UnifiedExporter:
             for index, node in enumerate(graph.graph.node):
                 if not node.name:
                     node.name = f"{node.op_type}_{index}"
+            if self.clean:
+                strip_tags(graph)
+            else:
+                write_tags(graph, tags, result.strategy, __version__)
+                if self.model_explorer:
+                    write_namespaces(graph, tags, request.tree.class_names())
         with monitor.phase("check"):
-            check = self_check(graph, tags, request.tree, request.model, request.input_names,
-                               in_memory_limit=self.external_data_threshold, held=held)
+            # Serialised once, as it will be saved: the checks, parity and the
+            # file all use these bytes.  Too large for one protobuf: None.
+            data = (graph.SerializeToString()
+                    if model_bytes(graph) < self.external_data_threshold else None)
+            check = self_check(graph, data, tags, request.tree, request.model,
+                               request.input_names, held=held)
         parity = None
-        if self.validate and check.passed and check.file_checked:
+        if self.validate and check.passed and data is not None:
             # In memory, so that AUTO can move on from a file that disagrees
             # with PyTorch; a graph too large for that is checked once saved.
             with monitor.phase("validate"):
-                parity = self._parity(graph.SerializeToString(), request)
-        return _Candidate(result, tags, check, parity)
+                parity = self._parity(data, request)
+        return _Candidate(result, tags, check, parity, data)
 
     def _parity(self, source: Path | bytes, request: ExportRequest) -> ParityResult:
         return check_parity(source, request.traced, request.inputs, request.input_names,
@@ -379,8 +382,9 @@ class _Candidate:
     """One strategy's export with its tags, self-check and parity, while AUTO decides."""
 
     def __init__(self, result: StrategyResult, tags: list[NodeTag], check: SelfCheck,
-                 parity: ParityResult | None) -> None:
+                 parity: ParityResult | None, data: bytes | None) -> None:
         self.result, self.tags, self.check, self.parity = result, tags, check, parity
+        self.data = data  # the serialised graph, tags written, when small enough
 
     @property
     def passed(self) -> bool:

@@ -64,10 +64,17 @@ class StagedOutput:
     def staged(self, final: Path) -> Path:
         return self.staging / final.name
 
-    def write_onnx(self, model: onnx.ModelProto, external_data: bool) -> Path:
-        """Serialize into staging; weights go to ``<name>.data`` when asked."""
+    def write_onnx(self, model: onnx.ModelProto, external_data: bool,
+                   serialized: bytes | None = None) -> Path:
+        """Serialize into staging; weights go to ``<name>.data`` when asked.
+
+        ``serialized`` is ``model`` already serialised, written as is when the
+        weights stay inline (it saves serialising a large model twice).
+        """
         staged = self.staged(self.target)
-        if external_data:
+        if serialized is not None and not external_data:
+            staged.write_bytes(serialized)
+        elif external_data:
             onnx.save_model(
                 model,
                 str(staged),

@@ -22,11 +22,6 @@ from onnx import numpy_helper
 from modelexport.hierarchy import ModuleTree
 
 
-def _content_key(array: np.ndarray) -> tuple:
-    contiguous = np.ascontiguousarray(array)
-    return (contiguous.shape, str(contiguous.dtype), hash(contiguous.tobytes()))
-
-
 def _same_values(init: onnx.TensorProto, tensor: torch.Tensor) -> bool:
     """Whether an initializer still holds the tensor its name says.
 
@@ -36,7 +31,12 @@ def _same_values(init: onnx.TensorProto, tensor: torch.Tensor) -> bool:
     """
     if tuple(init.dims) != tuple(tensor.shape):
         return False
-    return bool(np.array_equal(numpy_helper.to_array(init), tensor.detach().cpu().numpy()))
+    expected = tensor.detach().cpu().contiguous().numpy()
+    if onnx.helper.tensor_dtype_to_np_dtype(init.data_type) != expected.dtype:
+        return False
+    if init.raw_data:  # compared in place: no copy of a large weight
+        return init.raw_data == memoryview(expected).cast("B")
+    return bool(np.array_equal(numpy_helper.to_array(init), expected))
 
 
 def named_tensors_with_owners(model: torch.nn.Module, tree: ModuleTree,
@@ -91,20 +91,37 @@ def match_initializers(graph: onnx.ModelProto, tree: ModuleTree,
             unmatched.append(init)
     if not unmatched:
         return mapping
-    by_content: dict[tuple, tuple[set[str], set[int]]] = {}
+    # Content matching: bucket by a cheap fingerprint, confirm by full comparison,
+    # so each weight is read once rather than hashed whole (twice when 2-D).
+    wanted = {tuple(init.dims) for init in unmatched}
+    candidates: dict[tuple, list[tuple[np.ndarray, torch.Tensor, list[str]]]] = {}
     for tensor, owners in named.values():
         if id(tensor) in kept_ids or not tensor.is_floating_point() or tensor.numel() < 2:
             continue
         array = tensor.detach().cpu().numpy()
         for view in ([array, array.T] if array.ndim == 2 else [array]):
-            found = by_content.setdefault(_content_key(view), (set(), set()))
-            found[0].update(owners)
-            found[1].add(id(tensor))
+            if view.shape in wanted:
+                candidates.setdefault(_fingerprint(view), []).append((view, tensor, owners))
     for init in unmatched:
-        found = by_content.get(_content_key(numpy_helper.to_array(init)))
-        if found:
-            mapping[init.name] = Holding(tuple(sorted(found[0])), frozenset(found[1]))
+        array = numpy_helper.to_array(init)
+        hits = [(tensor, owners) for view, tensor, owners in
+                candidates.get(_fingerprint(array), []) if np.array_equal(view, array)]
+        if hits:
+            mapping[init.name] = Holding(
+                tuple(sorted({o for _, owners in hits for o in owners})),
+                frozenset(id(tensor) for tensor, _ in hits))
     return mapping
+
+
+def _fingerprint(array: np.ndarray, per_axis: int = 4) -> tuple:
+    """Shape, dtype and a few values on a fixed grid: equal arrays share it.
+
+    Read through index arrays, so a transposed view is sampled without being
+    copied.
+    """
+    grid = np.ix_(*(np.linspace(0, n - 1, min(n, per_axis)).astype(np.intp)
+                    for n in array.shape))
+    return (array.shape, str(array.dtype), array[grid].tobytes())
 
 
 def initializer_owners(graph: onnx.ModelProto, tree: ModuleTree,

@@ -18,6 +18,19 @@ from modelexport.strategies.htp import HTPStrategy
 from modelexport.tagging import Assignment
 
 
+def _add_to_first_output(graph: onnx.ModelProto, constant: onnx.TensorProto) -> onnx.ModelProto:
+    """Route the first graph output through ``Add(output, constant)``."""
+    output = graph.graph.output[0]
+    raw = output.name + "_before_add"
+    for node in graph.graph.node:
+        node.output[:] = [raw if name == output.name else name for name in node.output]
+        node.input[:] = [raw if name == output.name else name for name in node.input]
+    graph.graph.initializer.append(constant)
+    graph.graph.node.append(helper.make_node("Add", [raw, constant.name], [output.name],
+                                             name="/wrapped/Add" + constant.name))
+    return graph
+
+
 @register_strategy
 class ParentShiftStrategy(HTPStrategy):
     """HTP with every tag moved one module up: coverage stays full, tags are wrong."""
@@ -39,16 +52,8 @@ class PerturbedOutputStrategy(HTPStrategy):
     summary = "test only: first output shifted by 0.5"
 
     def capture(self, request) -> onnx.ModelProto:
-        graph = super().capture(request)
-        output = graph.graph.output[0]
-        raw = output.name + "_unperturbed"
-        for node in graph.graph.node:
-            node.output[:] = [raw if name == output.name else name for name in node.output]
-            node.input[:] = [raw if name == output.name else name for name in node.input]
-        graph.graph.initializer.append(helper.make_tensor("perturbation", 1, [], [0.5]))
-        graph.graph.node.append(helper.make_node("Add", [raw, "perturbation"], [output.name],
-                                                 name="/wrapped/Perturb"))
-        return graph
+        return _add_to_first_output(super().capture(request),
+                                    helper.make_tensor("perturbation", 1, [], [0.5]))
 
 
 @register_strategy
@@ -82,13 +87,5 @@ class UnloadableFileStrategy(HTPStrategy):
     summary = "test only: a type error ONNX Runtime rejects"
 
     def capture(self, request) -> onnx.ModelProto:
-        graph = super().capture(request)
-        output = graph.graph.output[0]
-        raw = output.name + "_typed"
-        for node in graph.graph.node:
-            node.output[:] = [raw if name == output.name else name for name in node.output]
-            node.input[:] = [raw if name == output.name else name for name in node.input]
-        graph.graph.initializer.append(helper.make_tensor("integer", 7, [], [1]))
-        graph.graph.node.append(helper.make_node("Add", [raw, "integer"], [output.name],
-                                                 name="/wrapped/Broken"))
-        return graph
+        return _add_to_first_output(super().capture(request),
+                                    helper.make_tensor("integer", onnx.TensorProto.INT64, [], [1]))
