@@ -60,6 +60,8 @@ class ZooEntry:
     notes: str = ""
     pretrained: str | None = None  # hub id of a checkpoint of this family
     category: str = ""  # scoreboard family: decoder, encoder, vision, ... (default: kind)
+    # the family read off the built model, where the entry cannot know it before
+    categorize: Callable[[torch.nn.Module], str] | None = None
 
     @property
     def group(self) -> str:
@@ -119,6 +121,7 @@ def register_entry(name: str, family: str, kind: str,
                    builder: Callable[[str], torch.nn.Module], inputs: InputMaker = hf_inputs,
                    tiers: tuple[str, ...] = TIERS, atol: float = 1e-4, rtol: float = 1e-3,
                    notes: str = "", pretrained: str | None = None, category: str = "",
+                   categorize: Callable[[torch.nn.Module], str] | None = None,
                    ) -> ZooEntry:
     """Add one entry; generated tiers call this directly, hand-written ones via the decorator."""
     if kind not in KINDS:
@@ -126,7 +129,7 @@ def register_entry(name: str, family: str, kind: str,
     if name in _ENTRIES:
         raise ValueError(f"zoo entry {name!r} is already registered")
     entry = ZooEntry(name, family, kind, builder, inputs, tiers, atol, rtol, notes, pretrained,
-                     category)
+                     category, categorize)
     _ENTRIES[name] = entry
     return entry
 

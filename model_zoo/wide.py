@@ -69,14 +69,35 @@ CATEGORIES = ("decoder", "encoder", "encoder-decoder", "vision", "audio", "multi
 
 
 def category(model_type: str) -> str:
-    """Which family of the scoreboard a model type belongs to (see module doc)."""
+    """Which family of the scoreboard a model type belongs to, by its task mappings.
+
+    ``""`` for the many sub-models that no task mapping names
+    (``clip_vision_model``, ``idefics3_vision``): :func:`category_of` then
+    reads the built model instead.
+    """
     mappings = _mappings()
     for name, tables in _CATEGORY_MAPPINGS:
         if any(model_type in getattr(mappings, table, {}) for table in tables):
             if name == "decoder" and model_type in mappings.MODEL_FOR_MASKED_LM_MAPPING_NAMES:
                 return "encoder"
             return name
-    return "encoder"
+    return ""
+
+
+def category_of(model: torch.nn.Module) -> str:
+    """The family of a built model from what its forward takes, for unmapped types."""
+    from modelexport.dummy_inputs import AUDIO_INPUTS, TEXT_INPUT, VISION_INPUTS, forward_parameters
+
+    accepted = {p.name for p in forward_parameters(model)}
+    config = getattr(model, "config", None)
+    if getattr(config, "is_encoder_decoder", False):
+        return "encoder-decoder"
+    vision = any(name in accepted for name in VISION_INPUTS)
+    if vision:
+        return "multimodal" if TEXT_INPUT in accepted else "vision"
+    if any(name in accepted for name in AUDIO_INPUTS):
+        return "audio"
+    return "decoder" if getattr(config, "is_decoder", False) else "encoder"
 
 
 def shrunk_config(model_type: str) -> Any:
@@ -112,6 +133,15 @@ def build(model_type: str, class_name: str) -> torch.nn.Module:
     return model
 
 
+def _categorizer(model_type: str) -> Callable[[torch.nn.Module], str]:
+    known = category(model_type)
+
+    def categorize(model: torch.nn.Module) -> str:
+        return known or category_of(model)
+
+    return categorize
+
+
 def _builder(model_type: str, class_name: str) -> Callable[[str], torch.nn.Module]:
     def make(_tier: str) -> torch.nn.Module:
         return build(model_type, class_name)
@@ -134,5 +164,6 @@ def register_all() -> None:
             name=PREFIX + model_type, family=model_type, kind="transformer",
             builder=_builder(model_type, class_name), inputs=wide_inputs, tiers=(WIDE,),
             category=category(model_type),
+            categorize=_categorizer(model_type),
             notes=f"{class_name} from the shrunk default config" + (f"; {why}" if why else ""),
         )

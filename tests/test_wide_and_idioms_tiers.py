@@ -16,7 +16,15 @@ from modelexport.harness.scoreboard import family_pass_rates
 def test_wide_tier_has_one_entry_per_architecture_of_the_installed_transformers():
     names = {e.name for e in model_zoo.entries("wide")}
     assert names == {wide.PREFIX + t for t in modeling_auto.MODEL_MAPPING_NAMES}
-    assert {e.group for e in model_zoo.entries("wide")} <= set(wide.CATEGORIES)
+    assert {e.category for e in model_zoo.entries("wide") if e.category} <= set(wide.CATEGORIES)
+
+
+@pytest.mark.parametrize(("model_type", "category"), [
+    ("clip_vision_model", "vision"), ("aimv2", "multimodal"), ("dac", "audio")])
+def test_a_type_no_task_mapping_names_is_categorised_from_its_forward(model_type, category):
+    entry = model_zoo.get_entry(wide.PREFIX + model_type)
+    assert entry.category == ""
+    assert entry.categorize(entry.build("wide")) == category
 
 
 @pytest.mark.parametrize(("model_type", "category"), [

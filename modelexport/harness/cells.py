@@ -116,6 +116,8 @@ def run_cell(spec: CellSpec) -> CellResult:
         entry = get_entry(spec.model)
         result.category = entry.group
         model = entry.build(spec.tier)
+        if entry.categorize is not None:
+            result.category = entry.categorize(model)
         inputs = entry.inputs(model, spec.tier)
     except Exception as exc:
         result.error = f"build: {type(exc).__name__}: {one_line(exc)}"
