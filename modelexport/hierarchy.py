@@ -84,6 +84,8 @@ class ModuleTree:
         self.modules: dict[str, ModuleInfo] = {}
         self._instances: dict[str, torch.nn.Module] = {}
         self._local_names: dict[str, list[str]] | None = None
+        # id(parameter or buffer) -> modules that received it as a forward argument
+        self.parameter_receivers: dict[int, set[str]] = {}
         for path, module in model.named_modules(remove_duplicate=True):
             self._instances[path] = module
             self.modules[path] = ModuleInfo(
@@ -181,18 +183,27 @@ class ModuleTree:
 
         Uses forward pre-hooks so modules that raise mid-forward still count
         as having started; the hooks are removed however the block ends.
+        Also notes which modules were handed a parameter or buffer as a
+        forward argument (``parameter_receivers``): a weight-norm
+        parametrisation receives the weights its parent holds.
         """
+        held = {id(t) for m in self._instances.values()
+                for t in [*m.parameters(recurse=False), *m.buffers(recurse=False)]}
 
         def make_hook(path: str) -> Callable[..., None]:
             info = self.modules[path]
 
-            def hook(_module: torch.nn.Module, _args: object) -> None:
+            def hook(_module: torch.nn.Module, args: tuple) -> None:
                 info.calls += 1
+                for arg in args:
+                    if isinstance(arg, torch.Tensor) and id(arg) in held:
+                        self.parameter_receivers.setdefault(id(arg), set()).add(path)
 
             return hook
 
         for info in self.modules.values():
             info.calls = 0
+        self.parameter_receivers = {}
         handles = [
             module.register_forward_pre_hook(make_hook(path))
             for path, module in self._instances.items()

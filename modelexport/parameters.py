@@ -65,6 +65,10 @@ class Holding:
 
     owners: tuple[str, ...]
     tensor_ids: frozenset[int]
+    # Held unchanged under a new name: an export pass folded an identity of the
+    # parameter (a Gather of every row) into it, so what read the owner's
+    # output now reads the parameter itself.
+    folded_identity: bool = False
 
 
 def match_initializers(graph: onnx.ModelProto, tree: ModuleTree,
@@ -95,21 +99,25 @@ def match_initializers(graph: onnx.ModelProto, tree: ModuleTree,
     # so each weight is read once rather than hashed whole (twice when 2-D).
     wanted = {tuple(init.dims) for init in unmatched}
     candidates: dict[tuple, list[tuple[np.ndarray, torch.Tensor, list[str]]]] = {}
+    candidates: dict[tuple, list[tuple[np.ndarray, torch.Tensor, list[str], bool]]] = {}
     for tensor, owners in named.values():
         if id(tensor) in kept_ids or not tensor.is_floating_point() or tensor.numel() < 2:
             continue
         array = tensor.detach().cpu().numpy()
-        for view in ([array, array.T] if array.ndim == 2 else [array]):
+        views = [(array, True), (array.T, False)] if array.ndim == 2 else [(array, True)]
+        for view, as_is in views:
             if view.shape in wanted:
-                candidates.setdefault(_fingerprint(view), []).append((view, tensor, owners))
+                candidates.setdefault(_fingerprint(view), []).append(
+                    (view, tensor, owners, as_is))
     for init in unmatched:
         array = numpy_helper.to_array(init)
-        hits = [(tensor, owners) for view, tensor, owners in
+        hits = [(tensor, owners, as_is) for view, tensor, owners, as_is in
                 candidates.get(_fingerprint(array), []) if np.array_equal(view, array)]
         if hits:
             mapping[init.name] = Holding(
-                tuple(sorted({o for _, owners in hits for o in owners})),
-                frozenset(id(tensor) for tensor, _ in hits))
+                tuple(sorted({o for _, owners, _ in hits for o in owners})),
+                frozenset(id(tensor) for tensor, _, _ in hits),
+                folded_identity=all(as_is for _, _, as_is in hits))
     return mapping
 
 

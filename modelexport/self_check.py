@@ -10,10 +10,15 @@ Three questions, each answered from the graph in memory:
 2. Can a user feed it by name?  Every graph input must be named after one of
    the example's inputs.
 3. Do the tags put parameters where they live?  Among nodes that read a
-   parameter or buffer, the share tagged with a module that owns it (or, for
-   a node fed by several owners, their common ancestor).  Initializers are
-   matched by name, by content only where an export pass renamed them
-   (:mod:`modelexport.parameters`).
+   parameter or buffer, the share tagged with a module allowed to read it:
+   an owner; the common ancestor of several owners; for an owner whose
+   forward never ran, the nearest ancestor that did; a module whose own
+   forward reads the parameter (``F.linear(x, self.proj.weight)``) or is
+   handed it as an argument (a weight-norm parametrisation); and, where an
+   export pass folded an identity of the parameter into a renamed copy (a
+   Gather of every row), the owner's caller, which read its output.
+   Initializers are matched by name, by content only where an export pass
+   renamed them (:mod:`modelexport.parameters`).
 
 AUTO treats a strategy whose check fails as failed and moves on; an
 explicitly chosen strategy keeps its file and the report says what failed.
@@ -30,7 +35,7 @@ import torch
 
 from modelexport.analysis import direct_parameter_readers
 from modelexport.errors import one_line
-from modelexport.hierarchy import ModuleTree, common_ancestor
+from modelexport.hierarchy import ModuleTree, common_ancestor, parent_path
 from modelexport.parameters import Holding, match_initializers
 from modelexport.tags import NodeTag
 
@@ -83,7 +88,10 @@ def ownership(graph: onnx.ModelProto, tags: Sequence[NodeTag | None], tree: Modu
         candidates = sorted({o for h in holdings for o in h.owners})
         allowed = set(candidates) | {common_ancestor(candidates)}
         allowed |= {tree.nearest_executed(c) for c in candidates}
-        allowed |= {r for h in holdings for i in h.tensor_ids for r in readers.get(i, ())}
+        allowed |= {r for h in holdings for i in h.tensor_ids
+                    for r in (*readers.get(i, ()), *tree.parameter_receivers.get(i, ()))}
+        allowed |= {tree.nearest_executed(parent_path(o))
+                    for h in holdings if h.folded_identity for o in h.owners}
         if tag is not None and tag.module in allowed:
             result.correct += 1
         elif len(result.misplaced) < 5:

@@ -257,3 +257,39 @@ def test_with_past_on_an_encoder_is_one_clear_error(tmp_path):
     with pytest.raises(InputMismatchError, match="with_past"):
         modelexport.export_model(model, {"input_ids": ids}, tmp_path / "e.onnx", with_past=True)
     assert not (tmp_path / "e.onnx").exists()
+
+
+class WeightNormed(torch.nn.Module):
+    """A weight-norm parametrisation: the weight is computed from two parameters of
+    ``parametrizations.weight``, by its child that is handed them as arguments."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.utils.parametrizations.weight_norm(torch.nn.Conv1d(4, 4, 3))
+
+    def forward(self, x):
+        return self.conv(x)
+
+
+class WholeTablePositions(torch.nn.Module):
+    """Every row of a position table added: exporters fold the Gather into the weight."""
+
+    def __init__(self):
+        super().__init__()
+        self.positions = torch.nn.Embedding(6, 8)
+        self.project = torch.nn.Linear(8, 8)
+
+    def forward(self, x):
+        return self.project(x + self.positions(torch.arange(6)))
+
+
+@pytest.mark.parametrize("strategy", ["htp", "dynamo"])
+@pytest.mark.parametrize(("model", "example"), [
+    (WeightNormed, lambda: torch.randn(1, 4, 9)),
+    (WholeTablePositions, lambda: torch.randn(2, 6, 8))])
+def test_parameters_read_through_a_parametrisation_or_a_folded_identity_count_as_placed(
+        model, example, strategy, tmp_path):
+    report = modelexport.export_model(model().eval(), example(), tmp_path / "p.onnx",
+                                      strategy=strategy, validate=True)
+    assert report.parity_passed
+    assert report.check_passed, report.check["failures"]
