@@ -189,6 +189,13 @@ def test_updated_expectations_keep_one_model_of_slack():
     assert floors == {"speed": 0.8}
 
 
+def test_updated_expectations_keep_five_percent_of_slack_on_a_large_tier():
+    results = {"settings": {"tier": "wide"}, "cells": [],
+               "selector": {"speed": {"correct": 300, "scored_models": 350, "accuracy": 0.86}}}
+    floors = updated_expectations({}, results)["tiers"]["wide"]["selector_accuracy_floor"]
+    assert floors == {"speed": round(283 / 350, 4)}  # 17 models: 5% of 350
+
+
 def test_pretrained_tier_is_skipped_with_a_clear_message_without_the_hub(monkeypatch, capsys):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     assert main(["zoo", "run", "--tier", "pretrained", "--out", "unused"]) == 0
