@@ -39,14 +39,14 @@ def commit_change(repo: Path, path: str, old: str, new: str, message: str) -> No
     git(repo, "commit", "--quiet", "-am", message)
 
 
-CAPTURE = "        return torchscript_export(request.model, request, \"htp\")\n"
+CAPTURE = "        return torchscript_export(request.traced, request, \"htp\")\n"
 
 
 def test_planted_slowdown_fails_the_gate_and_is_named(clone):
     commit_change(clone, HTP, CAPTURE,
                   "        import time\n"
                   "        started = time.perf_counter()\n"
-                  "        graph = torchscript_export(request.model, request, \"htp\")\n"
+                  "        graph = torchscript_export(request.traced, request, \"htp\")\n"
                   "        time.sleep(0.4 * (time.perf_counter() - started))  # planted\n"
                   "        return graph\n",
                   "plant a slowdown in HTP")
@@ -69,7 +69,10 @@ def test_tags_dropped_to_the_root_fail_on_quality(clone):
     report = run_gate(clone, "HEAD~1", models=["small_cnn", "shared_block"],
                       strategies=["htp"], rounds=1)
     quality = {f.benchmark for f in report.findings if f.kind == "quality"}
-    assert "anchored_accuracy small_cnn/htp" in quality, report.table()
+    # The export's own self-check now refuses the misplaced parameters, so the
+    # cell's verdict drops from ok to check-failed: caught as a status regression.
+    assert "small_cnn/htp" in quality, report.table()
+    assert "check-failed" in report.table()
     assert not any("shared_block" in q for q in quality)
 
 
