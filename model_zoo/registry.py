@@ -100,8 +100,9 @@ class ZooEntry:
             run_checked(model, inputs)
         except Exception as exc:
             return Probe(runs=False, reason=f"{type(exc).__name__}: {one_line(exc, 200)}")
+        family = self.categorize(model) if self.categorize is not None else self.group
         return Probe(runs=True, parameters=sum(p.numel() for p in model.parameters()),
-                     inputs=inputs.describe())
+                     inputs=inputs.describe(), family=family)
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,7 @@ class Probe:
     reason: str = ""
     parameters: int = 0
     inputs: str = ""
+    family: str = ""  # the scoreboard family, read off the built model where needed
 
 
 _ENTRIES: dict[str, ZooEntry] = {}

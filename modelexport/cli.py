@@ -308,8 +308,8 @@ def _zoo_list(args: argparse.Namespace) -> int:
             print(f"[{index}/{len(listed)}] {entry.name}", file=sys.stderr, flush=True)
             result = entry.probe(args.tier or entry.tiers[0])
             runnable += result.runs
-            line += (f"\n    runs: {result.parameters:,} parameters; {result.inputs}"
-                     if result.runs else f"\n    does not run: {result.reason}")
+            line += (f"\n    runs ({result.family}): {result.parameters:,} parameters; "
+                     f"{result.inputs}" if result.runs else f"\n    does not run: {result.reason}")
         print(line, flush=True)
     if probe:
         print(f"{runnable} of {len(listed)} entries build and run eagerly")

@@ -25,6 +25,7 @@ def test_a_type_no_task_mapping_names_is_categorised_from_its_forward(model_type
     entry = model_zoo.get_entry(wide.PREFIX + model_type)
     assert entry.category == ""
     assert entry.categorize(entry.build("wide")) == category
+    assert entry.probe("wide").family == category
 
 
 @pytest.mark.parametrize(("model_type", "category"), [
