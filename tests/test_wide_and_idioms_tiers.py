@@ -25,7 +25,11 @@ def test_a_type_no_task_mapping_names_is_categorised_from_its_forward(model_type
     entry = model_zoo.get_entry(wide.PREFIX + model_type)
     assert entry.category == ""
     assert entry.categorize(entry.build("wide")) == category
-    assert entry.probe("wide").family == category
+
+
+def test_zoo_list_probe_reports_the_family_read_off_the_model():
+    probe = model_zoo.get_entry(wide.PREFIX + "clip_vision_model").probe("wide")
+    assert probe.runs and probe.family == "vision"
 
 
 @pytest.mark.parametrize(("model_type", "category"), [
