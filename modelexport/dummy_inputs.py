@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from modelexport.errors import InputMismatchError
+from modelexport.inputs import ModelInputs, run_checked, without_unrequested_cache
 
 # Main inputs, in order of preference: a model gets the first family it accepts.
 TEXT_INPUT = "input_ids"
@@ -226,8 +227,6 @@ def fitting_inputs(model: torch.nn.Module, batch_size: int = 1, sequence_length:
     Raises the first variant's error as an :class:`InputMismatchError` when
     none runs, so the reason a model cannot be fed is the one a user sees.
     """
-    from modelexport.inputs import ModelInputs, run_checked, without_unrequested_cache
-
     first_error: InputMismatchError | None = None
     for candidate in _variants(generate_inputs(model, batch_size, sequence_length, seed)):
         call = ModelInputs.from_user(candidate)
