@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 OUT ?= out
 
-.PHONY: setup run run-wide run-wide-auto run-idioms test test-slow lint clean
+.PHONY: setup run run-wide run-wide-auto run-idioms fit-selector test test-slow lint clean
 
 # torch is installed first, pinned to the CPU build this machine carries;
 # the package's own torch>=2.6 range is then already satisfied, so pip never
@@ -37,6 +37,13 @@ run-wide-auto: setup
 
 run-idioms: setup
 	$(BIN)/modelexport zoo run --tier idioms --out $(OUT)/idioms
+
+# Refit modelexport/selection_rules.json from the three tiers' results (run
+# make run-wide, make run and make run-idioms first); prints in-sample and
+# cross-validated accuracy per objective.
+fit-selector: setup
+	$(BIN)/modelexport zoo fit-selector $(OUT)/wide/results.json $(OUT)/zoo/results.json \
+	  $(OUT)/idioms/results.json
 
 test: setup
 	$(BIN)/ruff check .

@@ -1,6 +1,11 @@
 """Tag quality, size and parity per cell, and the selector over the tier."""
 
-from modelexport.harness.bench import cell_figure, matrix_figures, selector_accuracy
+from modelexport.harness.bench import (
+    cell_figure,
+    matrix_figures,
+    selector_accuracy,
+    selector_regret,
+)
 
 from .common import models, strategies, tier
 
@@ -38,16 +43,26 @@ class Quality:
 
     track_parity_max_abs.unit = "max abs error"
 
+    def track_ort_latency(self, cache, model, strategy):
+        return cell_figure(cache, model, strategy, "ort_latency_ms")
+
+    track_ort_latency.unit = "ms (ONNX Runtime, warm median)"
+
 
 class Selector:
-    params = (["speed", "quality"],)
-    param_names = ["objective"]
+    params = (["speed", "quality", "runtime"], ["in-sample", "cross-validated"])
+    param_names = ["objective", "validation"]
     timeout = 3600
 
     def setup_cache(self):
         return matrix_figures(tier(), models(), strategies())
 
-    def track_selector_accuracy(self, cache, objective):
-        return selector_accuracy(cache, objective)
+    def track_selector_accuracy(self, cache, objective, validation):
+        return selector_accuracy(cache, objective, validation)
 
     track_selector_accuracy.unit = "share of models"
+
+    def track_selector_regret(self, cache, objective, validation):
+        return selector_regret(cache, objective, validation)
+
+    track_selector_regret.unit = "s (speed), quality points, or latency share (runtime)"

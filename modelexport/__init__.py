@@ -2,19 +2,27 @@
 
 __version__ = "0.1.0"
 
-from modelexport.api import ExportStrategy, UnifiedExporter, export_model
+from modelexport.analysis import ModelAnalyzer, ModelCharacteristics
+from modelexport.api import UnifiedExporter, export_model
 from modelexport.errors import ModelExportError
+from modelexport.names import ExportStrategy, Objective
 from modelexport.report import ExportReport
+from modelexport.selection import Recommendation, recommend_strategy
 from modelexport.tags import NodeTag, TagSource, read_tags
 
 __all__ = [
     "ExportReport",
     "ExportStrategy",
+    "ModelAnalyzer",
+    "ModelCharacteristics",
     "ModelExportError",
     "NodeTag",
+    "Objective",
+    "Recommendation",
     "TagSource",
     "UnifiedExporter",
     "__version__",
     "export_model",
     "read_tags",
+    "recommend_strategy",
 ]

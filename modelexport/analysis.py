@@ -18,8 +18,11 @@ import functools
 import inspect
 import textwrap
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
+
+from modelexport.execution_evidence import ExecutionEvidence, observing
 
 # Tensor methods and torch functions whose result depends on tensor *values*.
 _VALUE_METHODS = frozenset({
@@ -232,9 +235,37 @@ def _is_huggingface(model: torch.nn.Module) -> bool:
                for c in type(model).__mro__)
 
 
+def _tree_depth(model: torch.nn.Module) -> int:
+    return max((path.count(".") + 1 for path, _ in model.named_modules() if path), default=0)
+
+
+def _counts_with_duplicates(model: torch.nn.Module) -> tuple[int, int]:
+    """(module instances registered under more than one path, parameters tied likewise)."""
+    modules = sum(1 for _ in model.named_modules(remove_duplicate=False)) - \
+        sum(1 for _ in model.named_modules())
+    params = sum(1 for _ in model.named_parameters(remove_duplicate=False)) - \
+        sum(1 for _ in model.named_parameters())
+    return modules, params
+
+
+def _reads_descendant_parameters(model: torch.nn.Module) -> bool:
+    """Some module's forward reads a descendant's parameter without running it.
+
+    ``nn.MultiheadAttention`` calls ``F.multi_head_attention_forward`` with
+    ``self.out_proj.weight``: scope-named exports then put the node on the
+    reader, usage matching on the owner.
+    """
+    params = {id(p) for p in model.parameters()}
+    return any(key in params for key in direct_parameter_readers(model))
+
+
 @dataclass
 class ModelCharacteristics:
-    """What the selector knows about a model; every flag has its evidence listed."""
+    """What the selector knows about a model; every flag has its evidence listed.
+
+    ``execution`` is filled when the analyzer saw the model run (inputs
+    given, or AUTO's probe); rules that need it do not match without it.
+    """
 
     model_class: str
     model_type: str
@@ -249,12 +280,70 @@ class ModelCharacteristics:
     control_flow_evidence: list[str] = field(default_factory=list)
     shape_evidence: list[str] = field(default_factory=list)
     nested_call_evidence: list[str] = field(default_factory=list)
+    root_is_container: bool = False
+    reads_descendant_parameters: bool = False
+    shared_modules: int = 0
+    tied_parameters: int = 0
+    tree_depth: int = 0
+    execution: ExecutionEvidence | None = None
+
+    def features(self) -> dict[str, bool | float]:
+        """The flat view the fitted rules test: booleans and numbers, by name."""
+        found: dict[str, bool | float] = {
+            "has_control_flow": self.has_control_flow,
+            "has_dynamic_shapes": self.has_dynamic_shapes,
+            "calls_nested_modules": self.calls_nested_modules,
+            "is_huggingface": self.is_huggingface,
+            "root_is_container": self.root_is_container,
+            "reads_descendant_parameters": self.reads_descendant_parameters,
+            "shared_modules": self.shared_modules > 0,
+            "tied_parameters": self.tied_parameters > 0,
+            "module_count": float(self.module_count),
+            "parameter_count": float(self.parameter_count),
+            "tree_depth": float(self.tree_depth),
+        }
+        for hint in FRAMEWORK_HINTS:
+            found[f"has_{hint}"] = hint in self.framework_hints
+        run = self.execution
+        if run is not None:
+            found.update({
+                "op_calls": float(run.op_calls),
+                "distinct_ops": float(run.distinct_ops),
+                "data_dependent_ops": bool(run.data_dependent_ops),
+                "random_ops": bool(run.random_ops),
+                "inplace_ops": run.inplace_op_calls > 0,
+                "pointwise_share": run.pointwise_share,
+                "reduction_share": run.reduction_share,
+                "view_share": run.view_share,
+                "complex_values": run.complex_values,
+                "unexecuted_module_share": run.unexecuted_modules / max(1, run.modules),
+                "repeated_modules": run.repeated_modules > 0,
+            })
+            if run.untranslatable_ops is not None:
+                found["untranslatable_ops"] = bool(run.untranslatable_ops)
+        return found
+
+
+FRAMEWORK_HINTS = ("attention", "convolution", "embedding", "normalization", "recurrent")
 
 
 class ModelAnalyzer:
-    """Cheap, export-free analysis of a model (see module doc)."""
+    """Cheap, export-free analysis of a model (see module doc).
 
-    def analyze_model(self, model: torch.nn.Module) -> ModelCharacteristics:
+    ``analyze_model`` is a static method: ``ModelAnalyzer.analyze_model(m)``
+    and ``ModelAnalyzer().analyze_model(m)`` both work.
+    """
+
+    @staticmethod
+    def analyze_model(model: torch.nn.Module, inputs: Any = None,
+                      execution: ExecutionEvidence | None = None) -> ModelCharacteristics:
+        """Characteristics of ``model``; with ``inputs``, also one observed forward.
+
+        ``execution`` passes evidence already recorded (AUTO's probe) so the
+        model is not run twice.
+        """
+        if execution is None and inputs is not None:
+            execution = observe_forward(model, inputs)
         modules = list(model.modules())
         hints: set[str] = set()
         data: list[Finding] = []
@@ -286,6 +375,7 @@ class ModelAnalyzer:
             complexity = "high"
         else:
             complexity = "medium"
+        shared, tied = _counts_with_duplicates(model)
         return ModelCharacteristics(
             model_class=type(model).__name__,
             model_type=model_type,
@@ -300,4 +390,23 @@ class ModelAnalyzer:
             control_flow_evidence=[str(f) for f in data],
             shape_evidence=[str(f) for f in shape],
             nested_call_evidence=nested,
+            root_is_container=isinstance(model, (torch.nn.Sequential, torch.nn.ModuleList,
+                                                 torch.nn.ModuleDict)),
+            reads_descendant_parameters=_reads_descendant_parameters(model),
+            shared_modules=shared,
+            tied_parameters=tied,
+            tree_depth=_tree_depth(model),
+            execution=execution,
         )
+
+
+def observe_forward(model: torch.nn.Module, inputs: Any) -> ExecutionEvidence:
+    """Run ``model`` once on ``inputs`` (no grad), recording ops and module calls."""
+    from modelexport.hierarchy import ModuleTree
+    from modelexport.inputs import ModelInputs, run_checked
+
+    tree = ModuleTree(model)
+    example = ModelInputs.from_user(inputs)
+    with tree.recording_calls(), observing(model) as log:
+        run_checked(model, example)
+    return ExecutionEvidence.from_run(log, tree.call_counts())

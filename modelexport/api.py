@@ -24,16 +24,18 @@ and a model that would return a KV cache nobody asked for is called with
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from modelexport import __version__
+from modelexport.analysis import ModelAnalyzer
 from modelexport.errors import InputMismatchError, StrategyFailedError
+from modelexport.execution_evidence import ExecutionEvidence, observing
 from modelexport.export_friendly import export_friendly
 from modelexport.hierarchy import ModuleTree
 from modelexport.inputs import (
@@ -46,6 +48,7 @@ from modelexport.inputs import (
 )
 from modelexport.markdown_report import render_markdown
 from modelexport.monitoring import PhaseMonitor
+from modelexport.names import ExportStrategy, Objective
 from modelexport.outputs import (
     PROTOBUF_LIMIT_BYTES,
     StagedOutput,
@@ -70,16 +73,6 @@ DEFAULT_OPSET = 18
 OLDEST_OPSET = 7
 
 
-class ExportStrategy(str, Enum):
-    """Strategies selectable by name; AUTO tries them in order until one works."""
-
-    AUTO = "auto"
-    DYNAMO = "dynamo"
-    HTP = "htp"
-    USAGE_BASED = "usage_based"
-    FX = "fx"
-
-
 def _strategy_name(strategy: ExportStrategy | str) -> str:
     name = strategy.value if isinstance(strategy, ExportStrategy) else str(strategy).lower()
     if name != ExportStrategy.AUTO.value:
@@ -97,8 +90,9 @@ class UnifiedExporter:
     class per level), which Google's Model Explorer draws as nested layers.
     ``enable_monitoring`` samples peak RSS per phase; ``verbose`` prints one
     line per phase and attempt.  With AUTO, ``recommend_strategy`` picks the
-    first strategy (``prioritize_speed`` chooses its objective) and the rest
-    follow in the rule table's fallback order.
+    first strategy for ``objective`` (speed, quality or runtime; without it
+    ``prioritize_speed`` chooses between the first two) and the rest follow
+    in that objective's fitted fallback order.
     """
 
     def __init__(
@@ -122,10 +116,12 @@ class UnifiedExporter:
         prioritize_speed: bool = True,
         with_past: bool = False,
         log: Any = None,
+        objective: Objective | str | None = None,
     ) -> None:
         self.strategy = strategy
         self.strategy_name = _strategy_name(strategy)
         self.prioritize_speed = prioritize_speed
+        self.objective = Objective.resolve(objective, prioritize_speed)
         self.enable_optimizations = enable_optimizations
         self.enable_monitoring = enable_monitoring
         self.verbose = verbose
@@ -175,8 +171,12 @@ class UnifiedExporter:
             example = step.inputs
         traced = step.adapter if step is not None else model
         tree = ModuleTree(model)
-        with monitor.phase("probe"), tree.recording_calls():
+        auto = self.strategy_name == ExportStrategy.AUTO.value
+        with monitor.phase("probe"), tree.recording_calls(), \
+                (observing(model) if auto else contextlib.nullcontext()) as ops:
             probed = run_checked(traced, example)
+        # AUTO's selector reads what the probe saw run: no second forward.
+        execution = ExecutionEvidence.from_run(ops, tree.call_counts()) if auto else None
         example, dropped_cache = without_unrequested_cache(traced, example, probed)
         del probed
         if dropped_cache:
@@ -205,13 +205,15 @@ class UnifiedExporter:
         selection = None
         order = [self.strategy_name]
         traits = None
-        if self.strategy_name == ExportStrategy.AUTO.value:
+        if auto:
             with monitor.phase("select"):
-                pick = recommend_strategy(model, prioritize_speed=self.prioritize_speed)
-            traits = pick.characteristics
-            order = pick.fallback_order
-            selection = {"strategy": pick.strategy, "confidence": pick.confidence,
-                         "rule": pick.rule, "reasons": pick.reasons}
+                traits = ModelAnalyzer.analyze_model(model, execution=execution)
+                pick = recommend_strategy(model, objective=self.objective,
+                                          characteristics=traits)
+            order = [str(s) for s in pick.fallback_order]
+            selection = {"strategy": str(pick.strategy), "objective": str(pick.objective),
+                         "confidence": pick.confidence, "rule": pick.rule,
+                         "reasons": pick.reasons}
             self._say(f"recommended {pick.strategy} ({pick.confidence:.2f}): {pick.reasons[0]}")
         with export_friendly(model) as switched:
             attempts, chosen = self._run_strategies(request, order, monitor)
@@ -422,9 +424,7 @@ def _export_warnings(request: ExportRequest, result: StrategyResult, check: Self
                      f"{written}")
     if getattr(get_strategy(result.strategy), "freezes_control_flow", False):
         if traits is None:
-            from modelexport.analysis import ModelAnalyzer
-
-            traits = ModelAnalyzer().analyze_model(request.model)
+            traits = ModelAnalyzer.analyze_model(request.model)
         for where in traits.control_flow_evidence[:3]:
             notes.append(f"data-dependent branch at {where}: the {result.strategy} trace "
                          "kept the branch the example input took; inputs that take the other "

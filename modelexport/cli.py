@@ -18,6 +18,7 @@ from collections.abc import Sequence
 
 from modelexport.cli_tools import TOOL_COMMANDS, add_tool_parsers
 from modelexport.errors import ModelExportError, ModelLoadError
+from modelexport.names import Objective
 
 EXIT_OK, EXIT_PARITY_FAILED, EXIT_USER_ERROR = 0, 1, 2
 # A file was written but failed its own check: as for parity, the export is not trustworthy.
@@ -80,15 +81,13 @@ def _build_parser() -> argparse.ArgumentParser:
                         help="also write <output>.report.md")
     export.add_argument("--trust-remote-code", action="store_true")
     export.add_argument("--json", action="store_true", help="print the report as JSON")
-    export.add_argument("--quality", action="store_true",
-                        help="with auto: rank strategies by tag quality, not speed")
+    _objective_arguments(export)
     export.add_argument("-v", "--verbose", action="store_true")
 
     recommend = sub.add_parser("recommend", help="analyse a model and recommend a strategy")
     recommend.add_argument("--model", required=True, help="as for export")
     recommend.add_argument("--task", choices=sorted(TASK_AUTO_CLASSES))
-    recommend.add_argument("--quality", action="store_true",
-                           help="rank by tag quality instead of speed")
+    _objective_arguments(recommend)
     recommend.add_argument("--trust-remote-code", action="store_true")
     recommend.add_argument("--json", action="store_true")
 
@@ -119,6 +118,16 @@ def _build_parser() -> argparse.ArgumentParser:
                          help="build and run each entry once, saying why one cannot "
                               "(default: on for --tier wide)")
     listing.add_argument("--zoo-file", action="append", default=[])
+    fit = zoo_sub.add_parser("fit-selector", help="refit selection_rules.json from zoo "
+                             "results, and score the fit in-sample and cross-validated")
+    fit.add_argument("results", nargs="+", help="results.json files (e.g. the wide, tiny and "
+                     "idioms tiers)")
+    fit.add_argument("--out", help="where to write the rules (default: the package's own "
+                     "selection_rules.json)")
+    fit.add_argument("--dry-run", action="store_true", help="score the fit, write nothing")
+    fit.add_argument("--refresh-features", action="store_true",
+                     help="recompute each model's features with the installed analyzer "
+                          "(rebuilds the zoo entries; the matrix is not run again)")
     expect = zoo_sub.add_parser("expect", help="show or update the expectations file")
     expect.add_argument("--update", action="store_true",
                         help="rewrite expectations from --results (never automatic)")
@@ -166,7 +175,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
         atol=args.atol,
         rtol=args.rtol,
         markdown_report=args.report,
-        prioritize_speed=not args.quality,
+        objective=args.objective,
         with_past=args.task in WITH_PAST_TASKS,
         log=say,
     )
@@ -195,10 +204,24 @@ def _load(args: argparse.Namespace):
     return load_model(args.model, task=args.task, trust_remote_code=args.trust_remote_code)
 
 
+def _objective_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--objective", choices=[o.value for o in Objective], default="speed",
+                        help="what AUTO's first pick optimises: export speed (default), tag "
+                             "quality, or the ONNX Runtime speed of the file (README, 'The "
+                             "selector')")
+    parser.add_argument("--quality", dest="objective", action="store_const",
+                        const=Objective.QUALITY.value, help="alias of --objective quality")
+
+
 def _cmd_recommend(args: argparse.Namespace) -> int:
+    from modelexport.loading import generate_inputs
     from modelexport.selection import recommend_strategy
 
-    pick = recommend_strategy(_load(args).model, prioritize_speed=not args.quality)
+    loaded = _load(args)
+    inputs = loaded.inputs
+    if inputs is None:
+        inputs = generate_inputs(loaded.model, 1, 16)
+    pick = recommend_strategy(loaded.model, objective=args.objective, inputs=inputs)
     if args.json:
         print(json.dumps(pick.to_dict(), indent=2))
         return EXIT_OK
@@ -210,9 +233,8 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
     print(f"  data-dependent control flow: {traits.has_control_flow}; "
           f"shape-dependent branches: {traits.has_dynamic_shapes}; "
           f"direct grandchild calls: {traits.calls_nested_modules}")
-    objective = "speed" if not args.quality else "quality"
     print(f"recommended: {pick.strategy} (confidence {pick.confidence:.2f}, "
-          f"objective {objective}, rule {pick.rule})")
+          f"objective {pick.objective}, rule {pick.rule})")
     for reason in pick.reasons:
         print(f"  - {reason}")
     print(f"AUTO order: {' -> '.join(pick.fallback_order)}")
@@ -228,7 +250,9 @@ def _expectations_path(given: str | None):
 
 
 def _cmd_zoo(args: argparse.Namespace) -> int:
-    return {"run": _zoo_run, "list": _zoo_list, "expect": _zoo_expect}[args.zoo_command](args)
+    commands = {"run": _zoo_run, "list": _zoo_list, "expect": _zoo_expect,
+                "fit-selector": _zoo_fit_selector}
+    return commands[args.zoo_command](args)
 
 
 def _zoo_run(args: argparse.Namespace) -> int:
@@ -251,7 +275,8 @@ def _zoo_run(args: argparse.Namespace) -> int:
                      keep_dir=str(out.resolve()) if args.keep_onnx else None,
                      progress=terminal_progress())
     results, board = write_outputs(run, out)
-    print(render(run.cells, run.strategies, run.selector, run.wall_seconds, markdown=False))
+    print(render(run.cells, run.strategies, run.selector, run.wall_seconds, markdown=False,
+                 selector_cv=run.selector_cv))
     print(f"results: {results}\nscoreboard: {board}")
     gate = check_expectations(expectations, args.tier, run.cells, run.accuracy())
     for note in gate.notes:
@@ -334,6 +359,43 @@ def _zoo_expect(args: argparse.Namespace) -> int:
     section = updated["tiers"][tier]
     print(f"updated {path}: tier {tier}, {len(section['must_pass'])} cells must pass, "
           f"selector floors {section['selector_accuracy_floor']}")
+    return EXIT_OK
+
+
+def _zoo_fit_selector(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from modelexport.harness.selector_fit import fit_report, load_cells, refresh_features
+    from modelexport.selection import describe_test
+    from modelexport.tools.writing import check_writable, write_text
+
+    target = Path(args.out) if args.out else Path(__file__).parent / "selection_rules.json"
+    if not args.dry_run:
+        check_writable(target)
+    cells, sources = load_cells([Path(p) for p in args.results])
+    if args.refresh_features:
+        say = _progress(True)
+        failed = refresh_features(
+            cells, lambda done, total, key: say(f"[{done}/{total}] features of {key}"))
+        if failed:
+            print(f"kept the recorded features of {len(failed)} models that no longer build "
+                  f"here: {', '.join(failed)}", file=sys.stderr)
+    rules, scores = fit_report(cells, sources)
+    for objective, table in rules["objectives"].items():
+        print(f"{objective}: {table['fitted_models']} models; AUTO order "
+              f"{' -> '.join(table['fallback_order'])}")
+        for rule in table["rules"]:
+            tests = " and ".join(describe_test(t) for t in rule["when"]) or "otherwise"
+            print(f"  {tests} -> {rule['strategy']} (best on {rule['right']} of "
+                  f"{rule['matched']})")
+        for label, score in scores[objective].items():
+            print(f"  {label}: accuracy {score.accuracy or 0:.1%} of {score.scored_models} "
+                  f"models, regret {score.regret:.2f}; confusion (best -> pick) "
+                  f"{score.confusion}")
+    if args.dry_run:
+        return EXIT_OK
+    write_text(target, json.dumps(rules, indent=2) + "\n")
+    print(f"wrote {target}")
     return EXIT_OK
 
 

@@ -1,17 +1,20 @@
 """``recommend_strategy``: which strategy to try first for a model, and why.
 
-The decision is a short ordered rule table kept as data
-(``selection_rules.json``), matched against ``ModelCharacteristics``; each rule
-cites the measurement that justifies it.  The reasons a user sees are the
-matched rule's reason plus the evidence found in the model's source, so the
-pick is always explainable.  Nothing here names a model family: rules speak
-only of characteristics, which is what lets them carry to unseen models.
+The decision is an ordered rule list per objective, kept as data
+(``selection_rules.json``) and *fitted from measurements*: ``modelexport
+zoo fit-selector`` regenerates it from zoo results (see
+:mod:`modelexport.harness.selector_fit`).  A rule is a conjunction of tests
+on the analyzer's features (``ModelCharacteristics.features``); the first
+rule whose tests all hold names the strategy, and every rule carries the
+counts it was fitted on, so the pick is explainable and its confidence is
+measured, not asserted.  Nothing here names a model family.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from typing import Any
@@ -19,16 +22,20 @@ from typing import Any
 import torch
 
 from modelexport.analysis import ModelAnalyzer, ModelCharacteristics
+from modelexport.names import ExportStrategy, Objective
+
+RULES_SCHEMA = "modelexport.selection-rules/2"
 
 
 @dataclass
 class Recommendation:
-    strategy: str
+    strategy: ExportStrategy
     confidence: float
     reasons: list[str]
     characteristics: ModelCharacteristics
     rule: str = ""
-    fallback_order: list[str] = field(default_factory=list)
+    fallback_order: list[ExportStrategy] = field(default_factory=list)
+    objective: Objective = Objective.SPEED
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -37,22 +44,67 @@ class Recommendation:
 @functools.lru_cache(maxsize=1)
 def load_rules() -> dict[str, Any]:
     text = resources.files("modelexport").joinpath("selection_rules.json").read_text()
-    return json.loads(text)
+    table = json.loads(text)
+    if table.get("schema") != RULES_SCHEMA:
+        raise ValueError(f"selection_rules.json is not a {RULES_SCHEMA} file")
+    return table
 
 
-def _matches(when: dict[str, Any], traits: ModelCharacteristics) -> bool:
-    return all(getattr(traits, key) == value for key, value in when.items())
+def condition_holds(test: list[Any], features: Mapping[str, Any]) -> bool:
+    """One rule test ``[feature, op, value]``; a feature the model lacks never holds."""
+    name, op, value = test
+    if name not in features:
+        return False
+    found = features[name]
+    if op == "is":
+        return bool(found) is bool(value)
+    if op == ">=":
+        return float(found) >= float(value)
+    if op == "<":
+        return float(found) < float(value)
+    raise ValueError(f"unknown rule operator {op!r}")
+
+
+def describe_test(test: list[Any]) -> str:
+    name, op, value = test
+    if op == "is":
+        return name if value else f"not {name}"
+    return f"{name} {op} {value:g}"
+
+
+def matching_rule(rules: list[dict[str, Any]], features: Mapping[str, Any]) -> dict[str, Any]:
+    """The first rule whose tests all hold (the last rule has none, so one always does)."""
+    return next(r for r in rules if all(condition_holds(t, features) for t in r["when"]))
+
+
+def rule_confidence(rule: Mapping[str, Any]) -> float:
+    """Share of the fitted models on which the rule's strategy was best, smoothed.
+
+    Laplace's rule of succession: a rule right on 3 of 3 models gets 0.8,
+    not 1.0, because three models are thin evidence.
+    """
+    return (rule["right"] + 1) / (rule["matched"] + 2)
 
 
 def recommend_strategy(model: torch.nn.Module, prioritize_speed: bool = True,
-                       characteristics: ModelCharacteristics | None = None,
+                       characteristics: ModelCharacteristics | None = None, *,
+                       objective: Objective | str | None = None, inputs: Any = None,
                        ) -> Recommendation:
-    """Analyse ``model`` (unless ``characteristics`` are given) and pick a strategy."""
-    traits = characteristics or ModelAnalyzer().analyze_model(model)
-    table = load_rules()
-    rule = next(r for r in table["rules"] if _matches(r["when"], traits))
-    objective = "speed" if prioritize_speed else "quality"
-    reasons = [f"{rule['strategy']}: {rule['reason']}"]
+    """Analyse ``model`` (unless ``characteristics`` are given) and pick a strategy.
+
+    ``objective`` (speed, quality or runtime) overrides ``prioritize_speed``.
+    With ``inputs`` the analyzer also watches one forward, which the rules
+    that test execution evidence (ops that ran, modules that ran twice)
+    need; without it those rules cannot match and the pick falls through.
+    """
+    goal = Objective.resolve(objective, prioritize_speed)
+    traits = characteristics or ModelAnalyzer.analyze_model(model, inputs)
+    table = load_rules()["objectives"][goal.value]
+    rule = matching_rule(table["rules"], traits.features())
+    strategy = ExportStrategy(rule["strategy"])
+    tests = " and ".join(describe_test(t) for t in rule["when"]) or "no other rule matched"
+    reasons = [f"{strategy}: {tests}; best for {goal} on {rule['right']} of the "
+               f"{rule['matched']} fitted models this rule matched"]
     reasons += [f"data-dependent branch at {e}" for e in traits.control_flow_evidence[:3]]
     reasons += [f"direct grandchild call at {e}" for e in traits.nested_call_evidence[:3]]
     if traits.has_dynamic_shapes:
@@ -60,16 +112,25 @@ def recommend_strategy(model: torch.nn.Module, prioritize_speed: bool = True,
             f"shape-dependent branch at {traits.shape_evidence[0]}: a traced graph is "
             "specific to the example's shapes unless exported with dynamic axes"
         )
+    run = traits.execution
+    if run is not None and run.untranslatable_ops:
+        reasons.append("ops with no TorchScript ONNX translation of their own ran (the "
+                       "trace may still decompose them): "
+                       + ", ".join(run.untranslatable_ops[:5]))
+    if run is not None and run.data_dependent_ops:
+        reasons.append("ops whose output depends on values ran: "
+                       + ", ".join(run.data_dependent_ops[:5]))
     reasons.append(
         f"{traits.model_type} model, {traits.module_count} modules, "
         f"{traits.parameter_count:,} parameters ({traits.estimated_complexity} complexity)"
     )
-    order = [rule["strategy"]] + [s for s in table["fallback_order"] if s != rule["strategy"]]
+    order = [strategy] + [ExportStrategy(s) for s in table["fallback_order"] if s != strategy]
     return Recommendation(
-        strategy=rule["strategy"],
-        confidence=float(rule["confidence"][objective]),
+        strategy=strategy,
+        confidence=round(rule_confidence(rule), 3),
         reasons=reasons,
         characteristics=traits,
         rule=rule["name"],
         fallback_order=order,
+        objective=goal,
     )

@@ -134,9 +134,18 @@ class NestedWriter(torch.nn.Module):
         return y
 
 
-def test_auto_falls_back_past_a_failure_and_past_a_failed_self_check(tmp_path):
+def test_auto_falls_back_past_a_failure_and_past_a_failed_self_check(tmp_path, monkeypatch):
     """FX cannot trace it; HTP exports but cannot tell ``inner.fc`` from ``block.fc``
     and leaves the Gemm on the root, which the self-check refuses; DYNAMO is right."""
+    import modelexport.api as api
+    from modelexport.selection import Recommendation, recommend_strategy
+
+    def fx_first(model, prioritize_speed=True, characteristics=None, **options):
+        pick = recommend_strategy(model, prioritize_speed, characteristics, **options)
+        return Recommendation(**{**pick.__dict__, "strategy": ExportStrategy.FX,
+                                 "fallback_order": ["fx", "htp", "dynamo", "usage_based"]})
+
+    monkeypatch.setattr(api, "recommend_strategy", fx_first)
     report = modelexport.export_model(NestedWriter(), torch.ones(1, 4), tmp_path / "b.onnx",
                                       validate=True)
     assert report["selection"]["strategy"] == "fx"
@@ -153,8 +162,28 @@ def test_auto_falls_back_past_a_failure_and_past_a_failed_self_check(tmp_path):
 
 def test_auto_on_data_dependent_branch_goes_straight_to_htp(tmp_path):
     report = modelexport.export_model(Branchy(), torch.ones(1, 4), tmp_path / "b.onnx")
-    assert report["selection"]["rule"] == "data-dependent-control-flow"
+    assert report["selection"]["strategy"] == "htp"
+    assert any("data-dependent branch" in r for r in report["selection"]["reasons"])
     assert [a.strategy for a in report.summary.attempts] == ["htp"]
+
+
+def test_auto_selects_for_the_requested_objective(tmp_path, monkeypatch):
+    """The objective reaches the selector, which reads what AUTO's probe saw run."""
+    import modelexport.api as api
+    from modelexport.selection import recommend_strategy
+
+    seen = {}
+
+    def spy(model, prioritize_speed=True, characteristics=None, **options):
+        seen.update(options, characteristics=characteristics)
+        return recommend_strategy(model, prioritize_speed, characteristics, **options)
+
+    monkeypatch.setattr(api, "recommend_strategy", spy)
+    report = modelexport.export_model(small_cnn(), torch.randn(1, 3, 32, 32),
+                                      tmp_path / "c.onnx", objective="runtime")
+    assert report["selection"]["objective"] == "runtime" and seen["objective"] == "runtime"
+    execution = seen["characteristics"].execution
+    assert execution is not None and execution.op_calls > 0 and execution.modules > 1
 
 
 def test_dynamo_failure_is_never_a_silent_torchscript_export(tmp_path):

@@ -82,8 +82,8 @@ def test_auto_moves_on_from_a_file_that_fails_its_self_check(tmp_path, monkeypat
     import modelexport.api as api
     from modelexport.selection import Recommendation, recommend_strategy
 
-    def first_unloadable(model, prioritize_speed=True, characteristics=None):
-        pick = recommend_strategy(model, prioritize_speed, characteristics)
+    def first_unloadable(model, prioritize_speed=True, characteristics=None, **options):
+        pick = recommend_strategy(model, prioritize_speed, characteristics, **options)
         return Recommendation(**{**pick.__dict__, "strategy": "unloadable",
                                  "fallback_order": ["unloadable", "htp"]})
 

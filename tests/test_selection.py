@@ -9,9 +9,11 @@ import torch
 from torch import nn
 
 import model_zoo
+from modelexport import selection
 from modelexport.analysis import ModelAnalyzer
 from modelexport.cli import main
-from modelexport.selection import load_rules, recommend_strategy
+from modelexport.names import ExportStrategy, Objective
+from modelexport.selection import load_rules, matching_rule, recommend_strategy, rule_confidence
 
 
 class Branchy(nn.Module):
@@ -51,7 +53,7 @@ class LoopWithEarlyExit(nn.Module):
 
 
 def analyze(model):
-    return ModelAnalyzer().analyze_model(model)
+    return ModelAnalyzer.analyze_model(model)
 
 
 def test_value_branch_is_control_flow_with_its_location():
@@ -109,18 +111,77 @@ def test_direct_grandchild_calls_are_found():
     assert any("self.a.fc(...)" in e for e in traits.nested_call_evidence)
 
 
-@pytest.mark.parametrize(("model", "strategy", "rule"), [
-    (Branchy(), "htp", "data-dependent-control-flow"),
-    (model_zoo.get_entry("nested_calls").build(), "fx", "direct-grandchild-calls"),
-    (model_zoo.get_entry("bert").build(), "htp", "default"),
-])
-def test_recommendation_follows_the_rule_table(model, strategy, rule):
-    pick = recommend_strategy(model)
-    assert (pick.strategy, pick.rule) == (strategy, rule)
-    assert 0.0 <= pick.confidence <= 1.0
-    assert pick.reasons and pick.reasons[0].startswith(f"{strategy}: ")
-    assert pick.fallback_order[0] == strategy
-    assert sorted(pick.fallback_order) == sorted(load_rules()["fallback_order"])
+def _models():
+    return {
+        "branchy": (Branchy(), torch.randn(2, 4)),
+        "nested_calls": (model_zoo.get_entry("nested_calls").build(), None),
+        "bert": (model_zoo.get_entry("bert").build(), None),
+        "root_sequential": (nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2)),
+                            torch.randn(2, 4)),
+    }
+
+
+@pytest.mark.parametrize("objective", list(Objective))
+@pytest.mark.parametrize("name", ["branchy", "nested_calls", "bert", "root_sequential"])
+def test_recommendation_follows_the_fitted_table(name, objective):
+    model, inputs = _models()[name]
+    if inputs is None:
+        inputs = model_zoo.get_entry(name).inputs(model)
+    pick = recommend_strategy(model, objective=objective, inputs=inputs)
+    table = load_rules()["objectives"][objective.value]
+    rule = matching_rule(table["rules"], pick.characteristics.features())
+    assert (pick.strategy, pick.rule, pick.objective) == (rule["strategy"], rule["name"],
+                                                          objective)
+    assert pick.confidence == pytest.approx(rule_confidence(rule), abs=1e-3)
+    assert pick.reasons[0].startswith(f"{pick.strategy}: ")
+    assert f"on {rule['right']} of the {rule['matched']} fitted models" in pick.reasons[0]
+    assert pick.fallback_order[0] == pick.strategy
+    assert sorted(pick.fallback_order) == sorted(table["fallback_order"])
+
+
+def test_the_objective_chooses_the_rule_table(monkeypatch):
+    """prioritize_speed and objective change the pick, not only the confidence."""
+    def table(strategy):
+        return {"fallback_order": ["htp", "dynamo", "usage_based", "fx"],
+                "rules": [{"name": "default", "when": [], "strategy": strategy,
+                           "matched": 4, "right": 3}]}
+
+    rules = {"schema": "modelexport.selection-rules/2",
+             "objectives": {"speed": table("htp"), "quality": table("usage_based"),
+                            "runtime": table("dynamo")}}
+    monkeypatch.setattr(selection, "load_rules", lambda: rules)
+    model = nn.Linear(4, 4)
+    assert recommend_strategy(model).strategy == "htp"
+    assert recommend_strategy(model, prioritize_speed=False).strategy == "usage_based"
+    runtime = recommend_strategy(model, objective="runtime")
+    assert runtime.strategy is ExportStrategy.DYNAMO
+    assert runtime.fallback_order == ["dynamo", "htp", "usage_based", "fx"]
+    assert runtime.confidence == pytest.approx(4 / 6, abs=1e-3)
+    with pytest.raises(ValueError, match="unknown objective 'fastest'"):
+        recommend_strategy(model, objective="fastest")
+
+
+def test_rules_on_execution_evidence_match_only_when_the_model_was_seen_running():
+    rules = [{"name": "random", "when": [["random_ops", "is", True]], "strategy": "dynamo"},
+             {"name": "default", "when": [], "strategy": "htp"}]
+    static = ModelAnalyzer.analyze_model(Noisy())
+    seen = ModelAnalyzer.analyze_model(Noisy(), torch.randn(2, 4))
+    assert matching_rule(rules, static.features())["strategy"] == "htp"
+    assert matching_rule(rules, seen.features())["strategy"] == "dynamo"
+
+
+def test_seed_api_shapes():
+    from modelexport import ModelAnalyzer as TopAnalyzer
+    from modelexport import ModelCharacteristics
+    from modelexport import recommend_strategy as top_recommend
+
+    model = model_zoo.get_entry("small_cnn").build()
+    assert isinstance(TopAnalyzer.analyze_model(model), ModelCharacteristics)
+    assert isinstance(TopAnalyzer().analyze_model(model), ModelCharacteristics)
+    pick = top_recommend(model)
+    assert isinstance(pick.strategy, ExportStrategy)
+    assert pick.strategy == pick.strategy.value and f"{pick.strategy}" == pick.strategy.value
+    assert json.loads(json.dumps(pick.to_dict()))["strategy"] == pick.strategy.value
 
 
 def test_reasons_quote_the_evidence():
@@ -128,36 +189,62 @@ def test_reasons_quote_the_evidence():
     assert "x.sum() > 0" in reasons
 
 
-def test_objective_changes_confidence_not_evidence():
-    model = model_zoo.get_entry("nested_calls").build()
-    speed = recommend_strategy(model, prioritize_speed=True)
-    quality = recommend_strategy(model, prioritize_speed=False)
-    assert speed.strategy == quality.strategy
-    assert speed.confidence != quality.confidence
-
-
-def test_every_rule_names_a_registered_strategy_and_cites_evidence():
-    from modelexport.strategies import strategy_names
-
-    table = load_rules()
-    assert table["rules"][-1]["when"] == {}, "the last rule must match everything"
-    for rule in table["rules"]:
-        assert rule["strategy"] in strategy_names()
-        assert rule["evidence"] and rule["reason"]
-        assert set(rule["confidence"]) == {"speed", "quality"}
-
-
-def test_cli_recommend_prints_pick_and_reasons(capsys):
-    assert main(["recommend", "--model", "zoo:nested_calls"]) == 0
+def test_cli_recommend_prints_pick_objective_and_order(capsys):
+    assert main(["recommend", "--model", "zoo:nested_calls", "--objective", "runtime"]) == 0
     out = capsys.readouterr().out
-    assert "recommended: fx" in out and "direct grandchild calls: True" in out
-    assert "AUTO order: fx -> htp" in out
+    assert "direct grandchild calls: True" in out
+    assert "objective runtime" in out and "AUTO order: " in out
 
 
-def test_cli_recommend_json(capsys):
+def test_cli_recommend_json_with_the_quality_alias(capsys):
     assert main(["recommend", "--model", "zoo:bert", "--json", "--quality"]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert data["strategy"] == "htp" and data["characteristics"]["is_huggingface"]
+    assert data["objective"] == "quality" and data["characteristics"]["is_huggingface"]
+    assert data["strategy"] in {"htp", "dynamo", "usage_based", "fx"}
+    assert data["characteristics"]["execution"]["op_calls"] > 0
+
+
+class Noisy(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x):
+        return self.fc(x) + torch.rand_like(x)
+
+
+class Selective(nn.Module):
+    """Data-dependent output shape, a complex intermediate, a reused and an idle module."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+        self.idle = nn.Linear(4, 4)
+
+    def forward(self, x):
+        y = self.fc(self.fc(x))
+        spectrum = torch.fft.rfft(y, dim=-1)
+        return y[y > 0], spectrum.abs()
+
+
+def test_execution_evidence_rests_on_torch_op_tags_and_call_counts():
+    run = ModelAnalyzer.analyze_model(Selective(), torch.randn(2, 4)).execution
+    assert run is not None and run.op_calls > 0 and run.distinct_ops > 0
+    assert run.data_dependent_ops  # boolean-mask indexing: its output size depends on values
+    assert run.complex_values and not run.random_ops
+    assert run.repeated_modules == 1 and run.unexecuted_modules == 1 and run.modules == 3
+    assert ModelAnalyzer.analyze_model(Noisy(), torch.randn(2, 4)).execution.random_ops
+
+
+def test_structural_features():
+    shared = nn.Linear(4, 4)
+    model = nn.Sequential(shared, nn.ReLU(), shared)
+    traits = ModelAnalyzer.analyze_model(model)
+    assert traits.root_is_container and traits.shared_modules == 1
+    assert traits.features()["shared_modules"] is True
+    attention = nn.TransformerEncoderLayer(8, 2, dim_feedforward=16)
+    assert ModelAnalyzer.analyze_model(attention).reads_descendant_parameters
+    assert not ModelAnalyzer.analyze_model(nn.Linear(4, 4)).reads_descendant_parameters
 
 
 def test_analyzer_is_export_free():

@@ -67,7 +67,9 @@ def test_run_cell_records_every_figure():
     assert cell.nodes > 0 and cell.file_bytes > 0 and cell.peak_mem_mb >= 0
     assert cell.coverage == 1.0 and cell.root == 0.0 and cell.anchored_accuracy == 1.0
     assert cell.parity_max_abs < cell.parity_atol
-    assert cell.recommendation == {"speed": "htp", "quality": "htp"}
+    assert set(cell.recommendation) == {"speed", "quality", "runtime"}
+    assert cell.features["is_huggingface"] and cell.features["op_calls"] > 0
+    assert cell.ort_latency_ms > 0 and cell.ort_latency_runs >= 10
     assert sum(sum(ops.values()) for ops in cell.module_ops.values()) == cell.nodes
 
 
@@ -120,34 +122,52 @@ def test_dynamo_agrees_with_itself(faulty_run):
     assert cell(faulty_run, "bert", "dynamo").reference_agreement == 1.0
 
 
-def fake(model, strategy, seconds, status="ok", anchored=1.0, exact=1.0, pick="htp"):
+def fake(model, strategy, seconds, status="ok", anchored=1.0, exact=1.0, pick="htp",
+         latency=None):
     return CellResult(model=model, strategy=strategy, status=status, seconds=seconds,
                       coverage=1.0, exact=exact, inherited=0.0, anchored_accuracy=anchored,
-                      recommendation={"speed": pick, "quality": pick})
+                      recommendation={"speed": pick, "quality": pick, "runtime": pick},
+                      ort_latency_ms=latency)
 
 
 def test_best_is_a_set_when_timings_tie_and_quality_breaks_it():
     cells = [fake("m", "htp", 0.10), fake("m", "fx", 0.12), fake("m", "dynamo", 1.5)]
-    assert [c.strategy for c in best_cells(cells, prioritize_speed=True)] == ["htp", "fx"]
+    assert [c.strategy for c in best_cells(cells, "speed")] == ["htp", "fx"]
     cells[1].exact = 0.9
-    assert [c.strategy for c in best_cells(cells, prioritize_speed=True)] == ["htp"]
+    assert [c.strategy for c in best_cells(cells, "speed")] == ["htp"]
 
 
 def test_misplaced_tags_are_not_eligible_however_fast():
     cells = [fake("m", "htp", 0.01, anchored=0.2), fake("m", "fx", 0.5)]
-    assert [c.strategy for c in best_cells(cells, prioritize_speed=True)] == ["fx"]
+    assert [c.strategy for c in best_cells(cells, "speed")] == ["fx"]
 
 
 def test_selector_accuracy_regret_and_confusion():
     cells = [fake("a", "htp", 0.1), fake("a", "dynamo", 1.0),
              fake("b", "htp", 0.1, status="export-failed", pick="htp"),
              fake("b", "dynamo", 1.0, pick="htp")]
-    score = score_selector(cells, prioritize_speed=True)
+    score = score_selector(cells, "speed")
     assert score.scored_models == 2 and score.correct == 1 and score.accuracy == 0.5
     wrong = next(v for v in score.verdicts if v.model == "b")
     assert wrong.best == ["dynamo"] and wrong.auto_path == ["htp", "dynamo"]
     assert wrong.regret == pytest.approx(0.1)  # the failed htp attempt was time lost
     assert score.confusion == {"htp": {"htp": 1}, "dynamo": {"htp": 1}}
+
+
+def test_runtime_best_is_the_fastest_file_with_ties_broken_by_quality():
+    cells = [fake("m", "htp", 0.1, latency=2.0), fake("m", "dynamo", 1.0, latency=1.0),
+             fake("m", "usage_based", 0.3, latency=1.05, exact=0.5)]
+    assert [c.strategy for c in best_cells(cells, "runtime")] == ["dynamo"]
+    cells[1].anchored_accuracy = 0.5  # misplaced tags: not eligible, however fast it runs
+    assert [c.strategy for c in best_cells(cells, "runtime")] == ["usage_based"]
+
+
+def test_runtime_regret_is_the_latency_lost_as_a_share_of_the_best():
+    cells = [fake("m", "htp", 0.1, latency=3.0), fake("m", "dynamo", 1.0, latency=2.0)]
+    score = score_selector(cells, "runtime")
+    assert score.correct == 0 and score.verdicts[0].best == ["dynamo"]
+    assert score.regret == pytest.approx(0.5)
+    assert score.to_dict()["regret_unit"] == "x latency"
 
 
 def test_gate_fails_on_an_expected_cell_and_on_accuracy():
@@ -184,14 +204,16 @@ def test_cli_zoo_run_gates_and_expectations_update_is_explicit(tmp_path, capsys)
 
 def test_updated_expectations_keep_one_model_of_slack():
     results = {"settings": {"tier": "tiny"}, "cells": [],
-               "selector": {"speed": {"correct": 9, "scored_models": 10, "accuracy": 0.9}}}
+               "selector": {"speed": {"correct": 10, "scored_models": 10, "accuracy": 1.0}},
+               "selector_cv": {"speed": {"correct": 9, "scored_models": 10, "accuracy": 0.9}}}
     floors = updated_expectations({}, results)["tiers"]["tiny"]["selector_accuracy_floor"]
     assert floors == {"speed": 0.8}
 
 
 def test_updated_expectations_keep_five_percent_of_slack_on_a_large_tier():
     results = {"settings": {"tier": "wide"}, "cells": [],
-               "selector": {"speed": {"correct": 300, "scored_models": 350, "accuracy": 0.86}}}
+               "selector_cv": {"speed": {"correct": 300, "scored_models": 350,
+                                         "accuracy": 0.86}}}
     floors = updated_expectations({}, results)["tiers"]["wide"]["selector_accuracy_floor"]
     assert floors == {"speed": round(283 / 350, 4)}  # 17 models: 5% of 350
 

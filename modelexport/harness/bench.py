@@ -61,7 +61,8 @@ def matrix_figures(tier: str, models: list[str], strategies: list[str]) -> dict[
     from modelexport.harness.runner import run_matrix
 
     run = run_matrix(tier=tier, models=models, strategies=strategies, jobs=1)
-    return {"cells": {c.key: c.to_dict() for c in run.cells}, "selector": run.selector}
+    return {"cells": {c.key: c.to_dict() for c in run.cells}, "selector": run.selector,
+            "selector_cv": run.selector_cv}
 
 
 def cell_figure(cache: dict[str, Any], model: str, strategy: str, figure: str) -> float:
@@ -72,6 +73,13 @@ def cell_figure(cache: dict[str, Any], model: str, strategy: str, figure: str) -
     return float(cell[figure])
 
 
-def selector_accuracy(cache: dict[str, Any], objective: str) -> float:
-    value = cache["selector"][objective]["accuracy"]
+def selector_accuracy(cache: dict[str, Any], objective: str, validation: str) -> float:
+    """``validation``: ``in-sample`` (the shipped rules) or ``cross-validated``."""
+    scores = cache["selector" if validation == "in-sample" else "selector_cv"]
+    value = scores[objective]["accuracy"]
     return math.nan if value is None else float(value)
+
+
+def selector_regret(cache: dict[str, Any], objective: str, validation: str) -> float:
+    scores = cache["selector" if validation == "in-sample" else "selector_cv"]
+    return float(scores[objective]["regret"])

@@ -22,9 +22,13 @@ import onnx
 from modelexport.analysis import ModelAnalyzer
 from modelexport.api import export_model
 from modelexport.errors import InputMismatchError, StrategyFailedError, one_line
+from modelexport.harness.latency import ort_latency
+from modelexport.inputs import ModelInputs, in_signature_order
 from modelexport.monitoring import PeakSampler, current_rss_bytes
+from modelexport.names import Objective
 from modelexport.selection import recommend_strategy
 from modelexport.tags import read_tags
+from modelexport.verify import ort_feed
 
 OK, EXPORT_FAILED, CHECK_FAILED, PARITY_FAILED, TIMEOUT, CRASHED, NOT_RUNNABLE = (
     "ok", "export-failed", "check-failed", "parity-failed", "timeout", "crashed",
@@ -71,6 +75,10 @@ class CellResult:
     parity_rtol: float | None = None
     module_ops: dict[str, dict[str, int]] = field(default_factory=dict)
     recommendation: dict[str, str] = field(default_factory=dict)
+    # the analyzer's features of the model (the selector's fit reads them)
+    features: dict[str, bool | float] = field(default_factory=dict)
+    ort_latency_ms: float | None = None  # warm median, fixed session options (latency.py)
+    ort_latency_runs: int | None = None
     reference_agreement: float | None = None
     final_strategy: str | None = None  # which strategy wrote the file (differs under auto)
     category: str = ""  # the entry's scoreboard family
@@ -123,11 +131,17 @@ def run_cell(spec: CellSpec) -> CellResult:
         result.error = f"build: {type(exc).__name__}: {one_line(exc)}"
         return result
     result.status = EXPORT_FAILED
-    traits = ModelAnalyzer().analyze_model(model)  # once, for both objectives
+    try:
+        traits = ModelAnalyzer.analyze_model(model, inputs)  # once, for every objective
+    except Exception as exc:  # recorded, so a probe that breaks a model shows in the run
+        result.warnings.append(f"execution evidence not recorded: {type(exc).__name__}: "
+                               f"{one_line(exc)}")
+        traits = ModelAnalyzer.analyze_model(model)
+    result.features = traits.features()
     result.recommendation = {
-        objective: recommend_strategy(model, prioritize_speed=objective == "speed",
-                                      characteristics=traits).strategy
-        for objective in ("speed", "quality")
+        objective.value: recommend_strategy(model, objective=objective,
+                                            characteristics=traits).strategy.value
+        for objective in Objective
     }
     with tempfile.TemporaryDirectory(prefix="zoo-cell-") as scratch:
         folder = Path(spec.keep_dir) if spec.keep_dir else Path(scratch)
@@ -158,7 +172,26 @@ def run_cell(spec: CellSpec) -> CellResult:
         result.seconds_all = times
         result.seconds = statistics.median(times)
         _record_figures(result, first, path)
+        if result.status == OK:
+            _record_latency(result, model, inputs, first, path)
     return result
+
+
+def _record_latency(result: CellResult, model: Any, inputs: Any, report: Any,
+                    path: Path) -> None:
+    """ONNX Runtime latency of the file on the export's own inputs, fed by name."""
+    example = in_signature_order(model, ModelInputs.from_user(inputs))
+    names = report["settings"]["input_names"]
+    try:
+        import onnxruntime as ort
+
+        wanted = [i.name for i in ort.InferenceSession(
+            str(path), providers=["CPUExecutionProvider"]).get_inputs()]
+        latency = ort_latency(path, ort_feed(wanted, example, names))
+    except Exception as exc:  # an ok file that cannot be timed is a finding, not a crash
+        result.warnings.append(f"latency not measured: {type(exc).__name__}: {one_line(exc)}")
+        return
+    result.ort_latency_ms, result.ort_latency_runs = latency.median_ms, latency.runs
 
 
 def _record_figures(result: CellResult, report: Any, path: Path) -> None:
@@ -169,7 +202,7 @@ def _record_figures(result: CellResult, report: Any, path: Path) -> None:
     """
     coverage = report["coverage"]
     result.final_strategy = report["summary"]["final_strategy"]
-    result.warnings = list(report["warnings"])
+    result.warnings += list(report["warnings"])
     result.nodes = report["graph"]["nodes"]
     result.file_bytes = path.stat().st_size
     for key in ("coverage", "exact", "inherited", "projected", "root"):

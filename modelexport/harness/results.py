@@ -1,8 +1,11 @@
 """results.json (versioned) and the expectations file that gates a zoo run.
 
 The expectations file lives in the repository and says which cells must be
-``ok`` and the selector-accuracy floor per objective.  A run never rewrites
-it; ``modelexport zoo expect --update`` does, explicitly, from a results file.
+``ok`` and the selector-accuracy floor per objective.  The floor applies to
+the *cross-validated* accuracy (rules refitted leaving each family out):
+the in-sample figure of rules fitted on the zoo itself would flatter them.
+A run never rewrites the file; ``modelexport zoo expect --update`` does,
+explicitly, from a results file.
 """
 
 from __future__ import annotations
@@ -101,7 +104,7 @@ def check_expectations(expectations: dict[str, Any], tier: str, cells: list[Cell
 
 
 def updated_expectations(current: dict[str, Any], results: dict[str, Any]) -> dict[str, Any]:
-    """The expectations a results file supports: its ok cells and its accuracies."""
+    """The expectations a results file supports: its ok cells and its cross-validated accuracies."""
     tier = results["settings"]["tier"]
     cells = [CellResult.from_dict(c) for c in results["cells"]]
     tiers = dict(current.get("tiers", {}))
@@ -113,7 +116,7 @@ def updated_expectations(current: dict[str, Any], results: dict[str, Any]) -> di
         "selector_accuracy_floor": {
             objective: round(max(0, score["correct"] - _slack(score["scored_models"]))
                              / score["scored_models"], 4)
-            for objective, score in results["selector"].items()
+            for objective, score in results["selector_cv"].items()
             if score["scored_models"]
         },
     }

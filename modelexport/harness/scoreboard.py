@@ -17,17 +17,19 @@ def _cell_text(cell: CellResult | None) -> str:
     if cell.status != OK:
         return _SHORT[cell.status]
     anchored = "" if cell.anchored_accuracy is None else f" a{cell.anchored_accuracy:.2f}"
-    return f"ok {cell.seconds:.2f}s r{cell.root:.2f}{anchored}"
+    latency = "" if cell.ort_latency_ms is None else f" {cell.ort_latency_ms:.3g}ms"
+    return f"ok {cell.seconds:.2f}s r{cell.root:.2f}{anchored}{latency}"
 
 
 def summary(cells: list[CellResult], strategies: list[str]) -> dict[str, dict[str, Any]]:
-    """Per strategy: status counts, median time, median root share, mean anchored accuracy."""
+    """Per strategy: status counts, median time, root share, anchored accuracy, file figures."""
     rows = {}
     for strategy in strategies:
         mine = [c for c in cells if c.strategy == strategy]
         ok = [c for c in mine if c.status == OK]
         anchored = [c.anchored_accuracy for c in ok if c.anchored_accuracy is not None]
         agreement = [c.reference_agreement for c in ok if c.reference_agreement is not None]
+        latency = [c.ort_latency_ms for c in ok if c.ort_latency_ms is not None]
         rows[strategy] = {
             "cells": len(mine),
             **{status: sum(c.status == status for c in mine) for status in STATUSES},
@@ -35,6 +37,8 @@ def summary(cells: list[CellResult], strategies: list[str]) -> dict[str, dict[st
             "median_root_share": statistics.median(c.root for c in ok) if ok else None,
             "mean_anchored_accuracy": statistics.fmean(anchored) if anchored else None,
             "mean_reference_agreement": statistics.fmean(agreement) if agreement else None,
+            "median_nodes": statistics.median(c.nodes for c in ok) if ok else None,
+            "median_ort_latency_ms": statistics.median(latency) if latency else None,
         }
     return rows
 
@@ -76,43 +80,62 @@ def _fmt(value: float | None, pattern: str) -> str:
     return "-" if value is None else pattern.format(value)
 
 
+def _pick_text(verdict: dict[str, Any]) -> str:
+    """``htp`` when the pick is in the best set, else ``htp (best dynamo)``."""
+    pick, best = verdict.get("pick"), "/".join(verdict.get("best") or [])
+    if pick is None or not best:
+        return pick or "-"
+    return pick if verdict.get("correct") else f"{pick} (best {best})"
+
+
+def selector_lines(selector: dict[str, Any], label: str) -> list[str]:
+    """One line per objective: accuracy, regret and the confusion table (best -> pick)."""
+    lines = []
+    for objective, score in selector.items():
+        accuracy = _fmt(score["accuracy"], "{:.1%}")
+        lines.append(f"selector accuracy ({objective}, {label or score['validation']}): "
+                     f"{accuracy} of "
+                     f"{score['scored_models']} models; total regret "
+                     f"{score['regret']:.2f} {score['regret_unit']}; confusion (best -> pick): "
+                     f"{score['confusion']}")
+    return lines
+
+
 def render(cells: list[CellResult], strategies: list[str], selector: dict[str, Any],
-           wall_seconds: float, markdown: bool) -> str:
+           wall_seconds: float, markdown: bool, selector_cv: dict[str, Any] | None = None,
+           ) -> str:
     models = list(dict.fromkeys(c.model for c in cells))
     grid = {(c.model, c.strategy): c for c in cells}
-    header = ["model", *strategies, "pick (speed)", "best (speed)", "pick (quality)",
-              "best (quality)"]
+    objectives = list(selector)
+    header = ["model", *strategies, *(f"pick ({o})" for o in objectives)]
     verdicts = {(v["model"], v["objective"]): v for score in selector.values()
                 for v in score["verdicts"]}
     rows = []
     for model in models:
-        speed, quality = verdicts.get((model, "speed"), {}), verdicts.get((model, "quality"), {})
         rows.append([model, *[_cell_text(grid.get((model, s))) for s in strategies],
-                     speed.get("pick") or "-", "/".join(speed.get("best") or []) or "-",
-                     quality.get("pick") or "-", "/".join(quality.get("best") or []) or "-"])
+                     *(_pick_text(verdicts.get((model, o), {})) for o in objectives)])
     stats = summary(cells, strategies)
     lines = _table(header, rows, markdown)
     lines.append("")
-    stat_header = ["strategy", *STATUSES,
-                   "median s", "median root", "mean anchored", "agreement w/ dynamo"]
+    stat_header = ["strategy", *STATUSES, "median s", "median root", "mean anchored",
+                   "agreement w/ dynamo", "median nodes", "median ORT ms"]
     stat_rows = [[s, *(str(stats[s][k]) for k in STATUSES),
                   _fmt(stats[s]["median_seconds"], "{:.2f}"),
                   _fmt(stats[s]["median_root_share"], "{:.3f}"),
                   _fmt(stats[s]["mean_anchored_accuracy"], "{:.3f}"),
-                  _fmt(stats[s]["mean_reference_agreement"], "{:.3f}")] for s in strategies]
+                  _fmt(stats[s]["mean_reference_agreement"], "{:.3f}"),
+                  _fmt(stats[s]["median_nodes"], "{:.0f}"),
+                  _fmt(stats[s]["median_ort_latency_ms"], "{:.3g}")] for s in strategies]
     lines += _table(stat_header, stat_rows, markdown)
     lines += render_family_rates(cells, strategies, markdown)
     lines.append("")
-    for objective, score in selector.items():
-        accuracy = _fmt(score["accuracy"], "{:.0%}")
-        regrets = [v["regret"] for v in score["verdicts"] if v["regret"] is not None]
-        unit = "s" if objective == "speed" else " quality"
-        lines.append(f"selector accuracy ({objective}): {accuracy} of "
-                     f"{score['scored_models']} models; total regret "
-                     f"{sum(regrets):.2f}{unit}; confusion (best -> pick): "
-                     f"{score['confusion']}")
+    lines += selector_lines(selector, "shipped rules, fitted on the zoo: in-sample")
+    if selector_cv:
+        lines += selector_lines(selector_cv, "")
     lines.append(f"wall time: {wall_seconds:.0f}s for {len(cells)} cells")
-    lines.append("cells: ok <median export s> r<root share> a<anchored accuracy>")
+    lines.append("cells: ok <median export s> r<root share> a<anchored accuracy> "
+                 "<ONNX Runtime median ms>; pick: the selector's, with the best set when it "
+                 "missed")
     return "\n".join(lines) + "\n"
 
 

@@ -1,6 +1,6 @@
 """Scoring the matrix: reference agreement, the best strategy per model, the selector.
 
-Definitions (also in README):
+Definitions (also in README, "The selector"):
 
 * a cell is *eligible* when it exported, passed parity, covers every node and
   puts at least 95% of its parameter-consuming nodes on their owners (tags
@@ -8,28 +8,39 @@ Definitions (also in README):
 * quality ranks eligible cells by anchored accuracy first (the one figure that
   checks a tag is *right*), then by exact + inherited share (how much the
   strategy knew rather than projected);
-* speed ranks eligible cells by median export time;
-* the best is a *set*: cells whose rank figures tie, where times within 10% or
-  50 ms of the fastest count as a tie (sub-second timings on a shared machine
-  are noisier than that); quality breaks speed ties, speed breaks quality ties;
+* speed ranks eligible cells by median export time; runtime by the file's
+  median ONNX Runtime latency (``latency.py``);
+* the best is a *set*: cells whose rank figures tie, where export times
+  within 10% or 50 ms of the fastest, and latencies within 10% or 10 us,
+  count as a tie (small figures on a shared machine are noisier than that);
+  quality breaks speed and runtime ties, export speed breaks quality ties;
 * the selector is right for a model when its pick is in the best set; its
   regret is what following AUTO (the pick, then the fallback order, up to the
   first cell that exported) costs against the best: seconds for speed,
-  quality points (anchored accuracy + exact/inherited share) for quality.
+  quality points (anchored accuracy + exact/inherited share) for quality,
+  the latency's excess over the best as a share of it for runtime (1.0 when
+  AUTO lands on no usable file).
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from modelexport.harness.cells import AUTO, OK, PARITY_FAILED, CellResult
+from modelexport.names import Objective
 from modelexport.selection import load_rules
 
 SPEED_TIE, SPEED_TIE_SECONDS = 0.10, 0.05
+RUNTIME_TIE, RUNTIME_TIE_MS = 0.10, 0.01
 ANCHOR_FLOOR = 0.95
 REFERENCE = "dynamo"
+REGRET_UNITS = {Objective.SPEED: "s", Objective.QUALITY: " quality points",
+                Objective.RUNTIME: "x latency"}
+# (pick, fallback order) for one model, from its name and features
+Chooser = Callable[[str, dict[str, Any]], tuple[str | None, list[str]]]
 
 
 def reference_agreement(cell: CellResult, reference: CellResult) -> float | None:
@@ -59,10 +70,19 @@ def quality_key(cell: CellResult) -> tuple[float, float]:
     return (round(anchored, 3), round(cell.quality or 0.0, 3))
 
 
+def _within_tie(cells: list[CellResult], figure: Callable[[CellResult], float],
+                relative: float, absolute: float) -> list[CellResult]:
+    fastest = min(figure(c) for c in cells)
+    limit = max(fastest * (1 + relative), fastest + absolute)
+    return [c for c in cells if figure(c) <= limit]
+
+
 def _fast_enough(cells: list[CellResult]) -> list[CellResult]:
-    fastest = min(c.seconds for c in cells)
-    limit = max(fastest * (1 + SPEED_TIE), fastest + SPEED_TIE_SECONDS)
-    return [c for c in cells if c.seconds <= limit]
+    return _within_tie(cells, lambda c: c.seconds, SPEED_TIE, SPEED_TIE_SECONDS)
+
+
+def _runs_fast_enough(cells: list[CellResult]) -> list[CellResult]:
+    return _within_tie(cells, lambda c: c.ort_latency_ms, RUNTIME_TIE, RUNTIME_TIE_MS)
 
 
 def _best_quality(cells: list[CellResult]) -> list[CellResult]:
@@ -70,13 +90,18 @@ def _best_quality(cells: list[CellResult]) -> list[CellResult]:
     return [c for c in cells if quality_key(c) == top]
 
 
-def best_cells(cells: list[CellResult], prioritize_speed: bool) -> list[CellResult]:
-    """The co-best eligible cells under one objective, fastest first (empty if none)."""
+def best_cells(cells: list[CellResult], objective: Objective | str) -> list[CellResult]:
+    """The co-best eligible cells under one objective, fastest export first (empty if none)."""
+    goal = Objective(objective)
     candidates = [c for c in cells if eligible(c)]
+    if goal is Objective.RUNTIME:
+        candidates = [c for c in candidates if c.ort_latency_ms is not None]
     if not candidates:
         return []
-    if prioritize_speed:
+    if goal is Objective.SPEED:
         best = _best_quality(_fast_enough(candidates))
+    elif goal is Objective.RUNTIME:
+        best = _best_quality(_runs_fast_enough(candidates))
     else:
         best = _fast_enough(_best_quality(candidates))
     return sorted(best, key=lambda c: c.seconds)
@@ -101,19 +126,77 @@ class SelectorScore:
     correct: int
     verdicts: list[ModelVerdict] = field(default_factory=list)
     confusion: dict[str, dict[str, int]] = field(default_factory=dict)
+    validation: str = "in-sample"  # or how the cross-validation held models out
 
     @property
     def accuracy(self) -> float | None:
         return self.correct / self.scored_models if self.scored_models else None
 
+    @property
+    def regret(self) -> float:
+        return sum(v.regret for v in self.verdicts if v.regret is not None)
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["accuracy"] = self.accuracy
+        data["regret"] = self.regret
+        data["regret_unit"] = REGRET_UNITS[Objective(self.objective)].strip()
         return data
 
 
-def _auto_path(pick: str, by_strategy: dict[str, CellResult]) -> tuple[list[str], str | None]:
-    order = [pick] + [s for s in load_rules()["fallback_order"] if s != pick]
+def shipped_rules_chooser(objective: Objective) -> Chooser:
+    """The pick recorded in each cell (the shipped rules), and their fallback order."""
+    order = load_rules()["objectives"][objective.value]["fallback_order"]
+
+    def choose(_model: str, cell_picks: dict[str, Any]) -> tuple[str | None, list[str]]:
+        return cell_picks.get("recommendation", {}).get(objective.value), order
+
+    return choose
+
+
+def by_model(cells: list[CellResult]) -> dict[str, dict[str, CellResult]]:
+    """Candidate cells per model, by strategy: AUTO is what is scored, not a candidate."""
+    grouped: dict[str, dict[str, CellResult]] = {}
+    for cell in cells:
+        if cell.strategy != AUTO:
+            grouped.setdefault(cell.model, {})[cell.strategy] = cell
+    return grouped
+
+
+def model_evidence(by_strategy: dict[str, CellResult]) -> dict[str, Any]:
+    """What a chooser may read of a model: its recorded features and picks."""
+    first = next((c for c in by_strategy.values() if c.features or c.recommendation), None)
+    if first is None:
+        return {}
+    return {"features": first.features, "recommendation": first.recommendation}
+
+
+def score_selector(cells: list[CellResult], objective: Objective | str,
+                   chooser: Chooser | None = None) -> SelectorScore:
+    """Accuracy, regret and confusion of ``chooser``'s picks (default: the shipped rules)."""
+    goal = Objective(objective)
+    choose = chooser or shipped_rules_chooser(goal)
+    score = SelectorScore(objective=goal.value, scored_models=0, correct=0)
+    for model, by_strategy in by_model(cells).items():
+        best = best_cells(list(by_strategy.values()), goal)
+        pick, order = choose(model, model_evidence(by_strategy))
+        path, landed = _auto_path(pick, order, by_strategy) if pick else ([], None)
+        verdict = ModelVerdict(model, goal.value, [c.strategy for c in best], pick, path,
+                               landed, None, None)
+        if best and pick is not None:
+            score.scored_models += 1
+            verdict.correct = pick in verdict.best
+            score.correct += int(verdict.correct)
+            row = score.confusion.setdefault("/".join(sorted(verdict.best)), {})
+            row[pick] = row.get(pick, 0) + 1
+            verdict.regret = _regret(by_strategy, path, landed, best[0], goal)
+        score.verdicts.append(verdict)
+    return score
+
+
+def _auto_path(pick: str, fallback_order: list[str], by_strategy: dict[str, CellResult],
+               ) -> tuple[list[str], str | None]:
+    order = [pick] + [s for s in fallback_order if s != pick]
     path = []
     for strategy in order:
         cell = by_strategy.get(strategy)
@@ -125,38 +208,20 @@ def _auto_path(pick: str, by_strategy: dict[str, CellResult]) -> tuple[list[str]
     return path, None
 
 
-def score_selector(cells: list[CellResult], prioritize_speed: bool) -> SelectorScore:
-    objective = "speed" if prioritize_speed else "quality"
-    by_model: dict[str, dict[str, CellResult]] = {}
-    for cell in cells:
-        if cell.strategy != AUTO:  # AUTO is what is being scored, not a candidate
-            by_model.setdefault(cell.model, {})[cell.strategy] = cell
-    score = SelectorScore(objective=objective, scored_models=0, correct=0)
-    for model, by_strategy in by_model.items():
-        best = best_cells(list(by_strategy.values()), prioritize_speed)
-        pick = next((c.recommendation.get(objective) for c in by_strategy.values()
-                     if c.recommendation), None)
-        path, landed = _auto_path(pick, by_strategy) if pick else ([], None)
-        verdict = ModelVerdict(model, objective, [c.strategy for c in best], pick, path,
-                               landed, None, None)
-        if best and pick is not None:
-            score.scored_models += 1
-            verdict.correct = pick in verdict.best
-            score.correct += int(verdict.correct)
-            row = score.confusion.setdefault("/".join(sorted(verdict.best)), {})
-            row[pick] = row.get(pick, 0) + 1
-            verdict.regret = _regret(by_strategy, path, landed, best[0], prioritize_speed)
-        score.verdicts.append(verdict)
-    return score
-
-
 def _regret(by_strategy: dict[str, CellResult], path: list[str], landed: str | None,
-            best: CellResult, prioritize_speed: bool) -> float:
-    if prioritize_speed:
+            best: CellResult, objective: Objective) -> float:
+    if objective is Objective.SPEED:
         spent = sum(by_strategy[s].seconds or 0.0 for s in path)
         return max(0.0, spent - (best.seconds or 0.0))
-    best_quality = sum(quality_key(best))
     chosen = by_strategy.get(landed) if landed else None
-    if chosen is None or chosen.status != OK:
+    usable = chosen is not None and chosen.status == OK
+    if objective is Objective.RUNTIME:
+        best_ms = min(c.ort_latency_ms for c in best_cells(list(by_strategy.values()),
+                                                            objective))
+        if not usable or chosen.ort_latency_ms is None:
+            return 1.0
+        return max(0.0, chosen.ort_latency_ms / best_ms - 1.0)
+    best_quality = sum(quality_key(best))
+    if not usable:
         return best_quality  # nothing usable: everything is lost
     return max(0.0, best_quality - sum(quality_key(chosen)))

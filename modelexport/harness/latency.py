@@ -1,0 +1,60 @@
+"""ONNX Runtime inference latency of an exported file: the runtime objective's figure.
+
+Every cell is timed with the same session options (one intra- and one
+inter-op thread, sequential execution, all graph optimisations), so the
+figure compares files, not thread schedules: a matrix runs two cells at
+once on two cores, and threads would fight.  Warm runs only; the median of
+repeated runs, stopped by count or by a time budget so a large file cannot
+stall the matrix.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+WARMUP_RUNS = 2
+MIN_RUNS, MAX_RUNS = 10, 200
+BUDGET_SECONDS = 0.5
+
+
+@dataclass(frozen=True)
+class Latency:
+    median_ms: float
+    runs: int
+
+
+def session_options() -> Any:
+    """The options every timed session uses (see module doc)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    return options
+
+
+def ort_latency(path: Path, feed: dict[str, np.ndarray]) -> Latency:
+    """Median warm latency of ``path`` on ``feed`` (see module doc for the stopping rule)."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), session_options(),
+                                   providers=["CPUExecutionProvider"])
+    for _ in range(WARMUP_RUNS):
+        session.run(None, feed)
+    times: list[float] = []
+    started = time.perf_counter()
+    while len(times) < MAX_RUNS and (len(times) < MIN_RUNS
+                                     or time.perf_counter() - started < BUDGET_SECONDS):
+        start = time.perf_counter()
+        session.run(None, feed)
+        times.append((time.perf_counter() - start) * 1000)
+    return Latency(statistics.median(times), len(times))

@@ -1,0 +1,338 @@
+"""Fitting the selector's rules from zoo results, and scoring them honestly.
+
+The rules (``selection_rules.json``) are an ordered decision list per
+objective, learned by sequential covering: starting from "always pick the
+strategy most often best", add the rule (one test, or two joined by *and*,
+on the analyzer's features) that most raises the number of models whose
+pick lands in the best set, among the models no earlier rule caught; stop
+when no rule gains at least ``MIN_GAIN`` models in at least ``MIN_FAMILIES``
+architecture families (a rule only one family supports is that family's
+quirk, and cannot carry to models nobody here wrote).  A decision list stays
+readable, and each rule keeps the counts it was fitted on (``matched``,
+``right``) so the confidence it reports is a measured share.
+
+The fallback order AUTO follows after the pick is fitted too: each next
+strategy is the one most often best among the models where every earlier
+one fails to give a usable file.
+
+In-sample accuracy flatters any fit, so every figure is also given
+cross-validated by architecture family: the rules for a family's models are
+fitted without that family (``cross_validate``).  A constant pick cannot
+hide there, and neither can a rule that only memorised one family.
+"""
+
+from __future__ import annotations
+
+import itertools
+import statistics
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from modelexport.analysis import ModelAnalyzer
+from modelexport.errors import ModelExportError, one_line
+from modelexport.harness.cells import NOT_RUNNABLE, CellResult
+from modelexport.harness.results import read_results
+from modelexport.harness.scoring import (
+    SelectorScore,
+    best_cells,
+    by_model,
+    eligible,
+    score_selector,
+)
+from modelexport.names import ExportStrategy, Objective
+from modelexport.selection import RULES_SCHEMA, describe_test, matching_rule
+
+MAX_RULES = 8  # per objective: beyond this a list stops being readable
+MIN_GAIN = 2  # a rule must fix at least this many training models
+MIN_SUPPORT = 3  # and match at least this many
+MIN_FAMILIES = 2  # and gain in this many families: one family's quirk does not generalise
+QUANTILES = (0.2, 0.4, 0.6, 0.8)  # thresholds tried on numeric features
+CANDIDATES = tuple(s.value for s in ExportStrategy if s is not ExportStrategy.AUTO)
+
+Test = tuple[str, str, Any]
+
+
+@dataclass(frozen=True)
+class Example:
+    """One model as the fit sees it: features, family, and which strategies were best."""
+
+    model: str
+    family: str
+    features: dict[str, Any]
+    best: frozenset[str]
+    usable: frozenset[str]
+
+
+def examples_for(cells: list[CellResult], objective: Objective) -> list[Example]:
+    """Every model with at least one eligible cell (others have no right answer)."""
+    found = []
+    for model, by_strategy in by_model(cells).items():
+        candidates = [c for s, c in by_strategy.items() if s in CANDIDATES]
+        best = best_cells(candidates, objective)
+        if not best:
+            continue
+        first = candidates[0]
+        features = next((c.features for c in candidates if c.features), {})
+        found.append(Example(model, first.category or "other", features,
+                             frozenset(c.strategy for c in best),
+                             frozenset(c.strategy for c in candidates if eligible(c))))
+    return found
+
+
+def _mask(examples: list[Example], keep: Any) -> int:
+    return sum(1 << i for i, example in enumerate(examples) if keep(example))
+
+
+def _is_flag(values: list[Any]) -> bool:
+    return all(isinstance(v, bool) for v in values)
+
+
+def _threshold(value: float) -> float:
+    """Two significant figures: a readable threshold (``op_calls >= 1200``)."""
+    return float(f"{value:.2g}")
+
+
+def single_tests(examples: list[Example]) -> list[tuple[tuple[Test, ...], int]]:
+    """Every one-test condition worth trying, with the examples it matches.
+
+    Flags are tested both ways; numbers at their quantiles.  Conditions that
+    match the same examples as an earlier one are dropped.
+    """
+    names = sorted({name for e in examples for name in e.features})
+    found: list[tuple[tuple[Test, ...], int]] = []
+    seen: set[int] = set()
+
+    def add(test: Test, mask: int) -> None:
+        if mask and mask not in seen:
+            seen.add(mask)
+            found.append(((test,), mask))
+
+    for name in names:
+        values = [e.features[name] for e in examples if name in e.features]
+        if _is_flag(values):
+            for wanted in (True, False):
+                add((name, "is", wanted), _mask(examples, lambda e, n=name, w=wanted:
+                                                  n in e.features and e.features[n] is w))
+            continue
+        if len(values) < 2:
+            continue
+        percentiles = statistics.quantiles(values, n=100)
+        cuts = sorted({_threshold(percentiles[round(q * 100) - 1]) for q in QUANTILES})
+        for cut in cuts:
+            add((name, ">=", cut), _mask(examples, lambda e, n=name, c=cut:
+                                         n in e.features and e.features[n] >= c))
+            add((name, "<", cut), _mask(examples, lambda e, n=name, c=cut:
+                                        n in e.features and e.features[n] < c))
+    return found
+
+
+def conditions(examples: list[Example]) -> list[tuple[tuple[Test, ...], int]]:
+    """Single tests, and pairs of tests on different features joined by *and*."""
+    singles = single_tests(examples)
+    pairs = []
+    seen = {mask for _, mask in singles}
+    for (first, a), (second, b) in itertools.combinations(singles, 2):
+        both = a & b
+        if first[0][0] != second[0][0] and both.bit_count() >= MIN_SUPPORT and both not in seen:
+            seen.add(both)
+            pairs.append((first + second, both))
+    return singles + pairs
+
+
+def _most_often_best(within: int, best: dict[str, int], strategies: list[str]) -> str:
+    return max(strategies, key=lambda s: ((within & best[s]).bit_count(), -strategies.index(s)))
+
+
+def fit_objective(examples: list[Example], strategies: Iterable[str] = CANDIDATES,
+                  ) -> dict[str, Any]:
+    """The decision list and fallback order for one objective (see module doc)."""
+    strategies = [s for s in strategies if any(s in e.usable for e in examples)] or \
+        list(strategies)
+    best = {s: _mask(examples, lambda e, s=s: s in e.best) for s in strategies}
+    families = [_mask(examples, lambda e, f=f: e.family == f)
+                for f in sorted({e.family for e in examples})]
+    need_families = min(MIN_FAMILIES, len(families))
+    uncovered = (1 << len(examples)) - 1
+    options = conditions(examples)
+    rules: list[dict[str, Any]] = []
+    while len(rules) < MAX_RULES:
+        default = _most_often_best(uncovered, best, strategies)
+        chosen = None
+        for tests, mask in options:
+            within = uncovered & mask
+            support = within.bit_count()
+            if support < MIN_SUPPORT:
+                continue
+            base = (within & best[default]).bit_count()
+            for strategy in strategies:
+                right = (within & best[strategy]).bit_count()
+                key = (right - base, -len(tests), right / support)
+                if right - base < MIN_GAIN or (chosen is not None and key <= chosen[0]):
+                    continue
+                if _families_gaining(within, best[strategy], best[default],
+                                     families) >= need_families:
+                    chosen = (key, tests, mask, strategy, support, right)
+        if chosen is None:
+            break
+        _, tests, mask, strategy, support, right = chosen
+        rules.append(_rule(tests, strategy, support, right))
+        uncovered &= ~mask
+    remaining = uncovered or (1 << len(examples)) - 1
+    default = _most_often_best(remaining, best, strategies)
+    rules.append(_rule((), default, uncovered.bit_count(),
+                       (uncovered & best[default]).bit_count()))
+    return {"fitted_models": len(examples),
+            "fallback_order": fit_fallback_order(examples, strategies),
+            "rules": rules}
+
+
+def _families_gaining(within: int, chosen: int, default: int, families: list[int]) -> int:
+    """In how many families the rule fixes more models than it breaks."""
+    return sum(1 for family in families
+               if (within & family & chosen).bit_count() > (within & family & default).bit_count())
+
+
+def _rule(tests: tuple[Test, ...], strategy: str, matched: int, right: int) -> dict[str, Any]:
+    name = " and ".join(describe_test(list(t)) for t in tests) or "default"
+    return {"name": name, "when": [list(t) for t in tests], "strategy": strategy,
+            "matched": matched, "right": right}
+
+
+def fit_fallback_order(examples: list[Example], strategies: list[str]) -> list[str]:
+    """Each next strategy: most often best where every earlier one gave no usable file."""
+    best = {s: _mask(examples, lambda e, s=s: s in e.best) for s in strategies}
+    usable = {s: _mask(examples, lambda e, s=s: s in e.usable) for s in strategies}
+    order: list[str] = []
+    remaining = (1 << len(examples)) - 1
+    while len(order) < len(strategies):
+        left = [s for s in strategies if s not in order]
+        pick = max(left, key=lambda s: ((remaining & best[s]).bit_count(),
+                                        (remaining & usable[s]).bit_count(),
+                                        usable[s].bit_count(), -strategies.index(s)))
+        order.append(pick)
+        remaining &= ~usable[pick]
+    return order
+
+
+def fit_rules(cells: list[CellResult], sources: list[dict[str, Any]]) -> dict[str, Any]:
+    """A whole ``selection_rules.json``: every objective, fitted on ``cells``."""
+    return {
+        "schema": RULES_SCHEMA,
+        "about": ("Fitted by `modelexport zoo fit-selector` from zoo results; do not edit by "
+                  "hand. Per objective, the first rule whose tests all hold picks the "
+                  "strategy; 'matched' models of the fit reached the rule and on 'right' of "
+                  "them its strategy was in the best set. See README, 'The selector'."),
+        "fitted_from": sources,
+        "objectives": {objective.value: fit_objective(examples_for(cells, objective))
+                       for objective in Objective},
+    }
+
+
+def _chooser(picks: dict[str, tuple[str, list[str]]]):
+    def choose(model: str, _evidence: dict[str, Any]) -> tuple[str | None, list[str]]:
+        return picks.get(model, (None, []))
+
+    return choose
+
+
+def in_sample(cells: list[CellResult], objective: Objective) -> SelectorScore:
+    """The rules fitted on every model, scored on the same models (flattering)."""
+    examples = examples_for(cells, objective)
+    table = fit_objective(examples)
+    picks = {e.model: (matching_rule(table["rules"], e.features)["strategy"],
+                       table["fallback_order"]) for e in examples}
+    return score_selector(cells, objective, _chooser(picks))
+
+
+def cross_validate(cells: list[CellResult], objective: Objective) -> SelectorScore:
+    """Each group's picks come from rules fitted without that group.
+
+    Groups are architecture families (leave one family out); a run with a
+    single family (the idioms tier alone) leaves one model out instead, so
+    the figure is still out-of-sample.  ``validation`` on the score says which.
+    """
+    examples = examples_for(cells, objective)
+    families = {e.family for e in examples}
+    by_family = len(families) > 1
+
+    def group(example: Example) -> str:
+        return example.family if by_family else example.model
+
+    picks: dict[str, tuple[str, list[str]]] = {}
+    for held_out in sorted({group(e) for e in examples}):
+        training = [e for e in examples if group(e) != held_out]
+        if not training:  # a single model: nothing to learn from
+            continue
+        table = fit_objective(training)
+        for example in examples:
+            if group(example) == held_out:
+                rule = matching_rule(table["rules"], example.features)
+                picks[example.model] = (rule["strategy"], table["fallback_order"])
+    score = score_selector(cells, objective, _chooser(picks))
+    score.validation = (f"leave one family out ({len(families)} families)" if by_family
+                        else "leave one model out (a single family)")
+    return score
+
+
+def load_cells(paths: list[Path]) -> tuple[list[CellResult], list[dict[str, Any]]]:
+    """Cells of several results files, model names qualified by tier (``wide:hf-bert``)."""
+    cells: list[CellResult] = []
+    sources = []
+    for path in paths:
+        try:
+            results = read_results(path)
+        except (OSError, ValueError) as exc:
+            raise ModelExportError(f"cannot read results {path}: {one_line(exc)}") from None
+        tier = results["settings"]["tier"]
+        for data in results["cells"]:
+            cell = CellResult.from_dict(data)
+            cell.model = f"{tier}:{cell.model}"
+            cells.append(cell)
+        sources.append({"file": path.name, "tier": tier,
+                        "models": len(results["settings"]["models"]),
+                        "git_commit": results["environment"].get("git_commit"),
+                        "versions": results["environment"].get("versions")})
+    return cells, sources
+
+
+def refresh_features(cells: list[CellResult],
+                     progress: Callable[[int, int, str], None] | None = None) -> list[str]:
+    """Recompute every model's features with the installed analyzer; the models it could not.
+
+    The outcomes in a results file do not depend on the analyzer, so after
+    the analyzer learns a feature the rules can be refitted without running
+    the matrix again: each zoo entry is rebuilt (seeded, as the run built it)
+    and watched for one forward.  Models are named ``tier:entry``.
+    """
+    from model_zoo import get_entry
+
+    grouped: dict[str, list[CellResult]] = {}
+    for cell in cells:
+        if cell.status != NOT_RUNNABLE:
+            grouped.setdefault(cell.model, []).append(cell)
+    failed = []
+    for index, (key, group) in enumerate(grouped.items(), 1):
+        if progress is not None:
+            progress(index, len(grouped), key)
+        tier, name = key.split(":", 1)
+        try:
+            entry = get_entry(name)
+            model = entry.build(tier)
+            features = ModelAnalyzer.analyze_model(model, entry.inputs(model, tier)).features()
+        except Exception:  # the model no longer builds here: keep what the run recorded
+            failed.append(key)
+            continue
+        for cell in group:
+            cell.features = features
+    return failed
+
+
+def fit_report(cells: list[CellResult], sources: list[dict[str, Any]],
+               ) -> tuple[dict[str, Any], dict[str, dict[str, SelectorScore]]]:
+    """The fitted rules, and per objective their in-sample and cross-validated scores."""
+    scores = {objective.value: {"in-sample": in_sample(cells, objective),
+                                "cross-validated": cross_validate(cells, objective)}
+              for objective in Objective}
+    return fit_rules(cells, sources), scores

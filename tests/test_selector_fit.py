@@ -1,0 +1,156 @@
+"""Fitting the selector from results, and scoring it in-sample and cross-validated."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from modelexport.cli import main
+from modelexport.harness.cells import CellResult
+from modelexport.harness.results import write_results
+from modelexport.harness.selector_fit import (
+    cross_validate,
+    examples_for,
+    fit_fallback_order,
+    fit_objective,
+    fit_rules,
+    in_sample,
+)
+from modelexport.names import Objective
+from modelexport.selection import RULES_SCHEMA, matching_rule
+
+
+def cell(model, strategy, family, features, seconds, status="ok", latency=1.0):
+    return CellResult(model=model, strategy=strategy, status=status, seconds=seconds,
+                      coverage=1.0, exact=1.0, inherited=0.0, anchored_accuracy=1.0,
+                      category=family, features=features, ort_latency_ms=latency)
+
+
+def world(families=("audio", "vision", "decoder"), per_family=9):
+    """Models where ``random_ops`` decides: the TorchScript trace fails on them, DYNAMO copes."""
+    cells = []
+    for family in families:
+        for index in range(per_family):
+            random = index % 3 == 0
+            features = {"random_ops": random, "op_calls": float(10 * index)}
+            name = f"{family}-{index}"
+            cells.append(cell(name, "htp", family, features, 0.1,
+                              status="export-failed" if random else "ok"))
+            cells.append(cell(name, "dynamo", family, features, 1.0, latency=0.5))
+            cells.append(cell(name, "usage_based", family, features, 0.4,
+                              status="export-failed" if random else "ok"))
+    return cells
+
+
+def test_fit_finds_the_feature_that_decides_and_says_its_counts():
+    table = fit_objective(examples_for(world(), Objective.SPEED))
+    first, default = table["rules"][0], table["rules"][-1]
+    assert first["when"] == [["random_ops", "is", True]] and first["strategy"] == "dynamo"
+    assert (first["matched"], first["right"]) == (9, 9)
+    assert default["when"] == [] and default["strategy"] == "htp"
+    assert default["matched"] == 18 and default["right"] == 18
+    assert table["fallback_order"][0] == "htp"
+
+
+def test_runtime_objective_picks_the_fastest_file_not_the_fastest_export():
+    table = fit_objective(examples_for(world(), Objective.RUNTIME))
+    assert [r["strategy"] for r in table["rules"]] == ["dynamo"]
+
+
+def test_cross_validation_recovers_a_rule_every_family_shares():
+    score = cross_validate(world(), Objective.SPEED)
+    assert score.scored_models == 27 and score.accuracy == 1.0 and score.regret == 0.0
+
+
+def _vision_quirk():
+    """On vision models only (marked by a feature only they have) HTP fails."""
+    cells = world()
+    for c in cells:
+        vision = c.model.startswith("vision-")
+        c.features = {**c.features, "uses_patches": vision}
+        if vision and c.strategy == "htp":
+            c.status = "export-failed"
+    return cells
+
+
+def test_a_rule_one_family_alone_supports_flatters_in_sample_and_fails_cross_validation(
+        monkeypatch):
+    import modelexport.harness.selector_fit as selector_fit
+
+    monkeypatch.setattr(selector_fit, "MIN_FAMILIES", 1)
+    cells = _vision_quirk()
+    fitted = in_sample(cells, Objective.SPEED)
+    validated = cross_validate(cells, Objective.SPEED)
+    assert fitted.accuracy == 1.0
+    assert validated.accuracy < fitted.accuracy
+    missed = [v for v in validated.verdicts if v.correct is False]
+    assert missed and all(v.model.startswith("vision-") for v in missed)
+    assert all(v.regret > 0 for v in missed)  # the failed HTP attempt costs time
+
+
+def test_the_fit_learns_no_rule_that_only_one_family_supports():
+    table = fit_objective(examples_for(_vision_quirk(), Objective.SPEED))
+    assert not any(t[0] == "uses_patches" for r in table["rules"] for t in r["when"])
+
+
+def test_fallback_order_puts_next_what_is_best_where_the_first_fails():
+    examples = examples_for(world(), Objective.SPEED)
+    assert fit_fallback_order(examples, ["usage_based", "dynamo", "htp"])[:2] == \
+        ["htp", "dynamo"]
+
+
+def test_a_model_missing_a_feature_never_matches_a_rule_on_it():
+    table = fit_objective(examples_for(world(), Objective.SPEED))
+    assert matching_rule(table["rules"], {})["when"] == []
+
+
+def test_fit_selector_cli_writes_rules_that_the_selector_reads(tmp_path, capsys):
+    results = tmp_path / "results.json"
+    write_results(results, {"environment": {"git_commit": "abc"},
+                            "settings": {"tier": "wide", "models": ["m"]},
+                            "cells": [c.to_dict() for c in world()]})
+    rules = tmp_path / "rules.json"
+    assert main(["zoo", "fit-selector", str(results), "--out", str(rules)]) == 0
+    out = capsys.readouterr().out
+    assert "random_ops -> dynamo (best on 9 of 9)" in out
+    assert "cross-validated: accuracy 100.0% of 27 models" in out
+    table = json.loads(rules.read_text())
+    assert table["schema"] == RULES_SCHEMA and set(table["objectives"]) == {
+        "speed", "quality", "runtime"}
+    assert table["fitted_from"][0]["tier"] == "wide"
+    assert table == json.loads(json.dumps(fit_rules(_qualified(world()),
+                                                    table["fitted_from"])))
+
+
+def _qualified(cells):
+    for c in cells:
+        c.model = f"wide:{c.model}"
+    return cells
+
+
+def test_fit_selector_dry_run_writes_nothing_and_bad_results_fail_in_one_line(tmp_path,
+                                                                               capsys):
+    results = tmp_path / "results.json"
+    write_results(results, {"environment": {}, "settings": {"tier": "tiny", "models": []},
+                            "cells": [c.to_dict() for c in world()]})
+    rules = tmp_path / "rules.json"
+    assert main(["zoo", "fit-selector", str(results), "--out", str(rules), "--dry-run"]) == 0
+    assert not rules.exists()
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json")
+    capsys.readouterr()
+    assert main(["zoo", "fit-selector", str(broken), "--out", str(rules)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: cannot read results")
+    assert not rules.exists()
+
+
+@pytest.mark.parametrize("objective", list(Objective))
+def test_shipped_rules_cover_every_objective(objective):
+    from modelexport.selection import load_rules
+
+    table = load_rules()["objectives"][objective.value]
+    assert table["rules"][-1]["when"] == []
+    assert all(0 <= r["right"] <= r["matched"] for r in table["rules"])
+    assert sorted(table["fallback_order"]) == sorted(["dynamo", "htp", "usage_based", "fx"])
