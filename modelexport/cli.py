@@ -389,9 +389,10 @@ def _zoo_fit_selector(args: argparse.Namespace) -> int:
             print(f"  {tests} -> {rule['strategy']} (best on {rule['right']} of "
                   f"{rule['matched']})")
         for label, score in scores[objective].items():
+            constant, constant_accuracy = score.constant_baseline
             print(f"  {label}: accuracy {score.accuracy or 0:.1%} of {score.scored_models} "
-                  f"models, regret {score.regret:.2f}; confusion (best -> pick) "
-                  f"{score.confusion}")
+                  f"models (always {constant}: {constant_accuracy or 0:.1%}), regret "
+                  f"{score.regret:.2f}; confusion (best -> pick) {score.confusion}")
     if args.dry_run:
         return EXIT_OK
     write_text(target, json.dumps(rules, indent=2) + "\n")

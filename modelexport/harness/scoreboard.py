@@ -93,9 +93,11 @@ def selector_lines(selector: dict[str, Any], label: str) -> list[str]:
     lines = []
     for objective, score in selector.items():
         accuracy = _fmt(score["accuracy"], "{:.1%}")
+        baseline = score["constant_baseline"]
+        constant = ("" if baseline["strategy"] is None else
+                    f" (always {baseline['strategy']}: {baseline['accuracy']:.1%})")
         lines.append(f"selector accuracy ({objective}, {label or score['validation']}): "
-                     f"{accuracy} of "
-                     f"{score['scored_models']} models; total regret "
+                     f"{accuracy} of {score['scored_models']} models{constant}; total regret "
                      f"{score['regret']:.2f} {score['regret_unit']}; confusion (best -> pick): "
                      f"{score['confusion']}")
     return lines

@@ -13,7 +13,9 @@ Definitions (also in README, "The selector"):
 * the best is a *set*: cells whose rank figures tie, where export times
   within 10% or 50 ms of the fastest, and latencies within 10% or 10 us,
   count as a tie (small figures on a shared machine are noisier than that);
-  quality breaks speed and runtime ties, export speed breaks quality ties;
+  quality breaks speed ties and export speed breaks quality ties, while
+  runtime ties stay a set: the runtime objective asks for the fastest file
+  among those whose tags pass, and tags already had to pass to compete;
 * the selector is right for a model when its pick is in the best set; its
   regret is what following AUTO (the pick, then the fallback order, up to the
   first cell that exported) costs against the best: seconds for speed,
@@ -101,7 +103,7 @@ def best_cells(cells: list[CellResult], objective: Objective | str) -> list[Cell
     if goal is Objective.SPEED:
         best = _best_quality(_fast_enough(candidates))
     elif goal is Objective.RUNTIME:
-        best = _best_quality(_runs_fast_enough(candidates))
+        best = _runs_fast_enough(candidates)
     else:
         best = _fast_enough(_best_quality(candidates))
     return sorted(best, key=lambda c: c.seconds)
@@ -136,10 +138,21 @@ class SelectorScore:
     def regret(self) -> float:
         return sum(v.regret for v in self.verdicts if v.regret is not None)
 
+    @property
+    def constant_baseline(self) -> tuple[str | None, float | None]:
+        """The best constant pick and its accuracy: what a selector must beat to earn its keep."""
+        counts = Counter(s for v in self.verdicts if v.correct is not None for s in v.best)
+        if not counts or not self.scored_models:
+            return None, None
+        strategy, right = max(sorted(counts.items()), key=lambda kv: kv[1])
+        return strategy, right / self.scored_models
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["accuracy"] = self.accuracy
         data["regret"] = self.regret
+        data["constant_baseline"] = dict(zip(("strategy", "accuracy"),
+                                             self.constant_baseline))
         data["regret_unit"] = REGRET_UNITS[Objective(self.objective)].strip()
         return data
 

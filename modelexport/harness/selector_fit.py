@@ -7,7 +7,9 @@ on the analyzer's features) that most raises the number of models whose
 pick lands in the best set, among the models no earlier rule caught; stop
 when no rule gains at least ``MIN_GAIN`` models in at least ``MIN_FAMILIES``
 architecture families (a rule only one family supports is that family's
-quirk, and cannot carry to models nobody here wrote).  A decision list stays
+quirk, and cannot carry to models nobody here wrote).  How many of those
+rules to keep is chosen by cross-validation on the fitted models (none, if
+none carry to families they were not fitted on).  A decision list stays
 readable, and each rule keeps the counts it was fitted on (``matched``,
 ``right``) so the confidence it reports is a measured share.
 
@@ -45,6 +47,7 @@ from modelexport.names import ExportStrategy, Objective
 from modelexport.selection import RULES_SCHEMA, describe_test, matching_rule
 
 MAX_RULES = 8  # per objective: beyond this a list stops being readable
+MAX_FOLDS = 10  # cross-validation folds at most
 MIN_GAIN = 2  # a rule must fix at least this many training models
 MIN_SUPPORT = 3  # and match at least this many
 MIN_FAMILIES = 2  # and gain in this many families: one family's quirk does not generalise
@@ -63,6 +66,7 @@ class Example:
     features: dict[str, Any]
     best: frozenset[str]
     usable: frozenset[str]
+    seconds: dict[str, float]  # export time of each usable strategy
 
 
 def examples_for(cells: list[CellResult], objective: Objective) -> list[Example]:
@@ -75,9 +79,11 @@ def examples_for(cells: list[CellResult], objective: Objective) -> list[Example]
             continue
         first = candidates[0]
         features = next((c.features for c in candidates if c.features), {})
+        usable = [c for c in candidates if eligible(c)]
         found.append(Example(model, first.category or "other", features,
                              frozenset(c.strategy for c in best),
-                             frozenset(c.strategy for c in candidates if eligible(c))))
+                             frozenset(c.strategy for c in usable),
+                             {c.strategy: c.seconds for c in usable}))
     return found
 
 
@@ -141,24 +147,68 @@ def conditions(examples: list[Example]) -> list[tuple[tuple[Test, ...], int]]:
     return singles + pairs
 
 
+def by_export_time(examples: list[Example], strategies: Iterable[str]) -> list[str]:
+    """``strategies``, fastest median export first (over the models each could export)."""
+    def median_seconds(strategy: str) -> float:
+        times = [e.seconds[strategy] for e in examples if strategy in e.seconds]
+        return statistics.median(times) if times else float("inf")
+
+    return sorted(strategies, key=median_seconds)
+
+
 def _most_often_best(within: int, best: dict[str, int], strategies: list[str]) -> str:
-    return max(strategies, key=lambda s: ((within & best[s]).bit_count(), -strategies.index(s)))
+    """The strategy most often best; within ``MIN_GAIN`` models of that, the fastest to export.
+
+    A difference smaller than a rule would need is no evidence, and then the
+    strategy that costs the user less time is the better default: under the
+    runtime objective HTP and USAGE_BASED write the same file.
+    """
+    counts = {s: (within & best[s]).bit_count() for s in strategies}
+    top = max(counts.values())
+    return next(s for s in strategies if counts[s] > top - MIN_GAIN)
 
 
 def fit_objective(examples: list[Example], strategies: Iterable[str] = CANDIDATES,
-                  ) -> dict[str, Any]:
-    """The decision list and fallback order for one objective (see module doc)."""
-    strategies = [s for s in strategies if any(s in e.usable for e in examples)] or \
-        list(strategies)
+                  rule_limit: int | None = None) -> dict[str, Any]:
+    """The decision list and fallback order for one objective (see module doc).
+
+    ``rule_limit`` None: as many rules as cross-validate best on ``examples``
+    themselves (:func:`cross_validated_rule_limit`), so the list stops where
+    further rules would only describe the families they were fitted on.
+    """
+    strategies = by_export_time(examples, [s for s in strategies
+                                           if any(s in e.usable for e in examples)]
+                                or list(strategies))
+    if rule_limit is None:
+        rule_limit = cross_validated_rule_limit(examples, strategies)
+    rules, defaults = _greedy_rules(examples, strategies, rule_limit)
+    return {"fitted_models": len(examples), "rule_limit": rule_limit,
+            "fallback_order": fit_fallback_order(examples, strategies),
+            "rules": [*rules, defaults[-1]]}
+
+
+def _greedy_rules(examples: list[Example], strategies: list[str], limit: int,
+                  ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Sequential covering, up to ``limit`` rules.
+
+    Returns the rules and, for every prefix of them, the default rule that
+    would close the list there (``defaults[k]`` follows the first k rules).
+    """
+    everything = (1 << len(examples)) - 1
     best = {s: _mask(examples, lambda e, s=s: s in e.best) for s in strategies}
     families = [_mask(examples, lambda e, f=f: e.family == f)
                 for f in sorted({e.family for e in examples})]
     need_families = min(MIN_FAMILIES, len(families))
-    uncovered = (1 << len(examples)) - 1
+    uncovered = everything
     options = conditions(examples)
     rules: list[dict[str, Any]] = []
-    while len(rules) < MAX_RULES:
-        default = _most_often_best(uncovered, best, strategies)
+    defaults: list[dict[str, Any]] = []
+    while True:
+        default = _most_often_best(uncovered or everything, best, strategies)
+        defaults.append(_rule((), default, uncovered.bit_count(),
+                              (uncovered & best[default]).bit_count()))
+        if len(rules) >= limit:
+            break
         chosen = None
         for tests, mask in options:
             within = uncovered & mask
@@ -179,13 +229,46 @@ def fit_objective(examples: list[Example], strategies: Iterable[str] = CANDIDATE
         _, tests, mask, strategy, support, right = chosen
         rules.append(_rule(tests, strategy, support, right))
         uncovered &= ~mask
-    remaining = uncovered or (1 << len(examples)) - 1
-    default = _most_often_best(remaining, best, strategies)
-    rules.append(_rule((), default, uncovered.bit_count(),
-                       (uncovered & best[default]).bit_count()))
-    return {"fitted_models": len(examples),
-            "fallback_order": fit_fallback_order(examples, strategies),
-            "rules": rules}
+    return rules, defaults
+
+
+def held_out_groups(examples: list[Example]) -> list[set[str]]:
+    """What cross-validation holds out in turn: families, or models when there is one family.
+
+    At most ``MAX_FOLDS`` groups: beyond that, groups are dealt round-robin
+    into folds, so a single large family costs ten fits, not one per model.
+    """
+    families = sorted({e.family for e in examples})
+    names = families if len(families) > 1 else sorted(e.model for e in examples)
+    folds: list[set[str]] = [set() for _ in range(min(MAX_FOLDS, len(names)))]
+    for index, name in enumerate(names):
+        folds[index % len(folds)].add(name)
+    return folds
+
+
+def _group_of(example: Example, by_family: bool) -> str:
+    return example.family if by_family else example.model
+
+
+def cross_validated_rule_limit(examples: list[Example], strategies: list[str]) -> int:
+    """The rule count (0 to ``MAX_RULES``) whose lists pick best on held-out groups.
+
+    Ties go to the shorter list: fewer rules that do as well are the better
+    bet on models nobody here wrote.
+    """
+    by_family = len({e.family for e in examples}) > 1
+    right = [0] * (MAX_RULES + 1)
+    for held in held_out_groups(examples):
+        training = [e for e in examples if _group_of(e, by_family) not in held]
+        testing = [e for e in examples if _group_of(e, by_family) in held]
+        if not training or not testing:
+            continue
+        rules, defaults = _greedy_rules(training, strategies, MAX_RULES)
+        for count in range(MAX_RULES + 1):
+            table = [*rules[:count], defaults[min(count, len(rules))]]
+            right[count] += sum(matching_rule(table, e.features)["strategy"] in e.best
+                                for e in testing)
+    return right.index(max(right))
 
 
 def _families_gaining(within: int, chosen: int, default: int, families: list[int]) -> int:
@@ -247,32 +330,31 @@ def in_sample(cells: list[CellResult], objective: Objective) -> SelectorScore:
 
 
 def cross_validate(cells: list[CellResult], objective: Objective) -> SelectorScore:
-    """Each group's picks come from rules fitted without that group.
+    """Each group's picks come from a fit, rule count included, made without that group.
 
     Groups are architecture families (leave one family out); a run with a
-    single family (the idioms tier alone) leaves one model out instead, so
-    the figure is still out-of-sample.  ``validation`` on the score says which.
+    single family (the idioms tier alone) holds out models instead, so the
+    figure is still out-of-sample.  The rule count is chosen inside each fit
+    by the same kind of cross-validation on its own training models: the
+    score is of the whole procedure (nested), not of a count tuned on the
+    models it is scored on.  ``validation`` on the score says how.
     """
     examples = examples_for(cells, objective)
-    families = {e.family for e in examples}
-    by_family = len(families) > 1
-
-    def group(example: Example) -> str:
-        return example.family if by_family else example.model
-
+    by_family = len({e.family for e in examples}) > 1
     picks: dict[str, tuple[str, list[str]]] = {}
-    for held_out in sorted({group(e) for e in examples}):
-        training = [e for e in examples if group(e) != held_out]
+    for held in held_out_groups(examples):
+        training = [e for e in examples if _group_of(e, by_family) not in held]
         if not training:  # a single model: nothing to learn from
             continue
         table = fit_objective(training)
         for example in examples:
-            if group(example) == held_out:
+            if _group_of(example, by_family) in held:
                 rule = matching_rule(table["rules"], example.features)
                 picks[example.model] = (rule["strategy"], table["fallback_order"])
     score = score_selector(cells, objective, _chooser(picks))
-    score.validation = (f"leave one family out ({len(families)} families)" if by_family
-                        else "leave one model out (a single family)")
+    families = len({e.family for e in examples})
+    score.validation = (f"leave one family out ({families} families)" if by_family
+                        else "models held out in folds (a single family)")
     return score
 
 
