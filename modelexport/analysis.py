@@ -8,6 +8,11 @@ one that reads a shape (``x.shape[1] > 1``, ``len(x)``) makes the traced
 graph shape-specific.  Each finding keeps its class, line and source text,
 so the selector's reasons can quote it.  Source analysis is cached per
 class, since large models repeat the same few classes many times.
+
+The module tree also gives structural facts (root container, shared
+instances, tied parameters, a forward reading a descendant's weights).
+Given example inputs, the analyzer also watches one forward
+(:mod:`modelexport.execution_evidence`): what only running can show.
 """
 
 from __future__ import annotations

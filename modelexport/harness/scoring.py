@@ -161,8 +161,8 @@ def shipped_rules_chooser(objective: Objective) -> Chooser:
     """The pick recorded in each cell (the shipped rules), and their fallback order."""
     order = load_rules()["objectives"][objective.value]["fallback_order"]
 
-    def choose(_model: str, cell_picks: dict[str, Any]) -> tuple[str | None, list[str]]:
-        return cell_picks.get("recommendation", {}).get(objective.value), order
+    def choose(_model: str, evidence: dict[str, Any]) -> tuple[str | None, list[str]]:
+        return evidence.get("recommendation", {}).get(objective.value), order
 
     return choose
 

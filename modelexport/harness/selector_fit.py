@@ -19,8 +19,11 @@ one fails to give a usable file.
 
 In-sample accuracy flatters any fit, so every figure is also given
 cross-validated by architecture family: the rules for a family's models are
-fitted without that family (``cross_validate``).  A constant pick cannot
-hide there, and neither can a rule that only memorised one family.
+fitted, rule count included, without that family (``cross_validate``).  A
+rule that only memorised one family cannot hide there, and every score
+carries the best constant pick's accuracy beside it, so neither can a
+selector that does no better than always naming one strategy.  Only the
+built-in strategies are candidates: a rule names an ``ExportStrategy``.
 """
 
 from __future__ import annotations
