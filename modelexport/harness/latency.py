@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from modelexport.inputs import ModelInputs
+from modelexport.verify import ort_feed
 
 WARMUP_RUNS = 2
 MIN_RUNS, MAX_RUNS = 10, 200
@@ -42,12 +43,17 @@ def session_options() -> Any:
     return options
 
 
-def ort_latency(path: Path, feed: dict[str, np.ndarray]) -> Latency:
-    """Median warm latency of ``path`` on ``feed`` (see module doc for the stopping rule)."""
+def ort_latency(path: Path, example: ModelInputs, input_names: list[str]) -> Latency:
+    """Median warm latency of ``path`` on ``example``, fed by name (``input_names``).
+
+    See the module doc for the stopping rule.
+    """
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(path), session_options(),
                                    providers=["CPUExecutionProvider"])
+    wanted = [i.name for i in session.get_inputs()]
+    feed = ort_feed(wanted, example, input_names)
     for _ in range(WARMUP_RUNS):
         session.run(None, feed)
     times: list[float] = []
