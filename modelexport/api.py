@@ -289,6 +289,8 @@ class UnifiedExporter:
             )
             staging.write_json(sidecar_path_for(target), sidecar)
             if self.markdown_report:
+                # the time so far: the report is written before the files are moved in
+                report.summary.total_seconds = time.perf_counter() - started
                 staging.write_text(report_path_for(target),
                                    render_markdown(report, sidecar["modules"]))
         finals = [target, sidecar_path_for(target)]

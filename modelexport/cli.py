@@ -16,6 +16,12 @@ import sys
 import warnings
 from collections.abc import Sequence
 
+from modelexport.cli_args import (
+    OneLineParser,
+    non_negative_float,
+    positive_float,
+    positive_int,
+)
 from modelexport.cli_tools import TOOL_COMMANDS, add_tool_parsers
 from modelexport.errors import ModelExportError, ModelLoadError
 from modelexport.names import Objective
@@ -47,7 +53,7 @@ def _build_parser() -> argparse.ArgumentParser:
     from modelexport.loading import TASK_AUTO_CLASSES
     from modelexport.strategies import strategy_names
 
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="modelexport",
         description="Export PyTorch models to ONNX with every node tagged by its module.",
     )
@@ -62,8 +68,8 @@ def _build_parser() -> argparse.ArgumentParser:
     export.add_argument("--task", choices=sorted(TASK_AUTO_CLASSES),
                         help="transformers task (default: the config's architecture)")
     export.add_argument("--opset", type=int, default=18)
-    export.add_argument("--batch-size", type=int, default=1)
-    export.add_argument("--sequence-length", type=int, default=16)
+    export.add_argument("--batch-size", type=positive_int, default=1)
+    export.add_argument("--sequence-length", type=positive_int, default=16)
     export.add_argument("--input-specs", help="JSON file describing the inputs")
     export.add_argument("--dynamic-batch", action="store_true")
     export.add_argument("--dynamic-sequence", action="store_true")
@@ -71,8 +77,8 @@ def _build_parser() -> argparse.ArgumentParser:
                         help="skip the exporters' graph optimisation")
     export.add_argument("--validate", action="store_true",
                         help="ONNX checker + ONNX Runtime parity on a fresh input")
-    export.add_argument("--atol", type=float, default=1e-4)
-    export.add_argument("--rtol", type=float, default=1e-3)
+    export.add_argument("--atol", type=non_negative_float, default=1e-4)
+    export.add_argument("--rtol", type=non_negative_float, default=1e-3)
     export.add_argument("--clean", action="store_true",
                         help="write no node metadata (the sidecar keeps the hierarchy)")
     export.add_argument("--model-explorer", action="store_true",
@@ -99,11 +105,12 @@ def _build_parser() -> argparse.ArgumentParser:
                           "PyTorch shapes; pretrained: hub checkpoints (needs the hub)")
     run.add_argument("--models", nargs="+", help="zoo entry names (default: the whole tier)")
     run.add_argument("--strategies", nargs="+", help="default: every registered strategy")
-    run.add_argument("--jobs", type=int, default=None,
+    run.add_argument("--jobs", type=positive_int, default=None,
                      help="worker processes (default 2, 1 for full and pretrained: full-size "
                           "exports need several times the model's memory)")
-    run.add_argument("--repeat", type=int, default=1, help="exports per cell; time = median")
-    run.add_argument("--timeout", type=float, default=None,
+    run.add_argument("--repeat", type=positive_int, default=1,
+                     help="exports per cell; time = median")
+    run.add_argument("--timeout", type=positive_float, default=None,
                      help="seconds per cell (default 300 tiny, 3600 full)")
     run.add_argument("--out", default="out/zoo", help="folder for results.json and scoreboard")
     run.add_argument("--zoo-file", action="append", default=[],
@@ -138,9 +145,9 @@ def _build_parser() -> argparse.ArgumentParser:
     gate.add_argument("--base", required=True, help="git ref to compare against")
     gate.add_argument("--head", default="HEAD")
     gate.add_argument("--repo", default=".", help="git checkout (default: here)")
-    gate.add_argument("--rounds", type=int, default=3, help="interleaved rounds per side")
-    gate.add_argument("--repeat", type=int, default=3, help="exports per cell per round")
-    gate.add_argument("--threshold", type=float, default=0.10,
+    gate.add_argument("--rounds", type=positive_int, default=3, help="interleaved rounds per side")
+    gate.add_argument("--repeat", type=positive_int, default=3, help="exports per cell per round")
+    gate.add_argument("--threshold", type=non_negative_float, default=0.10,
                       help="allowed slowdown beyond measured noise (default 0.10)")
     gate.add_argument("--models", nargs="+", help="zoo entries (default: a 6-model subset)")
     gate.add_argument("--strategies", nargs="+")
@@ -162,6 +169,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
         inputs = loaded.inputs
     else:
         inputs = generate_inputs(loaded.model, args.batch_size, args.sequence_length)
+        _warn_if_shortened(inputs, args.sequence_length)
     exporter = UnifiedExporter(
         strategy=args.strategy,
         enable_optimizations=not args.no_optimize,
@@ -194,6 +202,14 @@ def _cmd_export(args: argparse.Namespace) -> int:
         print(f"error: parity failed: {report.parity['detail']}", file=sys.stderr)
         return EXIT_PARITY_FAILED
     return EXIT_OK
+
+
+def _warn_if_shortened(inputs: dict, requested: int) -> None:
+    """Say so when the generated text is shorter than asked (the model's position limit)."""
+    ids = inputs.get("input_ids")
+    if ids is not None and ids.dim() == 2 and ids.shape[1] < requested:
+        print(f"warning: --sequence-length {requested} is past the model's position limit; "
+              f"the inputs are {ids.shape[1]} tokens long", file=sys.stderr)
 
 
 def _load(args: argparse.Namespace):

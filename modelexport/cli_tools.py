@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from modelexport.cli_args import non_negative_float, non_negative_int, positive_int
 from modelexport.errors import ModelExportError
 from modelexport.tools.module_view import open_view
 
@@ -32,7 +33,8 @@ def add_tool_parsers(sub: Any) -> None:
     analyze.add_argument("--format", default="summary",
                          choices=["summary", "json", "csv", "graphml"])
     analyze.add_argument("--filter", help="only modules whose path or class contains TEXT")
-    analyze.add_argument("--depth", type=int, help="only modules down to this depth (root 0)")
+    analyze.add_argument("--depth", type=non_negative_int,
+                         help="only modules down to this depth (root 0)")
     analyze.add_argument("-o", "--output", help="write here instead of stdout")
 
     validate = sub.add_parser("validate", help="checker, tag and region checks, parity")
@@ -42,17 +44,17 @@ def add_tool_parsers(sub: Any) -> None:
     validate.add_argument("--trust-remote-code", action="store_true")
     validate.add_argument("--per-module", action="store_true",
                           help="with --model: name the first modules whose outputs diverge")
-    validate.add_argument("--batch-size", type=int,
+    validate.add_argument("--batch-size", type=positive_int,
                           help="for generated inputs (default: the file's own shapes)")
-    validate.add_argument("--sequence-length", type=int)
-    validate.add_argument("--atol", type=float, default=1e-4)
-    validate.add_argument("--rtol", type=float, default=1e-3)
+    validate.add_argument("--sequence-length", type=positive_int)
+    validate.add_argument("--atol", type=non_negative_float, default=1e-4)
+    validate.add_argument("--rtol", type=non_negative_float, default=1e-3)
     validate.add_argument("--json", action="store_true", help="print the report as JSON")
 
     compare = sub.add_parser("compare", help="module-by-module differences of two exports")
     compare.add_argument("file_a")
     compare.add_argument("file_b")
-    compare.add_argument("--depth", type=int)
+    compare.add_argument("--depth", type=non_negative_int)
     compare.add_argument("--json", action="store_true")
     compare.add_argument("--fail-on-difference", action="store_true",
                          help="exit 1 when any module differs")
@@ -67,13 +69,14 @@ def add_tool_parsers(sub: Any) -> None:
 
     profile = sub.add_parser("profile", help="ONNX Runtime kernel time per module")
     profile.add_argument("file")
-    profile.add_argument("--warmup", type=int, default=3)
-    profile.add_argument("--repeats", type=int, default=20)
+    profile.add_argument("--warmup", type=non_negative_int, default=3)
+    profile.add_argument("--repeats", type=positive_int, default=20)
     profile.add_argument("--level", default="all", choices=LEVELS,
                          help="ONNX Runtime graph optimisation level (default all)")
-    profile.add_argument("--threads", type=int, default=0, help="intra-op threads (0: ORT's)")
-    profile.add_argument("--depth", type=int)
-    profile.add_argument("--top", type=int, help="only the N modules with most total time")
+    profile.add_argument("--threads", type=non_negative_int, default=0,
+                         help="intra-op threads (0: ORT's)")
+    profile.add_argument("--depth", type=non_negative_int)
+    profile.add_argument("--top", type=positive_int, help="only the N modules with most total time")
     profile.add_argument("--format", default="table", choices=["table", "json", "csv"])
     profile.add_argument("--dim", action="append", help="symbolic dimension NAME=VALUE")
     profile.add_argument("-o", "--output", help="write here instead of stdout")
@@ -108,7 +111,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     from modelexport.tools.writing import check_writable
 
     if args.output:
-        check_writable(args.output)
+        check_writable(args.output, args.file)
     view = open_view(args.file)
     if args.format == "graphml":
         _emit(render_graphml(view), args.output)
@@ -222,7 +225,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
     from modelexport.tools.feeds import parse_dims
     from modelexport.tools.writing import check_writable, write_model
 
-    check_writable(args.output)
+    check_writable(args.output, args.file)
     dims = parse_dims(args.dim)
     view = open_view(args.file, external_data=True)
     extraction = extract_module(view, args.module, dims)
@@ -252,7 +255,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
     from modelexport.tools.writing import check_writable
 
     if args.output:
-        check_writable(args.output)
+        check_writable(args.output, args.file)
     if args.repeats < 1 or args.warmup < 0:
         raise ModelExportError("--repeats must be at least 1 and --warmup at least 0")
     view = open_view(args.file)
@@ -295,7 +298,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     from modelexport.tools.optimizers import optimize
     from modelexport.tools.writing import check_writable
 
-    check_writable(args.output)
+    check_writable(args.output, args.file)
     view = open_view(args.file, external_data=True)
     rewritten = optimize(view.model, args.optimizer, args.ort_level)
     return _retagged_output(view, rewritten, args.output,
@@ -307,7 +310,7 @@ def cmd_retag(args: argparse.Namespace) -> int:
     from modelexport.tools.onnx_file import load_graph
     from modelexport.tools.writing import check_writable
 
-    check_writable(args.output)
+    check_writable(args.output, args.reference)
     view = open_view(args.reference)
     rewritten = load_graph(args.file, external_data=True)
     return _retagged_output(view, rewritten, args.output,

@@ -68,7 +68,18 @@ def test_local_folder_round_trip(bert_folder, tmp_path):
     onnx.checker.check_model(str(out), full_check=True)
     assert all(tag is not None for tag in read_tags(str(out)).values())
     assert (tmp_path / "x.onnx.hierarchy.json").exists()
-    assert "## Module tree" in (tmp_path / "x.onnx.report.md").read_text()
+    report = (tmp_path / "x.onnx.report.md").read_text()
+    assert "## Module tree" in report
+    total = float(report.split("- total time: ")[1].split("s")[0])
+    assert total > 0.0, "the report is written before the export ends, not before it starts"
+
+
+def test_a_sequence_length_past_the_position_limit_is_said(bert_folder, tmp_path, capsys):
+    code = main(["export", "--model", str(bert_folder), "--output", str(tmp_path / "s.onnx"),
+                 "--strategy", "htp", "--sequence-length", "100000"])
+    assert code == 0
+    assert ("warning: --sequence-length 100000 is past the model's position limit; the "
+            "inputs are 512 tokens long") in capsys.readouterr().err
 
 
 def test_json_report_and_task_override(bert_folder, tmp_path, capsys):

@@ -106,6 +106,48 @@ def test_unwritable_output(tmp_path, tagged, command):
     assert_one_line_error(code, err, "cannot write")
 
 
+@pytest.mark.parametrize("command", ["analyze", "extract", "optimize", "retag", "profile"])
+def test_a_tool_never_writes_over_the_file_it_reads(tmp_path, tagged, command):
+    source = tmp_path / "model.onnx"
+    source.write_bytes(tagged.read_bytes())
+    args = {"analyze": ["analyze", source, "--format", "json", "-o", source],
+            "extract": ["extract", source, "--module", "fc", "-o", source],
+            "optimize": ["optimize", source, "--with", "ort", "-o", source],
+            "retag": ["retag", tagged, "--reference", source, "-o", source],
+            "profile": ["profile", source, "-o", source]}[command]
+    code, _, err = run(*args)
+    assert_one_line_error(code, err, "is the input file")
+    assert source.read_bytes() == tagged.read_bytes()
+
+
+@pytest.mark.parametrize(("argv", "needle"), [
+    (["export", "--model", "zoo:bert", "-o", "x.onnx", "--atol", "-1"],
+     "--atol: must be 0 or more"),
+    (["export", "--model", "zoo:bert", "-o", "x.onnx", "--batch-size", "-2"],
+     "--batch-size: must be at least 1, not -2"),
+    (["export", "--model", "zoo:bert", "-o", "x.onnx", "--rtol", "nan"], "--rtol"),
+    (["validate", "x.onnx", "--sequence-length", "0"], "--sequence-length: must be at least 1"),
+    (["profile", "x.onnx", "--repeats", "many"], "--repeats: must be a whole number"),
+    (["zoo", "run", "--jobs", "0"], "--jobs: must be at least 1"),
+])
+def test_nonsense_arguments_are_one_line_errors(argv, needle, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], lines
+    assert not (tmp_path / "x.onnx").exists()
+
+
+def test_argument_errors_print_one_line_without_the_usage(capsys):
+    with pytest.raises(SystemExit):
+        main(["export", "--model", "zoo:bert", "-o", "x.onnx", "--atol", "-1"])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == ["modelexport export: error: argument --atol: must be 0 or more, not -1 "
+                     "(see modelexport export --help)"]
+
+
 def test_unknown_module_and_bad_options(tmp_path, tagged):
     code, _, err = run("extract", tagged, "--module", "fc.nope", "-o", tmp_path / "x.onnx")
     assert_one_line_error(code, err, "no nodes of module 'fc.nope'")

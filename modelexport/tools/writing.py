@@ -11,6 +11,7 @@ from pathlib import Path
 
 import onnx
 
+from modelexport.errors import ModelExportError
 from modelexport.outputs import (
     PROTOBUF_LIMIT_BYTES,
     StagedOutput,
@@ -20,8 +21,17 @@ from modelexport.outputs import (
 )
 
 
-def check_writable(path: str | Path) -> None:
-    """Fail early (one line) when ``path`` cannot be written."""
+def check_writable(path: str | Path, *sources: str | Path) -> None:
+    """Fail early (one line) when ``path`` cannot be written, or would replace a source.
+
+    A tool that writes over the file it reads loses the original the moment
+    it succeeds: ``extract x.onnx -o x.onnx`` would leave only the layer.
+    """
+    target = Path(path).resolve()
+    for source in sources:
+        if Path(source).resolve() == target:
+            raise ModelExportError(f"the output {path} is the input file; choose another "
+                                   "output so the original is kept")
     StagedOutput.open(path).close()
 
 
