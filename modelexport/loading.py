@@ -159,19 +159,30 @@ def inputs_from_spec_file(path: str | Path, seed: int = 0) -> dict[str, torch.Te
     generator = torch.Generator().manual_seed(seed)
     inputs: dict[str, torch.Tensor] = {}
     for name, entry in spec.items():
-        try:
-            shape = [int(d) for d in entry["shape"]]
-            dtype = _DTYPES[entry.get("dtype", "float32")]
-        except (KeyError, TypeError, ValueError):
-            raise InputMismatchError(
-                f"input spec {name!r} needs a 'shape' list and a dtype among "
-                f"{', '.join(_DTYPES)}"
-            ) from None
+        shape, dtype, (low, high) = _checked_spec(name, entry)
         if dtype.is_floating_point:
             inputs[name] = torch.randn(shape, generator=generator).to(dtype)
         elif dtype == torch.bool:
             inputs[name] = torch.ones(shape, dtype=torch.bool)
         else:
-            low, high = int(entry.get("low", 0)), int(entry.get("high", 2))
             inputs[name] = torch.randint(low, high, shape, generator=generator, dtype=dtype)
     return inputs
+
+
+def _checked_spec(name: str, entry: Any) -> tuple[list[int], torch.dtype, tuple[int, int]]:
+    """Shape, dtype and integer range of one input spec, or a one-line error saying what is off."""
+    try:
+        shape = [int(d) for d in entry["shape"]]
+        dtype = _DTYPES[entry.get("dtype", "float32")]
+        low, high = int(entry.get("low", 0)), int(entry.get("high", 2))
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise InputMismatchError(
+            f"input spec {name!r} needs a 'shape' list of whole numbers, a dtype among "
+            f"{', '.join(_DTYPES)}, and whole-number 'low' and 'high'") from None
+    if any(d < 0 for d in shape):
+        raise InputMismatchError(f"input spec {name!r}: shape {shape} has a negative dimension")
+    if not dtype.is_floating_point and dtype != torch.bool and low >= high:
+        raise InputMismatchError(
+            f"input spec {name!r}: integers are drawn from [low, high), so low ({low}) must be "
+            f"below high ({high})")
+    return shape, dtype, (low, high)

@@ -50,11 +50,33 @@ def build_sidecar(
 
 
 def read_sidecar(path: str | Path) -> dict[str, Any]:
-    """Load a sidecar, refusing files of another schema."""
+    """Load a sidecar, refusing files of another schema or shape (``ValueError``).
+
+    The tools index ``modules`` and ``nodes`` directly; a hand-edited file
+    whose ``modules`` is a number would otherwise surface as a ``TypeError``
+    deep inside whichever tool read it first.
+    """
     data = json.loads(Path(path).read_text(encoding="utf-8"))
     if not isinstance(data, dict) or data.get("schema") != SIDECAR_SCHEMA:
         raise ValueError(f"{path} is not a {SIDECAR_SCHEMA} sidecar")
+    problem = _shape_problem(data)
+    if problem:
+        raise ValueError(f"{path} is not a well-formed sidecar: {problem}")
     return data
+
+
+def _shape_problem(data: dict[str, Any]) -> str | None:
+    """What is wrong with the two tables the tools read, or None."""
+    modules = data.get("modules", [])
+    if not isinstance(modules, list) or not all(
+            isinstance(row, dict) and isinstance(row.get("path"), str) for row in modules):
+        return "'modules' must be a list of objects with a string 'path'"
+    nodes = data.get("nodes", {})
+    if not isinstance(nodes, dict) or not all(
+            isinstance(entry, dict) and isinstance(entry.get("module"), str)
+            for entry in nodes.values()):
+        return "'nodes' must map node names to objects with a string 'module'"
+    return None
 
 
 def _node_entries(graph: onnx.ModelProto, tags: Sequence[NodeTag | None]) -> dict[str, dict]:

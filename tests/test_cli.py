@@ -130,6 +130,23 @@ def test_inputs_that_do_not_fit(capsys, factories, tmp_path):
     assert not out.exists()
 
 
+@pytest.mark.parametrize(("spec", "needle"), [
+    ({"shape": [1, -3], "dtype": "float32"}, "shape [1, -3] has a negative dimension"),
+    ({"shape": [1, 4], "dtype": "int64", "low": 5, "high": 5}, "low (5) must be below high (5)"),
+    ({"shape": [1, 4], "dtype": "int64", "low": "a"}, "whole-number 'low' and 'high'"),
+    ({"shape": "1x4"}, "a 'shape' list of whole numbers"),
+    (["not", "an", "object"], "a 'shape' list of whole numbers"),
+])
+def test_input_specs_that_make_no_sense(capsys, factories, tmp_path, spec, needle):
+    specs = tmp_path / "specs.json"
+    specs.write_text(json.dumps({"input": spec}))
+    out = tmp_path / "a.onnx"
+    line = bad(capsys, "export", "--model", f"{factories}:linear", "--input-specs", str(specs),
+               "-o", str(out))
+    assert needle in line
+    assert not out.exists()
+
+
 def test_unwritable_output(capsys, factories, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import shutil
 import tempfile
 from pathlib import Path
@@ -168,6 +169,22 @@ def test_a_sidecar_that_is_not_json_is_ignored(tmp_path, tagged):
     sidecar_path_for(copy).write_text("{ not json")
     code, out, _ = run("analyze", copy)
     assert code == 0 and "fc" in out
+
+
+@pytest.mark.parametrize("damage", [{"modules": 5}, {"modules": [{"class": "X"}]},
+                                    {"nodes": ["a"]}, {"nodes": {"n": {"module": 3}}}])
+def test_a_malformed_sidecar_is_ignored_by_every_tool_and_named_by_validate(
+        tmp_path, tagged, damage):
+    copy = tmp_path / "copy.onnx"
+    shutil.copy(tagged, copy)
+    sidecar = json.loads(sidecar_path_for(tagged).read_text())
+    sidecar_path_for(copy).write_text(json.dumps({**sidecar, **damage}))
+    for args in (["analyze", copy], ["extract", copy, "--module", "fc", "-o", tmp_path / "l.onnx"],
+                 ["profile", copy, "--repeats", "2"], ["compare", copy, tagged]):
+        code, _, err = run(*args)
+        assert code == 0 and "Traceback" not in err, (args, err)
+    code, out, _ = run("validate", copy)
+    assert "the sidecar beside the file is unusable" in out and "not a well-formed sidecar" in out
 
 
 @st.composite

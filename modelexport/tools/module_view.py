@@ -23,7 +23,7 @@ from pathlib import Path
 
 import onnx
 
-from modelexport.errors import ModelExportError
+from modelexport.errors import ModelExportError, one_line
 from modelexport.hierarchy import ROOT, ancestors, is_within, parent_path
 from modelexport.outputs import sidecar_path_for
 from modelexport.sidecar import read_sidecar
@@ -59,6 +59,7 @@ class ModuleView:
     classes: dict[str, str]
     origin: str
     sidecar: dict | None = None
+    sidecar_problem: str = ""  # why a sidecar beside the file was not used
 
     def tree(self) -> list[str]:
         """Every module path, depth first from the root.
@@ -166,14 +167,22 @@ def _from_node_names(model: onnx.ModelProto) -> list[NodeInfo] | None:
     return infos if any(i.module is not None for i in infos) else None
 
 
-def _read_sidecar(onnx_path: Path | None) -> dict | None:
-    """The sidecar beside ``onnx_path``; a missing or unreadable one is simply absent."""
+def _read_sidecar(onnx_path: Path | None) -> tuple[dict | None, str]:
+    """The sidecar beside ``onnx_path``, or None with why it was not used.
+
+    A missing sidecar is no problem; an unreadable or malformed one is
+    ignored too (the graph's own tags still serve), and the reason is kept
+    for ``validate`` to report.
+    """
     if onnx_path is None:
-        return None
+        return None, ""
+    path = sidecar_path_for(onnx_path)
+    if not path.exists():
+        return None, ""
     try:
-        return read_sidecar(sidecar_path_for(onnx_path))
-    except (OSError, ValueError):
-        return None
+        return read_sidecar(path), ""
+    except (OSError, ValueError) as exc:
+        return None, one_line(exc)
 
 
 def _classes_from_sidecar(sidecar: dict | None) -> dict[str, str]:
@@ -194,7 +203,7 @@ def _classes_from_tags(model: onnx.ModelProto, classes: dict[str, str]) -> None:
 def module_view(model: onnx.ModelProto, path: str | Path | None = None) -> ModuleView:
     """Read module information from ``model`` (and its sidecar, when ``path`` is given)."""
     file = Path(path) if path is not None else None
-    sidecar = _read_sidecar(file)
+    sidecar, problem = _read_sidecar(file)
     classes = _classes_from_sidecar(sidecar)
     readers = [
         (ORIGIN_TAGS, lambda: _from_tags(model)),
@@ -207,9 +216,9 @@ def module_view(model: onnx.ModelProto, path: str | Path | None = None) -> Modul
         if infos is not None:
             if origin == ORIGIN_TAGS:
                 _classes_from_tags(model, classes)
-            return ModuleView(file, model, infos, classes, origin, sidecar)
+            return ModuleView(file, model, infos, classes, origin, sidecar, problem)
     return ModuleView(file, model, [NodeInfo(None) for _ in model.graph.node], classes,
-                      ORIGIN_NONE, sidecar)
+                      ORIGIN_NONE, sidecar, problem)
 
 
 def iter_within(view: ModuleView, scope: str) -> Iterator[int]:

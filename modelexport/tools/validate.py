@@ -89,9 +89,10 @@ def _tag_findings(view: ModuleView) -> list[Finding]:
                                 untagged))
     tree = _sidecar_tags(view)
     if not tree:
+        why = (f"the sidecar beside the file is unusable ({view.sidecar_problem})"
+               if view.sidecar_problem else "no sidecar beside the file")
         findings.append(Finding("no-sidecar", WARNING,
-                                "no sidecar beside the file; module names not checked "
-                                "against the model's tree"))
+                                f"{why}; module names not checked against the model's tree"))
         return findings
     unknown = [names[i] for i, info in enumerate(view.nodes)
                if info.module is not None and info.module not in tree]
