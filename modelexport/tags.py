@@ -11,6 +11,8 @@ from enum import Enum
 
 import onnx
 
+from modelexport.errors import ModelExportError
+
 SCHEMA_VERSION = "1.0"
 ROOT_PATH = ""
 KEY_MODULE = "modelexport.module"
@@ -127,11 +129,44 @@ def node_props(node: onnx.NodeProto) -> dict[str, str]:
     return {p.key: p.value for p in node.metadata_props}
 
 
+class MalformedTagError(ModelExportError):
+    """A node's tag holds a value the schema does not allow."""
+
+
+def tag_value_problem(props: dict[str, str]) -> str | None:
+    """What is wrong with a node's tag values (``source``, ``call``), or None."""
+    source = props.get(KEY_SOURCE)
+    if source is not None and source not in {s.value for s in TagSource}:
+        return (f"{KEY_SOURCE} is {source!r}, not one of "
+                f"{', '.join(s.value for s in TagSource)}")
+    call = props.get(KEY_CALL)
+    if call is not None and not call.isdigit():
+        return f"{KEY_CALL} is {call!r}, not a whole number"
+    return None
+
+
+def require_well_formed_tags(model: onnx.ModelProto, what: str) -> None:
+    """Raise :class:`MalformedTagError` for the first node whose tag values break the schema."""
+    for node in model.graph.node:
+        problem = tag_value_problem(node_props(node))
+        if problem is not None:
+            raise MalformedTagError(f"{what}: node {node.name or node.op_type!r}: {problem} "
+                                    "(modelexport validate lists every such node)")
+
+
 def read_node_tag(node: onnx.NodeProto) -> NodeTag | None:
-    """The tag written on ``node``, or None when it carries none."""
+    """The tag written on ``node``, or None when it carries none.
+
+    Raises :class:`MalformedTagError` (one line, naming the node) for values
+    the schema does not allow, rather than a bare ``ValueError`` from deep
+    inside whichever tool read the file.
+    """
     props = node_props(node)
     if KEY_MODULE not in props:
         return None
+    problem = tag_value_problem(props)
+    if problem is not None:
+        raise MalformedTagError(f"node {node.name or node.op_type!r}: {problem}")
     call = props.get(KEY_CALL)
     return NodeTag(
         module=props[KEY_MODULE],

@@ -187,6 +187,36 @@ def test_a_malformed_sidecar_is_ignored_by_every_tool_and_named_by_validate(
     assert "the sidecar beside the file is unusable" in out and "not a well-formed sidecar" in out
 
 
+@pytest.mark.parametrize(("key", "value", "needle"), [
+    ("modelexport.source", "banana", "modelexport.source is 'banana'"),
+    ("modelexport.call", "abc", "modelexport.call is 'abc', not a whole number"),
+    ("modelexport.call", "-1", "modelexport.call is '-1'"),
+])
+def test_tag_values_the_schema_forbids_fail_validate_and_one_line_everywhere_else(
+        tmp_path, tagged, key, value, needle):
+    from modelexport.tags import MalformedTagError, read_tags
+
+    model = onnx.load(str(tagged))
+    node = model.graph.node[0]
+    kept = [p for p in node.metadata_props if p.key != key]
+    del node.metadata_props[:]
+    node.metadata_props.extend(kept)
+    entry = node.metadata_props.add()
+    entry.key, entry.value = key, value
+    bad = tmp_path / "bad.onnx"
+    onnx.save(model, str(bad))
+    shutil.copy(sidecar_path_for(tagged), sidecar_path_for(bad))
+    code, out, _ = run("validate", bad)
+    assert code == 1 and "[malformed-tag] 1 nodes" in out and needle in out
+    with pytest.raises(MalformedTagError, match=needle.replace("(", r"\(")):
+        read_tags(bad)
+    for args in (["retag", bad, "--reference", tagged, "-o", tmp_path / "a.onnx"],
+                 ["retag", tagged, "--reference", bad, "-o", tmp_path / "b.onnx"]):
+        code, _, err = run(*args)
+        assert_one_line_error(code, err, needle)
+    assert not (tmp_path / "a.onnx").exists() and not (tmp_path / "b.onnx").exists()
+
+
 @st.composite
 def corruptions(draw: st.DrawFn) -> tuple[int | None, list[tuple[int, int]]]:
     """A truncation point (or none) and a few byte overwrites."""

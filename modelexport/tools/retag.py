@@ -36,6 +36,7 @@ from modelexport.tags import (
     NodeTag,
     TagSource,
     node_props,
+    require_well_formed_tags,
     write_node_tag,
 )
 from modelexport.tools.module_view import ModuleView
@@ -216,6 +217,8 @@ def coverage_count(model: onnx.ModelProto, known: set[str]) -> int:
 
 def retag(rewritten: onnx.ModelProto, reference: ModuleView) -> RetagResult:
     """Tag every node of ``rewritten`` in place from the tagged ``reference``."""
+    require_well_formed_tags(reference.model, "the reference")
+    require_well_formed_tags(rewritten, "the rewritten file")
     known = set(reference.tree())
     tags_by_module = _module_tags(reference)
     nodes = rewritten.graph.node

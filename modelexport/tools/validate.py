@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from modelexport.hierarchy import ROOT
-from modelexport.tags import KEY_TAG, node_props
+from modelexport.tags import KEY_TAG, node_props, tag_value_problem
 from modelexport.tools.module_view import ORIGIN_TAGS, ModuleView, all_regions
 from modelexport.tools.regions import RegionIndex
 from modelexport.verify import check_model_file
@@ -113,6 +113,18 @@ def _tag_findings(view: ModuleView) -> list[Finding]:
     return findings
 
 
+def _malformed_tags(view: ModuleView) -> Finding | None:
+    """Tag values the schema does not allow: readers of the file would refuse it."""
+    names = view.node_names()
+    problems = [f"{names[i]}: {problem}" for i, node in enumerate(view.model.graph.node)
+                if (problem := tag_value_problem(node_props(node))) is not None]
+    if problems:
+        return Finding("malformed-tag", ERROR,
+                       f"{len(problems)} nodes carry a tag value the schema does not allow",
+                       problems)
+    return None
+
+
 def _duplicate_keys(view: ModuleView) -> Finding | None:
     names = view.node_names()
     duplicated = [
@@ -179,7 +191,8 @@ def validate_structure(view: ModuleView) -> ValidationReport:
     if view.path is not None and (found := _check_file(view.path)) is not None:
         report.findings.append(found)
     report.findings.extend(_tag_findings(view))
-    if (found := _duplicate_keys(view)) is not None:
-        report.findings.append(found)
+    for check in (_malformed_tags, _duplicate_keys):
+        if (found := check(view)) is not None:
+            report.findings.append(found)
     report.findings.extend(_convexity(view))
     return report
