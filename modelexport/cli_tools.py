@@ -140,8 +140,9 @@ def _static_hints(view) -> tuple[int | None, int | None]:
 
 
 def _model_and_inputs(args: argparse.Namespace, view):
+    """The model to compare with and its example, in ``forward``'s order."""
     from modelexport.cli import _load
-    from modelexport.inputs import ModelInputs
+    from modelexport.inputs import ModelInputs, in_signature_order
     from modelexport.loading import generate_inputs
 
     loaded = _load(args)
@@ -152,17 +153,11 @@ def _model_and_inputs(args: argparse.Namespace, view):
         example = generate_inputs(loaded.model, args.batch_size or batch or 1,
                                   args.sequence_length or sequence or 16)
     loaded.model.eval()
-    return loaded.model, ModelInputs.from_user(example)
-
-
-def _input_names(view, model, example) -> list[str]:
-    from modelexport.inputs import graph_input_names
-
-    names = ((view.sidecar or {}).get("settings") or {}).get("input_names")
-    return names or graph_input_names(model, example)
+    return loaded.model, in_signature_order(loaded.model, ModelInputs.from_user(example))
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    from modelexport.inputs import graph_input_names
     from modelexport.tools.per_module import compare_modules, summarize
     from modelexport.tools.validate import validate_structure
     from modelexport.verify import check_parity
@@ -173,7 +168,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
     report = validate_structure(view)
     if args.model:
         model, example = _model_and_inputs(args, view)
-        names = _input_names(view, model, example)
+        # named from the model given, never from the file's sidecar: the file's
+        # names bound to another model's tensors would feed pixels as token ids
+        names = graph_input_names(model, example)
         report.parity = check_parity(args.file, model, example, names,
                                      atol=args.atol, rtol=args.rtol).as_dict()
         if args.per_module:

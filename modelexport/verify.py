@@ -118,7 +118,7 @@ def ort_feed(wanted: list[str], inputs: ModelInputs, names: list[str]) -> dict[s
     if missing:
         raise InputMismatchError(
             f"the ONNX graph expects inputs {wanted}; the example has no "
-            f"{', '.join(missing)} (it provides {', '.join(names)})")
+            f"{', '.join(missing)} (it provides {', '.join(by_name) or 'no tensors'})")
     return {name: by_name[name].detach().cpu().numpy() for name in wanted}
 
 

@@ -211,6 +211,15 @@ def test_validate_with_model_checks_parity(exported, capsys):
     assert code == 0 and report["parity"]["passed"] and report["passed"]
 
 
+def test_validate_against_another_model_names_what_each_side_has(exported, capsys):
+    """The example's own names, never the file's bound to another model's tensors."""
+    code, _, err = cli(capsys, "validate", exported("bert", "htp").path, "--model", "zoo:vit")
+    assert code == 2
+    assert err.strip() == ("error: the ONNX graph expects inputs ['input_ids', "
+                           "'attention_mask']; the example has no input_ids, attention_mask "
+                           "(it provides pixel_values)")
+
+
 # --- per-module parity -------------------------------------------------------
 
 def plant_divergence(source: Path, target: Path, module: str) -> Path:
