@@ -293,3 +293,24 @@ def test_parameters_read_through_a_parametrisation_or_a_folded_identity_count_as
                                       strategy=strategy, validate=True)
     assert report.parity_passed
     assert report.check_passed, report.check["failures"]
+
+
+@pytest.mark.parametrize("strategy", ["htp", "usage_based"])
+def test_node_names_carry_the_users_scopes_not_the_adapters(tmp_path, strategy):
+    """Node names are what users read in Netron and profiles: no internal ``/wrapped/``."""
+    import onnx
+
+    from modelexport.tools.module_view import open_view
+
+    model, x = idiom("root_sequential")
+    path = tmp_path / "m.onnx"
+    modelexport.export_model(model, x, path, strategy=strategy, clean=True)
+    names = [n.name for n in onnx.load(str(path)).graph.node]
+    assert len(set(names)) == len(names)
+    assert not any("wrapped" in name for name in names), names
+    Path(str(path) + ".hierarchy.json").unlink()  # only the node names are left to read
+    view = open_view(path)
+    assert view.origin == "node-names"
+    read = {info.module for info in view.nodes if info.module}
+    children = {name for name, _ in model.named_children()}
+    assert read and read <= children, (read, children)

@@ -77,6 +77,33 @@ def strip_adapter_prefix(path: str, depth: int) -> str:
     return path
 
 
+def strip_adapter_scopes(graph: onnx.ModelProto, depth: int) -> None:
+    """``/wrapped/encoder/layer.0/MatMul`` -> ``/encoder/layer.0/MatMul`` on every node name.
+
+    Node names are what users read in Netron, profiles and error messages; the
+    adapters modelexport wraps a model in are not theirs.  Runs after the
+    strategy has read the scopes.  Names stay unique: if stripping would make
+    two nodes share a name, every name is left as it was.
+    """
+    renamed = [_without_adapter_scopes(node.name, depth) for node in graph.graph.node]
+    if len(set(renamed)) == len(renamed):
+        for node, name in zip(graph.graph.node, renamed):
+            node.name = name
+
+
+def _without_adapter_scopes(name: str, depth: int) -> str:
+    parts = name.split("/")
+    if len(parts) < 3 or parts[0] or parts[1] != ADAPTER_ATTRIBUTE:
+        return name
+    scopes, op = parts[1:-1], parts[-1]
+    dropped = 0
+    while dropped < depth and dropped < len(scopes) and scopes[dropped] == ADAPTER_ATTRIBUTE:
+        dropped += 1
+    # a root container's children are scoped ``wrapped.2`` under the adapter
+    kept = [strip_adapter_prefix(scope, depth) for scope in scopes[dropped:]]
+    return "/" + "/".join([*kept, op])
+
+
 def rename_graph_values(graph: onnx.ModelProto, renames: dict[str, str]) -> None:
     """Rename tensors (initializers, inputs, outputs) everywhere they are referenced."""
     if not renames:
@@ -174,6 +201,7 @@ class Strategy(ABC):
                 start = time.perf_counter()
                 with paused_gc():
                     assignments = self.assign(request, graph)
+                    strip_adapter_scopes(graph, 1 + request.adapter_depth)
                 result.seconds["assign"] = time.perf_counter() - start
             if len(assignments) != len(graph.graph.node):
                 raise RuntimeError(
