@@ -193,6 +193,35 @@ def test_validate_names_the_offending_nodes(exported, tmp_path, capsys):
     assert "[non-convex] module 'pooler'" in out
 
 
+class ResidualLoop(torch.nn.Module):
+    """``for layer in self.layers: x = x + layer(x)``: the ModuleList itself never runs."""
+
+    def __init__(self):
+        super().__init__()
+        self.layers = torch.nn.ModuleList([torch.nn.Linear(8, 8) for _ in range(3)])
+
+    def forward(self, x):
+        for layer in self.layers:
+            x = x + layer(x)
+        return x
+
+
+@pytest.mark.parametrize("strategy", ["htp", "dynamo", "usage_based", "fx"])
+def test_a_container_that_never_ran_is_no_region_to_judge(tmp_path, capsys, strategy):
+    path = tmp_path / "loop.onnx"
+    modelexport.export_model(ResidualLoop(), torch.randn(2, 8), path, strategy=strategy)
+    code, out, _ = cli(capsys, "validate", path)
+    assert code == 0, out
+    model = onnx.load(str(path))  # a wrong tag inside a layer that ran is still caught
+    view = module_view(model, path)
+    add = next(node for node, info in zip(model.graph.node, view.nodes)
+               if node.op_type == "Add" and info.module == "")
+    set_module(add, "layers.2")
+    onnx.save(model, str(path))
+    code, out, _ = cli(capsys, "validate", path)
+    assert code == 1 and "[non-convex] module 'layers.2'" in out
+
+
 def test_validate_reports_untagged_nodes():
     model = onnx.helper.make_model(onnx.helper.make_graph(
         [onnx.helper.make_node("Relu", ["x"], ["y"], name="/block/Relu"),

@@ -166,13 +166,24 @@ def _components(index: RegionIndex, region: list[int]) -> list[list[int]]:
     return list(groups.values())
 
 
+def _never_ran(view: ModuleView) -> set[str]:
+    """Containers the sidecar records as never called (a ``ModuleList`` looped over).
+
+    Their nodes are their children's, with whatever the caller computes in
+    between (``x = x + layer(x)``): the union is no computation of its own,
+    so it has no reason to be a convex region.
+    """
+    return {row["path"] for row in view.sidecar_modules() if row.get("calls") == 0}
+
+
 def _convexity(view: ModuleView) -> list[Finding]:
     index = RegionIndex(view.model)
     names = view.node_names()
     repeated = _ran_repeatedly(view)
+    skipped = _never_ran(view)
     findings = []
     for module, region in all_regions(view).items():
-        if module == ROOT:
+        if module == ROOT or module in skipped:
             continue
         parts = _components(index, region) if module in repeated else [region]
         breaks = sorted({b for part in parts for b in index.convexity_breaks(part)})
