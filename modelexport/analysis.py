@@ -330,6 +330,12 @@ class ModelCharacteristics:
 
 
 FRAMEWORK_HINTS = ("attention", "convolution", "embedding", "normalization", "recurrent")
+# Features only a watched forward gives (ModelCharacteristics.execution).
+EXECUTION_FEATURES = frozenset({
+    "op_calls", "distinct_ops", "data_dependent_ops", "random_ops", "inplace_ops",
+    "pointwise_share", "reduction_share", "view_share", "complex_values",
+    "unexecuted_module_share", "repeated_modules", "untranslatable_ops",
+})
 
 
 class ModelAnalyzer:

@@ -59,7 +59,7 @@ from modelexport.outputs import (
 )
 from modelexport.parameters import match_initializers
 from modelexport.report import Attempt, ExportReport, Outputs, Summary
-from modelexport.selection import recommend_strategy
+from modelexport.selection import needs_execution, recommend_strategy
 from modelexport.self_check import SelfCheck, check_saved_file, self_check
 from modelexport.sidecar import build_sidecar
 from modelexport.strategies import ExportRequest, StrategyResult, get_strategy
@@ -172,11 +172,13 @@ class UnifiedExporter:
         traced = step.adapter if step is not None else model
         tree = ModuleTree(model)
         auto = self.strategy_name == ExportStrategy.AUTO.value
+        # AUTO's selector reads what the probe saw run (no second forward),
+        # when its rules test any of it.
+        watch = auto and needs_execution(self.objective)
         with monitor.phase("probe"), tree.recording_calls(), \
-                (observing(model) if auto else contextlib.nullcontext()) as ops:
+                (observing(model) if watch else contextlib.nullcontext()) as ops:
             probed = run_checked(traced, example)
-        # AUTO's selector reads what the probe saw run: no second forward.
-        execution = ExecutionEvidence.from_run(ops, tree.call_counts()) if auto else None
+        execution = ExecutionEvidence.from_run(ops, tree.call_counts()) if watch else None
         example, dropped_cache = without_unrequested_cache(traced, example, probed)
         del probed
         if dropped_cache:

@@ -56,7 +56,9 @@ class PeakSampler:
 class PhaseMonitor:
     """Records how long each named phase took, and its peak RSS when enabled.
 
-    ``log`` receives one line per finished phase (the ``verbose`` option).
+    ``log`` (the ``verbose`` option) receives a line as each phase starts, so
+    a user watching a long export sees what it is doing, and one as it ends,
+    with its time.
     """
 
     track_memory: bool = False
@@ -66,6 +68,8 @@ class PhaseMonitor:
 
     @contextlib.contextmanager
     def phase(self, name: str) -> Iterator[None]:
+        if self.log is not None:
+            self.log(f"{name} ...")
         start = time.perf_counter()
         sampler = PeakSampler() if self.track_memory else None
         with sampler if sampler is not None else contextlib.nullcontext():

@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from modelexport.analysis import ModelAnalyzer, ModelCharacteristics
+from modelexport.analysis import EXECUTION_FEATURES, ModelAnalyzer, ModelCharacteristics
 from modelexport.names import ExportStrategy, Objective
 
 RULES_SCHEMA = "modelexport.selection-rules/2"
@@ -75,6 +75,16 @@ def describe_test(test: list[Any]) -> str:
 def matching_rule(rules: list[dict[str, Any]], features: Mapping[str, Any]) -> dict[str, Any]:
     """The first rule whose tests all hold (the last rule has none, so one always does)."""
     return next(r for r in rules if all(condition_holds(t, features) for t in r["when"]))
+
+
+def needs_execution(objective: Objective | str) -> bool:
+    """Whether any rule for ``objective`` tests what only a watched forward shows.
+
+    Watching costs: the first dispatch-mode forward in a process imports
+    ``torch._dynamo`` (about 0.8 s), so AUTO watches only when a rule reads it.
+    """
+    rules = load_rules()["objectives"][Objective(objective).value]["rules"]
+    return any(test[0] in EXECUTION_FEATURES for rule in rules for test in rule["when"])
 
 
 def rule_confidence(rule: Mapping[str, Any]) -> float:

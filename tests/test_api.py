@@ -168,8 +168,9 @@ def test_auto_on_data_dependent_branch_goes_straight_to_htp(tmp_path):
 
 
 def test_auto_selects_for_the_requested_objective(tmp_path, monkeypatch):
-    """The objective reaches the selector, which reads what AUTO's probe saw run."""
+    """The objective reaches the selector; the probe is watched only when a rule needs it."""
     import modelexport.api as api
+    from modelexport import selection
     from modelexport.selection import recommend_strategy
 
     seen = {}
@@ -179,11 +180,23 @@ def test_auto_selects_for_the_requested_objective(tmp_path, monkeypatch):
         return recommend_strategy(model, prioritize_speed, characteristics, **options)
 
     monkeypatch.setattr(api, "recommend_strategy", spy)
-    report = modelexport.export_model(small_cnn(), torch.randn(1, 3, 32, 32),
-                                      tmp_path / "c.onnx", objective="runtime")
-    assert report["selection"]["objective"] == "runtime" and seen["objective"] == "runtime"
-    execution = seen["characteristics"].execution
-    assert execution is not None and execution.op_calls > 0 and execution.modules > 1
+    table = {"fallback_order": ["htp", "dynamo", "usage_based", "fx"],
+             "rules": [{"name": "default", "when": [], "strategy": "htp", "matched": 1,
+                        "right": 1}]}
+    watching = {"fallback_order": table["fallback_order"],
+                "rules": [{"name": "random_ops", "when": [["random_ops", "is", True]],
+                           "strategy": "dynamo", "matched": 1, "right": 1}, *table["rules"]]}
+    for runtime_table, watched in ((table, False), (watching, True)):
+        rules = {"schema": selection.RULES_SCHEMA,
+                 "objectives": {"speed": table, "quality": table, "runtime": runtime_table}}
+        monkeypatch.setattr(selection, "load_rules", lambda rules=rules: rules)
+        report = modelexport.export_model(small_cnn(), torch.randn(1, 3, 32, 32),
+                                          tmp_path / "c.onnx", objective="runtime")
+        assert report["selection"]["objective"] == "runtime" and seen["objective"] == "runtime"
+        execution = seen["characteristics"].execution
+        assert (execution is not None) is watched
+        if watched:
+            assert execution.op_calls > 0 and execution.modules > 1
 
 
 def test_dynamo_failure_is_never_a_silent_torchscript_export(tmp_path):

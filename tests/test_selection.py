@@ -236,6 +236,14 @@ def test_execution_evidence_rests_on_torch_op_tags_and_call_counts():
     assert ModelAnalyzer.analyze_model(Noisy(), torch.randn(2, 4)).execution.random_ops
 
 
+def test_execution_features_are_exactly_what_a_watched_forward_adds():
+    from modelexport.analysis import EXECUTION_FEATURES
+
+    static = ModelAnalyzer.analyze_model(Selective()).features()
+    watched = ModelAnalyzer.analyze_model(Selective(), torch.randn(2, 4)).features()
+    assert set(watched) - set(static) == EXECUTION_FEATURES
+
+
 def test_structural_features():
     shared = nn.Linear(4, 4)
     model = nn.Sequential(shared, nn.ReLU(), shared)
