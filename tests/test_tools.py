@@ -344,6 +344,18 @@ def test_extract_cli_writes_model_and_sidecar(exported, tmp_path, capsys):
     assert code == 0, text
 
 
+def test_a_layer_extracted_from_a_static_model_is_static_and_profiles(exported, tmp_path,
+                                                                       capsys):
+    out = tmp_path / "layer.onnx"
+    cli(capsys, "extract", exported("bert", "htp").path, "--module", "encoder.layer.0",
+        "-o", out)
+    graph = onnx.load(str(out))
+    for value in [*graph.graph.input, *graph.graph.output]:
+        assert all(d.HasField("dim_value") for d in value.type.tensor_type.shape.dim), value
+    code, text, _ = cli(capsys, "profile", out, "--repeats", "3")
+    assert code == 0 and "attention" in text
+
+
 # --- profile -----------------------------------------------------------------
 
 def test_profile_attributes_kernel_time_to_modules(exported, tmp_path, capsys):

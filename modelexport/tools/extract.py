@@ -4,8 +4,8 @@ The module's region becomes the graph: tensors it reads from outside become
 graph inputs, tensors it hands outside become graph outputs, the initializers
 and outside ``Constant`` nodes it reads are copied in, and tags stay on the
 nodes.  Types and shapes of the boundary come from ONNX shape inference, and
-where inference cannot type a tensor, from one ONNX Runtime run of the whole
-model on generated inputs.
+where inference cannot type a tensor (or, in a static model, leaves a size
+unnamed), from one ONNX Runtime run of the whole model on generated inputs.
 """
 
 from __future__ import annotations
@@ -35,9 +35,22 @@ class Extraction:
     node_indices: list[int]
 
 
+def _static(value: onnx.ValueInfoProto) -> bool:
+    """Every dimension of the tensor's shape is a number."""
+    shape = value.type.tensor_type.shape
+    return value.type.tensor_type.HasField("shape") and all(
+        d.HasField("dim_value") for d in shape.dim)
+
+
 def _value_infos(model: onnx.ModelProto, names: list[str],
                  dims: dict[str, int]) -> dict[str, onnx.ValueInfoProto]:
-    """Typed value infos for ``names``: inferred, else measured in one run."""
+    """Typed value infos for ``names``: inferred, else measured in one run.
+
+    In a model whose inputs are all static, a boundary shape that inference
+    leaves symbolic (``unk__1``) is measured too: the layer of a static model
+    is static, and a symbolic size would leave its users (``profile``)
+    guessing a size that does not fit.
+    """
     known: dict[str, onnx.ValueInfoProto] = {v.name: v for v in model.graph.input}
     known.update({v.name: v for v in model.graph.output})
     try:
@@ -45,7 +58,9 @@ def _value_infos(model: onnx.ModelProto, names: list[str],
         known.update({v.name: v for v in inferred.graph.value_info})
     except Exception:  # inference is an optimisation here; the run below is the fallback
         pass
-    missing = [n for n in names if n not in known or not known[n].type.HasField("tensor_type")]
+    static = all(_static(v) for v in model.graph.input)
+    missing = [n for n in names if n not in known or not known[n].type.HasField("tensor_type")
+               or (static and not _static(known[n]))]
     if missing:
         values = intermediate_values(model, generated_feeds(model, dims), missing)
         for name in missing:
