@@ -85,22 +85,15 @@ class RunLog:
 
 
 @contextlib.contextmanager
-def recording_ops() -> Iterator[RunLog]:
-    """Record the torch functions called and the ATen ops dispatched inside the block."""
-    log = RunLog(FunctionLog(), OpLog())
-    with log.functions, log.ops:
-        yield log
-
-
-@contextlib.contextmanager
 def observing(model: torch.nn.Module) -> Iterator[RunLog]:
-    """Record a forward of ``model`` as the exporters will see it.
+    """Record the torch functions and ATen ops of a forward of ``model`` inside the block.
 
     Inside, the model uses the implementations an export switches it to
     (:mod:`modelexport.export_friendly`), so the evidence describes the code
     that will be captured, not an eager-only kernel.
     """
-    with export_friendly(model), recording_ops() as log:
+    log = RunLog(FunctionLog(), OpLog())
+    with export_friendly(model), log.functions, log.ops:
         yield log
 
 
