@@ -1,6 +1,6 @@
 """Scoring the matrix: reference agreement, the best strategy per model, the selector.
 
-Definitions (also in README, "The selector"):
+Definitions (also in README, "Selector and AUTO"):
 
 * a cell is *eligible* when it exported, passed parity, covers every node and
   puts at least 95% of its parameter-consuming nodes on their owners (tags
@@ -43,7 +43,7 @@ SPEED_TIE, SPEED_TIE_SECONDS = 0.10, 0.05
 RUNTIME_TIE, RUNTIME_TIE_MS = 0.10, 0.01
 ANCHOR_FLOOR = 0.95
 REFERENCE = "dynamo"
-REGRET_UNITS = {Objective.SPEED: "s", Objective.QUALITY: " quality points",
+REGRET_UNITS = {Objective.SPEED: "s", Objective.QUALITY: "quality points",
                 Objective.RUNTIME: "x latency"}
 # (pick, fallback order) for one model, from its name and features
 Chooser = Callable[[str, dict[str, Any]], tuple[str | None, list[str]]]
@@ -157,7 +157,7 @@ class SelectorScore:
         data["regret"] = self.regret
         data["constant_baseline"] = dict(zip(("strategy", "accuracy"),
                                              self.constant_baseline))
-        data["regret_unit"] = REGRET_UNITS[Objective(self.objective)].strip()
+        data["regret_unit"] = REGRET_UNITS[Objective(self.objective)]
         return data
 
 

@@ -309,7 +309,7 @@ def fit_rules(cells: list[CellResult], sources: list[dict[str, Any]]) -> dict[st
         "about": ("Fitted by `modelexport zoo fit-selector` from zoo results; do not edit by "
                   "hand. Per objective, the first rule whose tests all hold picks the "
                   "strategy; 'matched' models of the fit reached the rule and on 'right' of "
-                  "them its strategy was in the best set. See README, 'The selector'."),
+                  "them its strategy was in the best set. See README, 'Selector and AUTO'."),
         "fitted_from": sources,
         "objectives": {objective.value: fit_objective(examples_for(cells, objective))
                        for objective in Objective},
