@@ -93,30 +93,33 @@ def test_bad_files_get_one_line_and_no_output(tmp_path, tagged, command, kind):
     assert not out.exists()
 
 
-@pytest.mark.parametrize("command", ["analyze", "extract", "optimize", "retag", "profile"])
+WRITING_TOOLS = ["analyze", "extract", "optimize", "retag", "profile"]
+
+
+def writing_tool(command: str, file: Path, output: Path, reference: Path) -> list[object]:
+    """A tool reading ``file`` (retag: also ``reference``) and writing ``output``."""
+    return {"analyze": ["analyze", file, "--format", "json", "-o", output],
+            "extract": ["extract", file, "--module", "fc", "-o", output],
+            "optimize": ["optimize", file, "--with", "ort", "-o", output],
+            "retag": ["retag", file, "--reference", reference, "-o", output],
+            "profile": ["profile", file, "-o", output]}[command]
+
+
+@pytest.mark.parametrize("command", WRITING_TOOLS)
 def test_unwritable_output(tmp_path, tagged, command):
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     target = blocker / "out.onnx"  # a path under a regular file cannot be created
-    args = {"analyze": ["analyze", tagged, "--format", "json", "-o", target],
-            "extract": ["extract", tagged, "--module", "fc", "-o", target],
-            "optimize": ["optimize", tagged, "--with", "ort", "-o", target],
-            "retag": ["retag", tagged, "--reference", tagged, "-o", target],
-            "profile": ["profile", tagged, "-o", target]}[command]
-    code, _, err = run(*args)
+    code, _, err = run(*writing_tool(command, tagged, target, tagged))
     assert_one_line_error(code, err, "cannot write")
 
 
-@pytest.mark.parametrize("command", ["analyze", "extract", "optimize", "retag", "profile"])
+@pytest.mark.parametrize("command", WRITING_TOOLS)
 def test_a_tool_never_writes_over_the_file_it_reads(tmp_path, tagged, command):
     source = tmp_path / "model.onnx"
     source.write_bytes(tagged.read_bytes())
-    args = {"analyze": ["analyze", source, "--format", "json", "-o", source],
-            "extract": ["extract", source, "--module", "fc", "-o", source],
-            "optimize": ["optimize", source, "--with", "ort", "-o", source],
-            "retag": ["retag", tagged, "--reference", source, "-o", source],
-            "profile": ["profile", source, "-o", source]}[command]
-    code, _, err = run(*args)
+    file = tagged if command == "retag" else source  # retag is refused over its reference
+    code, _, err = run(*writing_tool(command, file, source, source))
     assert_one_line_error(code, err, "is the input file")
     assert source.read_bytes() == tagged.read_bytes()
 
