@@ -223,8 +223,8 @@ def _load(args: argparse.Namespace):
 def _objective_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--objective", choices=[o.value for o in Objective], default="speed",
                         help="what AUTO's first pick optimises: export speed (default), tag "
-                             "quality, or the ONNX Runtime speed of the file (README, 'The "
-                             "selector')")
+                             "quality, or the ONNX Runtime speed of the file (README, 'Selector "
+                             "and AUTO')")
     parser.add_argument("--quality", dest="objective", action="store_const",
                         const=Objective.QUALITY.value, help="alias of --objective quality")
 
@@ -382,7 +382,7 @@ def _zoo_fit_selector(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from modelexport.harness.selector_fit import fit_report, load_cells, refresh_features
-    from modelexport.selection import describe_test
+    from modelexport.selection import describe_tests
     from modelexport.tools.writing import check_writable, write_text
 
     target = Path(args.out) if args.out else Path(__file__).parent / "selection_rules.json"
@@ -401,7 +401,7 @@ def _zoo_fit_selector(args: argparse.Namespace) -> int:
         print(f"{objective}: {table['fitted_models']} models; AUTO order "
               f"{' -> '.join(table['fallback_order'])}")
         for rule in table["rules"]:
-            tests = " and ".join(describe_test(t) for t in rule["when"]) or "otherwise"
+            tests = describe_tests(rule["when"]) or "otherwise"
             print(f"  {tests} -> {rule['strategy']} (best on {rule['right']} of "
                   f"{rule['matched']})")
         for label, score in scores[objective].items():

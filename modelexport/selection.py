@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from typing import Any
@@ -65,11 +65,18 @@ def condition_holds(test: list[Any], features: Mapping[str, Any]) -> bool:
     raise ValueError(f"unknown rule operator {op!r}")
 
 
-def describe_test(test: list[Any]) -> str:
-    name, op, value = test
-    if op == "is":
-        return name if value else f"not {name}"
-    return f"{name} {op} {value:g}"
+def describe_tests(tests: Sequence[Sequence[Any]]) -> str:
+    """A rule's tests as text: ``random_ops and op_calls < 100``.
+
+    Empty for the default rule, which tests nothing.
+    """
+    words = []
+    for name, op, value in tests:
+        if op == "is":
+            words.append(name if value else f"not {name}")
+        else:
+            words.append(f"{name} {op} {value:g}")
+    return " and ".join(words)
 
 
 def matching_rule(rules: list[dict[str, Any]], features: Mapping[str, Any]) -> dict[str, Any]:
@@ -112,7 +119,7 @@ def recommend_strategy(model: torch.nn.Module, prioritize_speed: bool = True,
     table = load_rules()["objectives"][goal.value]
     rule = matching_rule(table["rules"], traits.features())
     strategy = ExportStrategy(rule["strategy"])
-    tests = " and ".join(describe_test(t) for t in rule["when"]) or "no other rule matched"
+    tests = describe_tests(rule["when"]) or "no other rule matched"
     reasons = [f"{strategy}: {tests}; best for {goal} on {rule['right']} of the "
                f"{rule['matched']} fitted models this rule matched"]
     reasons += [f"data-dependent branch at {e}" for e in traits.control_flow_evidence[:3]]

@@ -73,13 +73,15 @@ def cell_figure(cache: dict[str, Any], model: str, strategy: str, figure: str) -
     return float(cell[figure])
 
 
-def selector_accuracy(cache: dict[str, Any], objective: str, validation: str) -> float:
+def _selector_score(cache: dict[str, Any], objective: str, validation: str) -> dict[str, Any]:
     """``validation``: ``in-sample`` (the shipped rules) or ``cross-validated``."""
-    scores = cache["selector" if validation == "in-sample" else "selector_cv"]
-    value = scores[objective]["accuracy"]
+    return cache["selector" if validation == "in-sample" else "selector_cv"][objective]
+
+
+def selector_accuracy(cache: dict[str, Any], objective: str, validation: str) -> float:
+    value = _selector_score(cache, objective, validation)["accuracy"]
     return math.nan if value is None else float(value)
 
 
 def selector_regret(cache: dict[str, Any], objective: str, validation: str) -> float:
-    scores = cache["selector" if validation == "in-sample" else "selector_cv"]
-    return float(scores[objective]["regret"])
+    return float(_selector_score(cache, objective, validation)["regret"])

@@ -47,7 +47,7 @@ from modelexport.harness.scoring import (
     score_selector,
 )
 from modelexport.names import ExportStrategy, Objective
-from modelexport.selection import RULES_SCHEMA, describe_test, matching_rule
+from modelexport.selection import RULES_SCHEMA, describe_tests, matching_rule
 
 MAX_RULES = 8  # per objective: beyond this a list stops being readable
 MAX_FOLDS = 10  # cross-validation folds at most
@@ -281,7 +281,7 @@ def _families_gaining(within: int, chosen: int, default: int, families: list[int
 
 
 def _rule(tests: tuple[Test, ...], strategy: str, matched: int, right: int) -> dict[str, Any]:
-    name = " and ".join(describe_test(list(t)) for t in tests) or "default"
+    name = describe_tests(tests) or "default"
     return {"name": name, "when": [list(t) for t in tests], "strategy": strategy,
             "matched": matched, "right": right}
 
