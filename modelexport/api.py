@@ -272,6 +272,7 @@ class UnifiedExporter:
             coverage=figures,
             anchored=anchored,
             timings=monitor.seconds,
+            cpu_timings=monitor.cpu_seconds,
             memory_peak_mb=monitor.peak_rss_mb,
             settings=settings,
             graph={"nodes": len(graph.graph.node), "initializers": len(graph.graph.initializer),

@@ -59,18 +59,23 @@ class PhaseMonitor:
     ``log`` (the ``verbose`` option) receives a line as each phase starts, so
     a user watching a long export sees what it is doing, and one as it ends,
     with its time.
+
+    Each phase's process CPU time is kept beside its wall time: with torch on
+    one thread it does not move when another process competes for the CPU,
+    so the benchmark gate and the speed objective judge it (README, "Timing").
     """
 
     track_memory: bool = False
     log: Callable[[str], None] | None = None
     seconds: dict[str, float] = field(default_factory=dict)
+    cpu_seconds: dict[str, float] = field(default_factory=dict)
     peak_rss_mb: dict[str, float] = field(default_factory=dict)
 
     @contextlib.contextmanager
     def phase(self, name: str) -> Iterator[None]:
         if self.log is not None:
             self.log(f"{name} ...")
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         sampler = PeakSampler() if self.track_memory else None
         with sampler if sampler is not None else contextlib.nullcontext():
             try:
@@ -78,6 +83,8 @@ class PhaseMonitor:
             finally:
                 elapsed = time.perf_counter() - start
                 self.seconds[name] = self.seconds.get(name, 0.0) + elapsed
+                cpu = time.process_time() - cpu_start
+                self.cpu_seconds[name] = self.cpu_seconds.get(name, 0.0) + cpu
         if sampler is not None:
             peak = sampler.peak / 2**20
             self.peak_rss_mb[name] = max(self.peak_rss_mb.get(name, 0.0), peak)

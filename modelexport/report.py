@@ -53,6 +53,7 @@ class ExportReport(Mapping):
     memory_peak_mb: dict[str, float]
     settings: dict[str, Any]
     graph: dict[str, int]
+    cpu_timings: dict[str, float] = field(default_factory=dict)  # process CPU seconds per phase
     parity: dict[str, Any] | None = None
     selection: dict[str, Any] | None = None
     check: dict[str, Any] | None = None  # the self-check (see modelexport.self_check)

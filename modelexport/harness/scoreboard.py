@@ -34,6 +34,7 @@ def summary(cells: list[CellResult], strategies: list[str]) -> dict[str, dict[st
             "cells": len(mine),
             **{status: sum(c.status == status for c in mine) for status in STATUSES},
             "median_seconds": statistics.median(c.seconds for c in ok) if ok else None,
+            "median_cpu_seconds": statistics.median(c.judged_seconds for c in ok) if ok else None,
             "median_root_share": statistics.median(c.root for c in ok) if ok else None,
             "mean_anchored_accuracy": statistics.fmean(anchored) if anchored else None,
             "mean_reference_agreement": statistics.fmean(agreement) if agreement else None,
@@ -119,10 +120,11 @@ def render(cells: list[CellResult], strategies: list[str], selector: dict[str, A
     stats = summary(cells, strategies)
     lines = _table(header, rows, markdown)
     lines.append("")
-    stat_header = ["strategy", *STATUSES, "median s", "median root", "mean anchored",
-                   "agreement w/ dynamo", "median nodes", "median ORT ms"]
+    stat_header = ["strategy", *STATUSES, "median s", "median CPU s", "median root",
+                   "mean anchored", "agreement w/ dynamo", "median nodes", "median ORT ms"]
     stat_rows = [[s, *(str(stats[s][k]) for k in STATUSES),
                   _fmt(stats[s]["median_seconds"], "{:.2f}"),
+                  _fmt(stats[s]["median_cpu_seconds"], "{:.2f}"),
                   _fmt(stats[s]["median_root_share"], "{:.3f}"),
                   _fmt(stats[s]["mean_anchored_accuracy"], "{:.3f}"),
                   _fmt(stats[s]["mean_reference_agreement"], "{:.3f}"),
@@ -135,7 +137,7 @@ def render(cells: list[CellResult], strategies: list[str], selector: dict[str, A
     if selector_cv:
         lines += selector_lines(selector_cv, "")
     lines.append(f"wall time: {wall_seconds:.0f}s for {len(cells)} cells")
-    lines.append("cells: ok <median export s> r<root share> a<anchored accuracy> "
+    lines.append("cells: ok <median export wall s> r<root share> a<anchored accuracy> "
                  "<ONNX Runtime median ms>; pick: the selector's, with the best set when it "
                  "missed")
     return "\n".join(lines) + "\n"

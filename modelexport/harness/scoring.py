@@ -8,8 +8,9 @@ Definitions (also in README, "Selector and AUTO"):
 * quality ranks eligible cells by anchored accuracy first (the one figure that
   checks a tag is *right*), then by exact + inherited share (how much the
   strategy knew rather than projected);
-* speed ranks eligible cells by median export time; runtime by the file's
-  median ONNX Runtime latency (``latency.py``);
+* speed ranks eligible cells by median export CPU time (``judged_seconds``:
+  unlike wall time it does not move with co-tenant load); runtime by the
+  file's median ONNX Runtime latency (``latency.py``);
 * the best is a *set*: cells whose rank figures tie, where export times
   within 10% or 50 ms of the fastest, and latencies within 10% or 10 us,
   count as a tie (small figures on a shared machine are noisier than that);
@@ -84,7 +85,7 @@ def _within_tie(cells: list[CellResult], figure: Callable[[CellResult], float],
 
 
 def _fast_enough(cells: list[CellResult]) -> list[CellResult]:
-    return _within_tie(cells, lambda c: c.seconds, SPEED_TIE, SPEED_TIE_SECONDS)
+    return _within_tie(cells, lambda c: c.judged_seconds, SPEED_TIE, SPEED_TIE_SECONDS)
 
 
 def _runs_fast_enough(cells: list[CellResult]) -> list[CellResult]:
@@ -110,7 +111,7 @@ def best_cells(cells: list[CellResult], objective: Objective | str) -> list[Cell
         best = _runs_fast_enough(candidates)
     else:
         best = _fast_enough(_best_quality(candidates))
-    return sorted(best, key=lambda c: c.seconds)
+    return sorted(best, key=lambda c: c.judged_seconds)
 
 
 @dataclass
@@ -228,8 +229,8 @@ def _auto_path(pick: str, fallback_order: list[str], by_strategy: dict[str, Cell
 def _regret(by_strategy: dict[str, CellResult], path: list[str], landed: str | None,
             best: CellResult, objective: Objective) -> float:
     if objective is Objective.SPEED:
-        spent = sum(by_strategy[s].seconds or 0.0 for s in path)
-        return max(0.0, spent - (best.seconds or 0.0))
+        spent = sum(by_strategy[s].judged_seconds or 0.0 for s in path)
+        return max(0.0, spent - (best.judged_seconds or 0.0))
     chosen = by_strategy.get(landed) if landed else None
     usable = chosen is not None and chosen.status == OK
     if objective is Objective.RUNTIME:

@@ -69,7 +69,7 @@ class Example:
     features: dict[str, Any]
     best: frozenset[str]
     usable: frozenset[str]
-    seconds: dict[str, float]  # export time of each usable strategy
+    seconds: dict[str, float]  # export CPU time of each usable strategy
 
 
 def examples_for(cells: list[CellResult], objective: Objective) -> list[Example]:
@@ -86,7 +86,7 @@ def examples_for(cells: list[CellResult], objective: Objective) -> list[Example]
         found.append(Example(model, first.category or "other", features,
                              frozenset(c.strategy for c in best),
                              frozenset(c.strategy for c in usable),
-                             {c.strategy: c.seconds for c in usable}))
+                             {c.strategy: c.judged_seconds for c in usable}))
     return found
 
 

@@ -5,6 +5,11 @@ transformers each time, so each worker imports once and runs cells one by
 one.  Isolation is kept where it matters: a worker that crashes (segfault,
 abort, out of memory) or overruns the cell's timeout is killed and replaced,
 and only that cell gets the verdict ``crashed`` or ``timeout``.
+
+Torch runs on one thread in every worker, whatever ``jobs`` is: a cell's
+process CPU time then does not change when other processes compete for the
+cores (README, "Timing"), and parallelism comes from running cells side by
+side.
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ def import_plugin(path: str) -> None:
     spec.loader.exec_module(module)
 
 
-def _worker_main(connection: Connection, plugins: list[str], threads: int) -> None:
+def _worker_main(connection: Connection, plugins: list[str]) -> None:
     """Worker loop: receive a CellSpec dict, send back a CellResult dict."""
     import logging
     import warnings
@@ -47,7 +52,7 @@ def _worker_main(connection: Connection, plugins: list[str], threads: int) -> No
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     import torch
 
-    torch.set_num_threads(threads)
+    torch.set_num_threads(1)
     import model_zoo  # noqa: F401  (registers the built-in entries)
     import modelexport.strategies  # noqa: F401
     from modelexport.harness.cells import run_cell
@@ -66,9 +71,9 @@ def _worker_main(connection: Connection, plugins: list[str], threads: int) -> No
 
 
 class _Worker:
-    def __init__(self, context: mp.context.BaseContext, plugins: list[str], threads: int):
+    def __init__(self, context: mp.context.BaseContext, plugins: list[str]):
         self.connection, child = context.Pipe()
-        self.process = context.Process(target=_worker_main, args=(child, plugins, threads),
+        self.process = context.Process(target=_worker_main, args=(child, plugins),
                                        daemon=True)
         self.process.start()
         child.close()
@@ -93,16 +98,15 @@ def run_cells(specs: list[CellSpec], jobs: int, timeout: float, plugins: list[st
     """Run every spec on ``jobs`` workers; yield results as they finish."""
     context = mp.get_context("spawn")
     jobs = max(1, min(jobs, len(specs))) if specs else 1
-    threads = max(1, (os.cpu_count() or 1) // jobs)
     pending = list(reversed(specs))
-    workers = [_Worker(context, plugins, threads) for _ in range(jobs)]
+    workers = [_Worker(context, plugins) for _ in range(jobs)]
     try:
         while pending or any(w.spec is not None for w in workers):
             for index, worker in enumerate(workers):
                 if worker.spec is None and pending:
                     if not worker.process.is_alive():
                         worker.kill()
-                        workers[index] = worker = _Worker(context, plugins, threads)
+                        workers[index] = worker = _Worker(context, plugins)
                     worker.submit(pending.pop())
             busy = [w for w in workers if w.spec is not None]
             ready = wait([w.connection for w in busy] + [w.process.sentinel for w in busy],
@@ -115,7 +119,7 @@ def run_cells(specs: list[CellSpec], jobs: int, timeout: float, plugins: list[st
                     continue
                 if result.status in (CRASHED, TIMEOUT):
                     worker.kill()
-                    workers[index] = _Worker(context, plugins, threads)
+                    workers[index] = _Worker(context, plugins)
                 else:
                     worker.spec = None
                 if on_result is not None:
@@ -152,4 +156,5 @@ def _verdict(spec: CellSpec, status: str, worker: _Worker) -> CellResult:
     else:
         worker.process.join(timeout=2)
         error = f"worker died (exit code {worker.process.exitcode})"
-    return CellResult(model=spec.model, strategy=spec.strategy, status=status, error=error)
+    return CellResult(model=spec.model, strategy=spec.strategy, status=status, error=error,
+                      cell_seconds=time.monotonic() - worker.started)
