@@ -21,6 +21,7 @@ from modelexport.cli_args import (
     non_negative_float,
     positive_float,
     positive_int,
+    shard,
 )
 from modelexport.cli_tools import TOOL_COMMANDS, add_tool_parsers
 from modelexport.errors import ModelExportError, ModelLoadError
@@ -119,6 +120,23 @@ def _build_parser() -> argparse.ArgumentParser:
                      help="Python file registering extra strategies (repeatable)")
     run.add_argument("--expectations", help="expectations file (default: the zoo's own)")
     run.add_argument("--keep-onnx", action="store_true", help="keep each cell's ONNX in --out")
+    run.add_argument("--shard", type=shard, metavar="K/N",
+                     help="run the K-th of N parts of the models, balanced by recorded cost; "
+                          "join the parts with `zoo merge`")
+    run.add_argument("--costs", help="costs file for --shard (default: the zoo's own, "
+                                     "written by `zoo costs`)")
+    run.add_argument("--scheduler", metavar="ADDRESS",
+                     help="run cells on this Dask scheduler (tcp://host:8786) instead of "
+                          "local worker processes")
+    merge = zoo_sub.add_parser("merge", help="join the results of `zoo run --shard` parts into "
+                               "one results.json and scoreboard, gated like a single run")
+    merge.add_argument("results", nargs="+", help="every shard's results.json")
+    merge.add_argument("--out", default="out/zoo", help="folder for the merged files")
+    merge.add_argument("--expectations", help="expectations file (default: the zoo's own)")
+    costs = zoo_sub.add_parser("costs", help="record each model's cost from results files "
+                               "(what --shard balances)")
+    costs.add_argument("results", nargs="+", help="results.json files, one per tier")
+    costs.add_argument("--out", help="default: the zoo's own costs.json")
     listing = zoo_sub.add_parser("list", help="list zoo entries")
     listing.add_argument("--tier", choices=[*ZOO_TIERS, "pretrained"])
     listing.add_argument("--probe", action=argparse.BooleanOptionalAction, default=None,
@@ -145,10 +163,11 @@ def _build_parser() -> argparse.ArgumentParser:
     gate.add_argument("--base", required=True, help="git ref to compare against")
     gate.add_argument("--head", default="HEAD")
     gate.add_argument("--repo", default=".", help="git checkout (default: here)")
-    gate.add_argument("--rounds", type=positive_int, default=3, help="interleaved rounds per side")
-    gate.add_argument("--repeat", type=positive_int, default=3, help="exports per cell per round")
-    gate.add_argument("--threshold", type=non_negative_float, default=0.10,
-                      help="allowed slowdown beyond measured noise (default 0.10)")
+    gate.add_argument("--rounds", type=positive_int, default=6, help="interleaved rounds per side")
+    gate.add_argument("--repeat", type=positive_int, default=5, help="exports per cell per round")
+    gate.add_argument("--threshold", type=non_negative_float,
+                      help="allowed slowdown of the median paired CPU-time ratio "
+                           "(default 0.05)")
     gate.add_argument("--models", nargs="+", help="zoo entries (default: a 6-model subset)")
     gate.add_argument("--strategies", nargs="+")
     gate.add_argument("--json", help="also write the verdict as JSON here")
@@ -258,25 +277,30 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
 
 
 def _expectations_path(given: str | None):
-    from pathlib import Path
-
-    import model_zoo
-
-    return Path(given) if given else Path(model_zoo.__file__).parent / "expectations.json"
+    return _zoo_file(given, "expectations.json")
 
 
 def _cmd_zoo(args: argparse.Namespace) -> int:
     commands = {"run": _zoo_run, "list": _zoo_list, "expect": _zoo_expect,
-                "fit-selector": _zoo_fit_selector}
+                "fit-selector": _zoo_fit_selector, "merge": _zoo_merge, "costs": _zoo_costs}
     return commands[args.zoo_command](args)
+
+
+def _zoo_file(given: str | None, name: str):
+    """``given``, or the zoo's own data file ``name``."""
+    from pathlib import Path
+
+    import model_zoo
+
+    return Path(given) if given else Path(model_zoo.__file__).parent / name
 
 
 def _zoo_run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from modelexport.harness.results import check_expectations, load_expectations
-    from modelexport.harness.runner import run_matrix, terminal_progress, write_outputs
-    from modelexport.harness.scoreboard import render
+    from modelexport.harness.results import load_expectations
+    from modelexport.harness.runner import run_matrix, terminal_progress
+    from modelexport.harness.sharding import model_costs, read_costs
 
     out = Path(args.out)
     small = args.tier != "full" and args.tier != "pretrained"
@@ -284,17 +308,45 @@ def _zoo_run(args: argparse.Namespace) -> int:
     if args.tier == "pretrained" and not _hub_answers():
         return EXIT_OK
     expectations = load_expectations(_expectations_path(args.expectations))
+    costs = None
+    if args.shard:
+        costs = model_costs(read_costs(_zoo_file(args.costs, "costs.json"), args.tier))
     run = run_matrix(tier=args.tier, models=args.models, strategies=args.strategies,
                      jobs=args.jobs or (2 if small else 1),
                      repeat=args.repeat, timeout=timeout,
                      plugins=args.zoo_file + args.strategy_file,
                      keep_dir=str(out.resolve()) if args.keep_onnx else None,
-                     progress=terminal_progress())
+                     progress=terminal_progress(), shard=args.shard, costs=costs,
+                     scheduler=args.scheduler)
+    return _publish(run, out, expectations)
+
+
+def _zoo_merge(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from modelexport.harness.results import load_expectations
+    from modelexport.harness.runner import merge_runs
+
+    expectations = load_expectations(_expectations_path(args.expectations))
+    run = merge_runs([Path(p) for p in args.results])
+    return _publish(run, Path(args.out), expectations)
+
+
+def _publish(run, out, expectations: dict) -> int:
+    """Write and print a run's results, then gate it on the expectations."""
+    from modelexport.harness.results import check_expectations
+    from modelexport.harness.runner import write_outputs
+    from modelexport.harness.scoreboard import render
+
     results, board = write_outputs(run, out)
     print(render(run.cells, run.strategies, run.selector, run.wall_seconds, markdown=False,
                  selector_cv=run.selector_cv))
     print(f"results: {results}\nscoreboard: {board}")
-    gate = check_expectations(expectations, args.tier, run.cells, run.accuracy())
+    # a shard's selector scores cover only its models: the floors apply after `zoo merge`
+    accuracy = {} if run.shard else run.accuracy()
+    gate = check_expectations(expectations, run.tier, run.cells, accuracy)
+    if run.shard:
+        gate.notes.append("selector accuracy floors are checked on the merged run")
     for note in gate.notes:
         print(f"note: {note}")
     for failure in gate.failures:
@@ -302,14 +354,34 @@ def _zoo_run(args: argparse.Namespace) -> int:
     return EXIT_OK if gate.passed else EXIT_PARITY_FAILED
 
 
+def _zoo_costs(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from modelexport.harness.results import read_results_or_fail
+    from modelexport.harness.sharding import COSTS_SCHEMA, updated_costs
+    from modelexport.tools.writing import write_text
+
+    target = _zoo_file(args.out, "costs.json")
+    current = json.loads(target.read_text()) if target.exists() else {"schema": COSTS_SCHEMA}
+    updated = updated_costs(current, [read_results_or_fail(Path(p)) for p in args.results])
+    write_text(target, json.dumps(updated, indent=1) + "\n")
+    for tier, costs in updated["tiers"].items():
+        seconds = sum(sum(cells.values()) for cells in costs.values())
+        print(f"{tier}: {len(costs)} models, {seconds:.0f}s recorded")
+    print(f"costs: {target}")
+    return EXIT_OK
+
+
 def _cmd_gate(args: argparse.Namespace) -> int:
     from dataclasses import asdict
     from pathlib import Path
 
-    from modelexport.harness.gate import run_gate
+    from modelexport.harness.gate import DEFAULT_THRESHOLD, run_gate
 
+    threshold = DEFAULT_THRESHOLD if args.threshold is None else args.threshold
     report = run_gate(Path(args.repo), args.base, args.head, rounds=args.rounds,
-                      threshold=args.threshold, repeat=args.repeat, models=args.models,
+                      threshold=threshold, repeat=args.repeat, models=args.models,
                       strategies=args.strategies, log=_progress(True))
     print(report.table())
     if args.json:
@@ -358,17 +430,18 @@ def _zoo_list(args: argparse.Namespace) -> int:
 
 
 def _zoo_expect(args: argparse.Namespace) -> int:
-    from modelexport.harness.results import load_expectations, read_results, updated_expectations
+    from modelexport.harness.results import (
+        load_expectations,
+        read_results_or_fail,
+        updated_expectations,
+    )
 
     path = _expectations_path(args.expectations)
     current = load_expectations(path)
     if not args.update:
         print(json.dumps(current, indent=2))
         return EXIT_OK
-    try:
-        results = read_results(args.results)
-    except (OSError, ValueError) as exc:
-        raise ModelExportError(f"cannot read results {args.results}: {exc}") from None
+    results = read_results_or_fail(args.results)
     updated = updated_expectations(current, results)
     path.write_text(json.dumps(updated, indent=2) + "\n")
     tier = results["settings"]["tier"]

@@ -53,3 +53,13 @@ def _parsed(text: str, kind: type, what: str) -> int | float:
         return kind(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"must be {what}, not {text!r}") from None
+
+
+def shard(text: str):
+    """``K/N`` for ``zoo run --shard`` (a ``sharding.Shard``)."""
+    from modelexport.harness.sharding import Shard
+
+    try:
+        return Shard.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None

@@ -19,6 +19,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from modelexport.errors import ModelExportError
 from modelexport.harness.cells import OK, CellResult
 
 RESULTS_SCHEMA = "modelexport.zoo-results/1"
@@ -62,9 +63,17 @@ def write_results(path: Path, payload: dict[str, Any]) -> None:
 
 def read_results(path: Path) -> dict[str, Any]:
     data = json.loads(Path(path).read_text())
-    if data.get("schema") != RESULTS_SCHEMA:
+    if not isinstance(data, dict) or data.get("schema") != RESULTS_SCHEMA:
         raise ValueError(f"{path} is not a {RESULTS_SCHEMA} file")
     return data
+
+
+def read_results_or_fail(path: Path | str) -> dict[str, Any]:
+    """``read_results`` for commands: an unreadable file is a one-line error."""
+    try:
+        return read_results(Path(path))
+    except (OSError, ValueError) as exc:  # JSONDecodeError is a ValueError
+        raise ModelExportError(f"cannot read results {path}: {exc}") from None
 
 
 @dataclass

@@ -7,19 +7,21 @@ Importable by the CLI and by benchmarks alike: ``run_matrix`` returns a
 
 from __future__ import annotations
 
+import functools
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from modelexport.errors import ModelExportError
 from modelexport.harness.cells import AUTO, CellResult, CellSpec
-from modelexport.harness.results import environment, write_results
+from modelexport.harness.results import environment, read_results_or_fail, write_results
 from modelexport.harness.scoreboard import family_pass_rates, render, summary
 from modelexport.harness.scoring import REFERENCE, reference_agreement, score_selector
 from modelexport.harness.selector_fit import cross_validate
+from modelexport.harness.sharding import Shard, merge_results, shard_models
 from modelexport.harness.workers import import_plugin, run_cells
 from modelexport.names import Objective
 
@@ -36,6 +38,7 @@ class MatrixRun:
     selector: dict[str, Any] = field(default_factory=dict)
     selector_cv: dict[str, Any] = field(default_factory=dict)
     wall_seconds: float = 0.0
+    shard: dict[str, Any] | None = None  # index, count, and the tier's models before the split
 
     def accuracy(self) -> dict[str, float | None]:
         """Cross-validated selector accuracy per objective: what the CI floors apply to."""
@@ -45,7 +48,8 @@ class MatrixRun:
         return {
             "environment": environment(),
             "settings": {"tier": self.tier, "models": self.models,
-                         "strategies": self.strategies, "repeat": self.repeat},
+                         "strategies": self.strategies, "repeat": self.repeat,
+                         "shard": self.shard},
             "wall_seconds": self.wall_seconds,
             "cells": [c.to_dict() for c in self.cells],
             "summary": summary(self.cells, self.strategies),
@@ -81,7 +85,14 @@ def run_matrix(tier: str = "tiny", models: list[str] | None = None,
                strategies: list[str] | None = None, jobs: int = 2, repeat: int = 1,
                timeout: float = 300.0, plugins: list[str] | None = None,
                keep_dir: str | None = None,
-               progress: Callable[[int, int, CellResult], None] | None = None) -> MatrixRun:
+               progress: Callable[[int, int, CellResult], None] | None = None,
+               shard: Shard | None = None, costs: dict[str, float] | None = None,
+               scheduler: str | None = None) -> MatrixRun:
+    """Run (one shard of) the matrix and score it.
+
+    ``scheduler`` is a Dask scheduler address: cells then run on that
+    cluster's workers instead of local worker processes.
+    """
     from modelexport.strategies import strategy_names
 
     plugins = [str(Path(p).resolve()) for p in plugins or []]
@@ -92,20 +103,59 @@ def run_matrix(tier: str = "tiny", models: list[str] | None = None,
     if unknown:
         raise ModelExportError(f"unknown strategy {', '.join(unknown)} "
                                f"(known: {', '.join(known)})")
+    shard_info = None
+    if shard is not None:
+        shard_info = {"index": shard.index, "count": shard.count, "tier_models": chosen}
+        chosen = shard_models(chosen, costs or {}, shard)
     specs = [CellSpec(m, s, tier, repeat, keep_dir) for m in chosen for s in strategies]
-    run = MatrixRun(tier=tier, models=chosen, strategies=strategies, repeat=repeat)
+    run = MatrixRun(tier=tier, models=chosen, strategies=strategies, repeat=repeat,
+                    shard=shard_info)
     started = time.perf_counter()
     done: list[CellResult] = []
-    for result in run_cells(specs, jobs=jobs, timeout=timeout, plugins=plugins):
+    for result in _cells_runner(scheduler)(specs, jobs=jobs, timeout=timeout, plugins=plugins):
         done.append(result)
         if progress is not None:
             progress(len(done), len(specs), result)
     order = {spec.key: i for i, spec in enumerate(specs)}
     run.cells = sorted(done, key=lambda c: order[c.key])
     run.wall_seconds = time.perf_counter() - started
+    score(run)
+    return run
+
+
+def _cells_runner(scheduler: str | None) -> Callable[..., Iterator[CellResult]]:
+    if scheduler is None:
+        return run_cells
+    from modelexport.harness.distributed import cells_on_cluster
+
+    return functools.partial(cells_on_cluster, scheduler)
+
+
+def score(run: MatrixRun) -> None:
+    """Reference agreement per cell, and the selector's scores per objective."""
     _add_reference_agreement(run.cells)
     run.selector = {o.value: score_selector(run.cells, o).to_dict() for o in Objective}
     run.selector_cv = {o.value: cross_validate(run.cells, o).to_dict() for o in Objective}
+
+
+def merge_runs(paths: list[Path]) -> MatrixRun:
+    """The shards' results as one run: the same cells and scores a single run gives.
+
+    Wall time is the shards' sum: the work done, not the time waited.
+    """
+    results = [read_results_or_fail(path) for path in paths]
+    settings = merge_results(results, [str(p) for p in paths])
+    cells = {}
+    for result in results:
+        cells.update({c.key: c for c in map(CellResult.from_dict, result["cells"])})
+    order = {m: i for i, m in enumerate(settings["models"])}
+    ranked = {s: i for i, s in enumerate(settings["strategies"])}
+    run = MatrixRun(tier=settings["tier"], models=settings["models"],
+                    strategies=settings["strategies"], repeat=settings["repeat"])
+    run.cells = sorted(cells.values(), key=lambda c: (order.get(c.model, len(order)),
+                                                      ranked[c.strategy]))
+    run.wall_seconds = sum(r["wall_seconds"] for r in results)
+    score(run)
     return run
 
 

@@ -1,0 +1,114 @@
+"""Matrix cells on a Dask distributed cluster (``zoo run --scheduler ADDRESS``).
+
+The local worker pool (``workers.py``) stays the default; this is the
+scale-out path, and it leaves scheduling, retries and worker restarts to
+Dask.  Workers need this package and the zoo importable (the same
+environment as the client) and should run one thread each
+(``dask worker ADDRESS --nthreads 1``): cells sharing a process would
+share its CPU-time clock.
+
+What a cell's verdict becomes:
+
+* a task whose worker died (Dask gives up on it with ``KilledWorker``, after
+  the scheduler's ``distributed.scheduler.allowed-failures`` retries) is
+  ``crashed``, and the run goes on;
+* a task still unfinished ``timeout`` seconds after the scheduler handed it
+  to a worker is ``timeout``: it is cancelled and that worker is restarted,
+  since a Python thread cannot be stopped from outside.  (A one-thread
+  worker may hold one more cell queued behind the running one, so a cell's
+  clock can start up to one cell early.)
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import asdict
+from typing import Any
+
+from modelexport.errors import one_line
+from modelexport.harness.cells import CRASHED, TIMEOUT, CellResult, CellSpec
+
+POLL_SECONDS = 1.0
+
+
+def run_on_worker(spec: dict[str, Any], plugins: list[str]) -> dict[str, Any]:
+    """The task: one cell, inside a Dask worker (imports are cached per worker process)."""
+    import logging
+    import os
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    logging.getLogger("transformers").setLevel(logging.ERROR)
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    import torch
+
+    torch.set_num_threads(1)
+    import model_zoo  # noqa: F401  (registers the built-in entries)
+    import modelexport.strategies  # noqa: F401
+    from modelexport.harness.cells import run_cell
+    from modelexport.harness.workers import import_plugin
+
+    for plugin in plugins:
+        import_plugin(plugin)
+    return run_cell(CellSpec(**spec)).to_dict()
+
+
+def cells_on_cluster(address: str, specs: list[CellSpec], jobs: int, timeout: float,
+                     plugins: list[str]) -> Iterator[CellResult]:
+    """Submit every cell to the scheduler at ``address``; yield results as they finish.
+
+    ``jobs`` is ignored: the cluster's workers set the parallelism.
+    """
+    from distributed import Client, wait
+
+    del jobs
+    run_id = uuid.uuid4().hex[:8]
+    with Client(address, timeout="30s") as client:
+        futures = {client.submit(run_on_worker, asdict(spec), plugins, pure=False,
+                                 key=f"modelexport-cell-{run_id}-{index}"): spec
+                   for index, spec in enumerate(specs)}
+        started: dict[str, float] = {}
+        pending = set(futures)
+        while pending:
+            try:
+                done, _ = wait(list(pending), timeout=POLL_SECONDS,
+                               return_when="FIRST_COMPLETED")
+            except TimeoutError:  # nothing finished within the poll
+                done = set()
+            for future in done:
+                pending.discard(future)
+                yield _result_of(future, futures[future])
+            for future in _overrun(client, pending, started, timeout):
+                pending.discard(future)
+                spec = futures[future]
+                yield CellResult(model=spec.model, strategy=spec.strategy, status=TIMEOUT,
+                                 error=f"no result within {timeout:.0f}s; worker restarted",
+                                 cell_seconds=time.monotonic() - started[future.key])
+
+
+def _result_of(future: Any, spec: CellSpec) -> CellResult:
+    try:
+        return CellResult.from_dict(future.result())
+    except Exception as exc:  # KilledWorker, or the task itself failing outside run_cell
+        return CellResult(model=spec.model, strategy=spec.strategy, status=CRASHED,
+                          error=f"worker lost ({type(exc).__name__}: {one_line(exc)})")
+
+
+def _overrun(client: Any, pending: set, started: dict[str, float], timeout: float) -> list:
+    """Futures running past ``timeout``; cancelled, with their workers restarted."""
+    now = time.monotonic()
+    where = {key: worker for worker, keys in client.processing().items() for key in keys}
+    late, restart = [], set()
+    for future in pending:
+        if future.key not in where:
+            continue
+        started.setdefault(future.key, now)
+        if now - started[future.key] > timeout:
+            late.append(future)
+            restart.add(where[future.key])
+    if late:
+        client.cancel(late, force=True)
+        client.restart_workers(list(restart), raise_for_error=False)
+    return late
