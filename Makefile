@@ -16,7 +16,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -c constraints.txt -e '.[dev,bench]' --config-settings editable_mode=compat
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev,bench,scale]' --config-settings editable_mode=compat
 	touch $@
 
 setup: $(VENV)/.installed
@@ -60,7 +60,7 @@ clean:
 
 # --- benchmarks (asv) and the regression gate -------------------------------
 BASE ?= HEAD~1
-THRESHOLD ?= 0.10
+THRESHOLD ?= 0.05
 ASV := $(BIN)/asv
 MACHINE ?= $(shell hostname)
 
@@ -73,10 +73,11 @@ $(HOME)/.asv-machine.json:
 bench: setup $(HOME)/.asv-machine.json
 	$(ASV) run --python=same --set-commit-hash=$$(git rev-parse HEAD) --machine $(MACHINE)
 
-# Record a range of past commits in asv-built virtualenvs (RANGE=HEAD~5..HEAD).
-RANGE ?= HEAD~3..HEAD
+# Record the last COMMITS commits of main, each from a temporary git worktree
+# in this venv (no virtualenv per commit); `make publish` then draws the history.
+COMMITS ?= 10
 bench-history: setup $(HOME)/.asv-machine.json
-	$(ASV) run $(RANGE) --machine $(MACHINE)
+	$(PY) -m modelexport.harness.history --count $(COMMITS) --machine $(MACHINE)
 
 # asv's pages load jQuery/flot from CDNs; the second step serves them locally.
 publish: setup

@@ -1,26 +1,29 @@
-"""Export time and memory per zoo model x strategy (the user-facing call)."""
+"""Export time and memory per zoo model x strategy (the user-facing call).
 
-from modelexport.harness.bench import ExportCase
+The figures come from the matrix run in ``MatrixCache.setup_cache``: each
+cell is ``export_model`` called ``bench.REPEAT`` times in a worker with torch on
+one thread (``modelexport.harness.cells``), so a benchmark process here
+reads a number and never imports torch.
+"""
 
-from .common import models, strategies, tier
+from .common import MatrixCache, cell_figure, models, strategies
 
 
-class Export:
+class Export(MatrixCache):
     params = (models(), strategies())
     param_names = ["model", "strategy"]
-    number, repeat, rounds, warmup_time = 1, 3, 1, 0.0
-    timeout = 1800
 
-    def setup(self, model, strategy):
-        self.case = ExportCase.prepare(model, strategy, tier())
+    def track_export_cpu_seconds(self, cache, model, strategy):
+        return cell_figure(cache, model, strategy, "cpu_seconds")
 
-    def teardown(self, model, strategy):
-        case = getattr(self, "case", None)  # absent when setup skipped the cell
-        if case is not None:
-            case.close()
+    track_export_cpu_seconds.unit = "s (process CPU, median of repeats)"
 
-    def time_export(self, model, strategy):
-        self.case.run()
+    def track_export_seconds(self, cache, model, strategy):
+        return cell_figure(cache, model, strategy, "seconds")
 
-    def peakmem_export(self, model, strategy):
-        self.case.run()
+    track_export_seconds.unit = "s (wall, median of repeats)"
+
+    def track_peakmem_export(self, cache, model, strategy):
+        return cell_figure(cache, model, strategy, "peak_mem_mb")
+
+    track_peakmem_export.unit = "MB above the worker's baseline"

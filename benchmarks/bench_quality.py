@@ -1,22 +1,11 @@
-"""Tag quality, size and parity per cell, and the selector over the tier."""
+"""Tag quality, size and parity per cell, and the selector over the tier (one cached run)."""
 
-from modelexport.harness.bench import (
-    cell_figure,
-    matrix_figures,
-    selector_accuracy,
-    selector_regret,
-)
-
-from .common import models, strategies, tier
+from .common import MatrixCache, cell_figure, models, selector_accuracy, selector_regret, strategies
 
 
-class Quality:
+class Quality(MatrixCache):
     params = (models(), strategies())
     param_names = ["model", "strategy"]
-    timeout = 3600
-
-    def setup_cache(self):
-        return matrix_figures(tier(), models(), strategies())
 
     def track_nodes(self, cache, model, strategy):
         return cell_figure(cache, model, strategy, "nodes")
@@ -49,13 +38,9 @@ class Quality:
     track_ort_latency.unit = "ms (ONNX Runtime, warm median)"
 
 
-class Selector:
+class Selector(MatrixCache):
     params = (["speed", "quality", "runtime"], ["in-sample", "cross-validated"])
     param_names = ["objective", "validation"]
-    timeout = 3600
-
-    def setup_cache(self):
-        return matrix_figures(tier(), models(), strategies())
 
     def track_selector_accuracy(self, cache, objective, validation):
         return selector_accuracy(cache, objective, validation)

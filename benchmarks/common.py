@@ -1,4 +1,10 @@
-"""What the suite measures: the zoo tier and strategies, from the environment.
+"""What the suite measures, learned without importing torch or transformers.
+
+asv imports this module to list every benchmark's parameters, in its
+discovery step and again in each benchmark process; importing the package
+(which imports torch) there is what made a tiny-tier record take 44 minutes.
+The tier's cells are read from ``model_zoo/costs.json`` instead, the record
+of what each cell cost in a matrix run (``modelexport zoo costs``).
 
 ``MODELEXPORT_BENCH_TIER`` picks the zoo tier (``tiny`` by default, ``full``
 for real sizes); ``MODELEXPORT_BENCH_MODELS`` / ``MODELEXPORT_BENCH_STRATEGIES``
@@ -7,7 +13,12 @@ for real sizes); ``MODELEXPORT_BENCH_MODELS`` / ``MODELEXPORT_BENCH_STRATEGIES``
 
 from __future__ import annotations
 
+import json
+import math
 import os
+from pathlib import Path
+
+COSTS = Path(__file__).resolve().parents[1] / "model_zoo" / "costs.json"
 
 
 def tier() -> str:
@@ -19,13 +30,51 @@ def _listed(variable: str) -> list[str] | None:
     return [v for v in value.split(",") if v] or None
 
 
-def models() -> list[str]:
-    from model_zoo import entries
+def _recorded() -> dict[str, dict[str, float]]:
+    return json.loads(COSTS.read_text())["tiers"].get(tier(), {})
 
-    return _listed("MODELEXPORT_BENCH_MODELS") or [e.name for e in entries(tier())]
+
+def models() -> list[str]:
+    return _listed("MODELEXPORT_BENCH_MODELS") or list(_recorded())
 
 
 def strategies() -> list[str]:
-    from modelexport.strategies import strategy_names
+    recorded = dict.fromkeys(s for cells in _recorded().values() for s in cells)
+    return _listed("MODELEXPORT_BENCH_STRATEGIES") or list(recorded)
 
-    return _listed("MODELEXPORT_BENCH_STRATEGIES") or strategy_names()
+
+class MatrixCache:
+    """One matrix run per record, shared by every class that derives from this one.
+
+    asv keys ``setup_cache`` by where the function is defined, so the
+    classes below all receive the result of a single run.
+    """
+
+    timeout = 3600
+
+    def setup_cache(self):
+        from modelexport.harness.bench import matrix_figures
+
+        return matrix_figures(tier(), models(), strategies())
+
+
+def cell_figure(cache: dict, model: str, strategy: str, figure: str) -> float:
+    """One figure of one cell; NaN (shown as a gap) where the cell did not pass."""
+    cell = cache["cells"].get(f"{model}/{strategy}")
+    if cell is None or cell["status"] != "ok" or cell.get(figure) is None:
+        return math.nan
+    return float(cell[figure])
+
+
+def _selector_score(cache: dict, objective: str, validation: str) -> dict:
+    """``validation``: ``in-sample`` (the shipped rules) or ``cross-validated``."""
+    return cache["selector" if validation == "in-sample" else "selector_cv"][objective]
+
+
+def selector_accuracy(cache: dict, objective: str, validation: str) -> float:
+    value = _selector_score(cache, objective, validation)["accuracy"]
+    return math.nan if value is None else float(value)
+
+
+def selector_regret(cache: dict, objective: str, validation: str) -> float:
+    return float(_selector_score(cache, objective, validation)["regret"])
