@@ -29,11 +29,11 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +41,7 @@ from typing import Any
 
 from modelexport.errors import ModelExportError
 from modelexport.harness.cells import OK, CellResult
+from modelexport.harness.git import git, worktree
 from modelexport.harness.results import EXPECTATIONS_SCHEMA
 from modelexport.harness.scoring import TIMED_OBJECTIVES
 
@@ -94,14 +95,6 @@ class GateReport:
         return "\n".join(rows) + "\n"
 
 
-def _git(repo: Path, *args: str) -> str:
-    done = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True,
-                          check=False)
-    if done.returncode != 0:
-        raise ModelExportError(f"git {' '.join(args)} failed: {done.stderr.strip()}")
-    return done.stdout.strip()
-
-
 def _measure(worktree: Path, models: list[str], strategies: list[str], repeat: int,
              out: Path, empty: Path) -> dict:
     """One matrix run of one side, in that side's code; returns its results.json.
@@ -127,34 +120,25 @@ DEFAULT_THRESHOLD = 0.05
 
 
 def run_gate(repo: Path, base: str, head: str = "HEAD", rounds: int = 6,
-             threshold: float = DEFAULT_THRESHOLD, repeat: int = 5, models: list[str] | None = None,
-             strategies: list[str] | None = None,
+             threshold: float = DEFAULT_THRESHOLD, repeat: int = 5,
+             models: list[str] | None = None, strategies: list[str] | None = None,
              log: Callable[[str], None] = lambda _: None) -> GateReport:
-    import time
-
     started = time.perf_counter()
     models, strategies = models or DEFAULT_MODELS, strategies or DEFAULT_STRATEGIES
-    sides = {"base": _git(repo, "rev-parse", base), "head": _git(repo, "rev-parse", head)}
-    scratch = Path(tempfile.mkdtemp(prefix="modelexport-gate-"))
+    sides = {"base": git(repo, "rev-parse", base), "head": git(repo, "rev-parse", head)}
     runs: dict[str, list[dict]] = {"base": [], "head": []}
-    no_expectations = scratch / "no-expectations.json"
-    no_expectations.write_text(f'{{"schema": "{EXPECTATIONS_SCHEMA}", "tiers": {{}}}}')
-    try:
-        trees = {}
-        for side, commit in sides.items():
-            trees[side] = scratch / side
-            _git(repo, "worktree", "add", "--detach", str(trees[side]), commit)
+    with tempfile.TemporaryDirectory(prefix="modelexport-gate-") as scratch_dir, \
+            worktree(repo, sides["base"], "modelexport-gate-base-") as base_tree, \
+            worktree(repo, sides["head"], "modelexport-gate-head-") as head_tree:
+        scratch, trees = Path(scratch_dir), {"base": base_tree, "head": head_tree}
+        no_expectations = scratch / "no-expectations.json"
+        no_expectations.write_text(f'{{"schema": "{EXPECTATIONS_SCHEMA}", "tiers": {{}}}}')
         for index in range(rounds):
             order = ["base", "head"] if index % 2 == 0 else ["head", "base"]
             for side in order:
                 log(f"round {index + 1}/{rounds}: {side} ({sides[side][:10]})")
                 runs[side].append(_measure(trees[side], models, strategies, repeat,
                                            scratch / f"{side}-{index}", no_expectations))
-    finally:
-        for side in ("base", "head"):
-            if (scratch / side).exists():
-                _git(repo, "worktree", "remove", "--force", str(scratch / side))
-        shutil.rmtree(scratch, ignore_errors=True)
     report = GateReport(base=sides["base"], head=sides["head"], rounds=rounds,
                         threshold=threshold)
     _compare_timings(report, runs)

@@ -16,45 +16,31 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 from modelexport.errors import ModelExportError
-
-
-def _git(repo: Path, *args: str) -> str:
-    done = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True,
-                          check=False)
-    if done.returncode != 0:
-        raise ModelExportError(f"git {' '.join(args)} failed: {done.stderr.strip()}")
-    return done.stdout.strip()
+from modelexport.harness.git import git, worktree
 
 
 def commits(repo: Path, branch: str, count: int) -> list[str]:
     """The last ``count`` first-parent commits of ``branch``, oldest first."""
-    listed = _git(repo, "rev-list", "--first-parent", f"--max-count={count}", branch)
+    listed = git(repo, "rev-list", "--first-parent", f"--max-count={count}", branch)
     return list(reversed(listed.split()))
 
 
 def record(repo: Path, commit: str, machine: str, asv: str) -> float:
     """One commit benchmarked in a temporary worktree; returns the seconds it took."""
     started = time.perf_counter()
-    tree = Path(tempfile.mkdtemp(prefix="modelexport-history-")) / "tree"
-    _git(repo, "worktree", "add", "--detach", str(tree), commit)
-    try:
+    with worktree(repo, commit, "modelexport-history-") as tree:
         env = {**os.environ, "ASV_PYTHONPATH": str(tree)}
         done = subprocess.run([asv, "run", "--python=same", f"--set-commit-hash={commit}",
                                "--machine", machine], cwd=repo, env=env, check=False)
         if done.returncode != 0:
             raise ModelExportError(f"asv run for {commit[:10]} exited {done.returncode}")
-    finally:
-        _git(repo, "worktree", "remove", "--force", str(tree))
-        shutil.rmtree(tree.parent, ignore_errors=True)
     return time.perf_counter() - started
 
 
@@ -72,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         total = 0.0
         for index, commit in enumerate(chosen, start=1):
             print(f"[{index}/{len(chosen)}] {commit[:10]} "
-                  f"{_git(repo, 'log', '-1', '--format=%s', commit)[:70]}", flush=True)
+                  f"{git(repo, 'log', '-1', '--format=%s', commit)[:70]}", flush=True)
             seconds = record(repo, commit, args.machine, args.asv)
             total += seconds
             print(f"[{index}/{len(chosen)}] {commit[:10]} recorded in {seconds:.0f}s",
