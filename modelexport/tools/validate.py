@@ -19,7 +19,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from modelexport.hierarchy import ROOT
+from modelexport.hierarchy import ROOT, ancestors
 from modelexport.tags import KEY_TAG, node_props, tag_value_problem
 from modelexport.tools.module_view import ORIGIN_TAGS, ModuleView, all_regions
 from modelexport.tools.regions import RegionIndex
@@ -137,11 +137,19 @@ def _duplicate_keys(view: ModuleView) -> Finding | None:
     return None
 
 
-def _ran_repeatedly(view: ModuleView) -> set[str]:
+def _judged_by_parts(view: ModuleView) -> set[str]:
+    """Modules whose region is judged one connected part at a time.
+
+    A module that ran more than once has one part per call.  So do its
+    ancestors: a shared layer called again from outside its parent (a tied
+    head, a block reused at the root) puts that call's nodes in the parent's
+    region too, correctly tagged, and the path between the two calls leaves
+    the parent.  Each part must still be convex.
+    """
     repeated = {row["path"] for row in view.sidecar_modules() if (row.get("calls") or 0) > 1}
     repeated.update(info.module for info in view.nodes
                     if info.call is not None and info.call > 0 and info.module is not None)
-    return repeated
+    return {outer for module in repeated for outer in ancestors(module)}
 
 
 def _components(index: RegionIndex, region: list[int]) -> list[list[int]]:
@@ -179,13 +187,13 @@ def _never_ran(view: ModuleView) -> set[str]:
 def _convexity(view: ModuleView) -> list[Finding]:
     index = RegionIndex(view.model)
     names = view.node_names()
-    repeated = _ran_repeatedly(view)
+    by_parts = _judged_by_parts(view)
     skipped = _never_ran(view)
     findings = []
     for module, region in all_regions(view).items():
         if module == ROOT or module in skipped:
             continue
-        parts = _components(index, region) if module in repeated else [region]
+        parts = _components(index, region) if module in by_parts else [region]
         breaks = sorted({b for part in parts for b in index.convexity_breaks(part)})
         if breaks:
             findings.append(Finding(
