@@ -1,9 +1,11 @@
 """The asv dashboard, rendered in a real browser (headless Chromium).
 
-A short asv run (the tagging benchmarks) is recorded for HEAD into a
+A short asv run (the tagging benchmarks) is recorded for the last three
+commits of main by the history command (``make bench-history``) into a
 temporary results folder, published, made offline-capable (asv's pages load
 their JavaScript from CDNs; see modelexport.harness.dashboard), served on
-localhost and opened in Chromium: the page must list the benchmarks and draw a graph. A screenshot
+localhost and opened in Chromium: the page must list the benchmarks and draw a graph with a
+point per commit. A screenshot
 is kept in out/artifacts/dashboard.png. Marked slow; CI runs it through
 `make test-slow`.
 """
@@ -28,6 +30,7 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
                   "--no-first-run", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--hide-scrollbars"]
 BENCHMARK = "bench_tagging.TaggingPass.time_tagging"
+HISTORY = 3  # commits recorded by `make bench-history`'s command
 
 pytestmark = pytest.mark.slow
 
@@ -52,14 +55,14 @@ def dashboard(tmp_path_factory) -> Path:
     conf.write_text(json.dumps(config))
     asv = [sys.executable, "-m", "asv"]
     env = {**os.environ, "HOME": str(work)}
-    commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True,
-                            text=True, check=True).stdout.strip()
     subprocess.run([*asv, "machine", "--yes", "--machine", "dashboard-test"], env=env,
                    check=True, capture_output=True, cwd=work)
-    subprocess.run([*asv, "run", "--config", str(conf), "--python=same",
-                    f"--set-commit-hash={commit}", "--machine", "dashboard-test",
-                    "--bench", "TaggingPass", "--quick"], env=env, check=True,
-                   capture_output=True, cwd=work, timeout=900)
+    # the history command itself, on the last HISTORY commits of main
+    subprocess.run([sys.executable, "-m", "modelexport.harness.history", "--count",
+                    str(HISTORY), "--repo", str(REPO), "--machine", "dashboard-test",
+                    "--asv", str(Path(sys.executable).parent / "asv"), "--",
+                    "--config", str(conf), "--bench", "TaggingPass", "--quick"],
+                   env=env, check=True, capture_output=True, cwd=work, timeout=1800)
     subprocess.run([*asv, "publish", "--config", str(conf)], env=env, check=True,
                    capture_output=True, cwd=work, timeout=300)
     subprocess.run([sys.executable, "-m", "modelexport.harness.dashboard", str(work / "html"),
@@ -104,3 +107,12 @@ def test_dashboard_draws_a_graph_and_saves_a_screenshot(served, tmp_path):
     shot = ARTIFACTS / "dashboard.png"
     render(page, tmp_path, f"--screenshot={shot}", "--window-size=1400,900")
     assert shot.exists() and shot.stat().st_size > 10_000
+
+
+def test_published_graph_has_a_point_per_recorded_commit(dashboard):
+    graphs = list(dashboard.glob(f"graphs/**/{BENCHMARK}.json"))
+    assert graphs, "asv publish wrote no graph for the benchmark"
+    points = json.loads(graphs[0].read_text())
+    measured = [revision for revision, value in points
+                if any(v is not None for v in (value if isinstance(value, list) else [value]))]
+    assert len(set(measured)) == HISTORY, points

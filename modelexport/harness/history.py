@@ -9,7 +9,10 @@ matrix's worker processes inherit it).  The benchmark definitions are this
 checkout's, so every commit is measured by the same suite; a figure an old
 commit did not record yet shows as a gap.
 
-    python -m modelexport.harness.history [--count 10] [--branch main]
+    python -m modelexport.harness.history [--count 10] [--branch main] [-- ASV_RUN_ARGS...]
+
+Arguments after ``--`` go to each ``asv run`` (``--bench TaggingPass
+--quick``, ``--config other.json``).
 """
 
 from __future__ import annotations
@@ -32,13 +35,14 @@ def commits(repo: Path, branch: str, count: int) -> list[str]:
     return list(reversed(listed.split()))
 
 
-def record(repo: Path, commit: str, machine: str, asv: str) -> float:
+def record(repo: Path, commit: str, machine: str, asv: str, asv_args: list[str]) -> float:
     """One commit benchmarked in a temporary worktree; returns the seconds it took."""
     started = time.perf_counter()
     with worktree(repo, commit, "modelexport-history-") as tree:
         env = {**os.environ, "ASV_PYTHONPATH": str(tree)}
         done = subprocess.run([asv, "run", "--python=same", f"--set-commit-hash={commit}",
-                               "--machine", machine], cwd=repo, env=env, check=False)
+                               "--machine", machine, *asv_args], cwd=repo, env=env,
+                              check=False)
         if done.returncode != 0:
             raise ModelExportError(f"asv run for {commit[:10]} exited {done.returncode}")
     return time.perf_counter() - started
@@ -51,7 +55,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repo", default=".")
     parser.add_argument("--machine", default=socket.gethostname())
     parser.add_argument("--asv", default=str(Path(sys.executable).parent / "asv"))
+    parser.add_argument("asv_args", nargs=argparse.REMAINDER,
+                        help="after --: passed to every asv run")
     args = parser.parse_args(argv)
+    asv_args = args.asv_args[1:] if args.asv_args[:1] == ["--"] else args.asv_args
     repo = Path(args.repo).resolve()
     try:
         chosen = commits(repo, args.branch, args.count)
@@ -59,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         for index, commit in enumerate(chosen, start=1):
             print(f"[{index}/{len(chosen)}] {commit[:10]} "
                   f"{git(repo, 'log', '-1', '--format=%s', commit)[:70]}", flush=True)
-            seconds = record(repo, commit, args.machine, args.asv)
+            seconds = record(repo, commit, args.machine, args.asv, asv_args)
             total += seconds
             print(f"[{index}/{len(chosen)}] {commit[:10]} recorded in {seconds:.0f}s",
                   flush=True)
