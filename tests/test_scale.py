@@ -165,3 +165,11 @@ def test_recorded_costs_list_every_entry_of_the_tier(tier):
 
     recorded = json.loads((Path(__file__).parents[1] / "model_zoo" / "costs.json").read_text())
     assert sorted(recorded["tiers"][tier]) == sorted(e.name for e in entries(tier))
+
+
+def test_an_unreachable_scheduler_is_one_error_line_and_no_output(tmp_path):
+    done = cli("zoo", "run", "--models", "small_cnn", "--strategies", "htp",
+               "--scheduler", "tcp://127.0.0.1:1", "--out", str(tmp_path / "out"))
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().startswith("error: cannot reach the Dask scheduler")
+    assert len(done.stderr.strip().splitlines()) == 1 and not (tmp_path / "out").exists()

@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from dataclasses import asdict
 from typing import Any
 
-from modelexport.errors import one_line
+from modelexport.errors import ModelExportError, one_line
 from modelexport.harness.cells import CRASHED, TIMEOUT, CellResult, CellSpec
 
 POLL_SECONDS = 1.0
@@ -61,11 +61,20 @@ def cells_on_cluster(address: str, specs: list[CellSpec], jobs: int, timeout: fl
 
     ``jobs`` is ignored: the cluster's workers set the parallelism.
     """
-    from distributed import Client, wait
+    try:
+        from distributed import Client, wait
+    except ImportError:
+        raise ModelExportError("--scheduler needs Dask distributed: pip install "
+                               "'modelexport[scale]' (make setup installs it)") from None
 
     del jobs
     run_id = uuid.uuid4().hex[:8]
-    with Client(address, timeout="30s") as client:
+    try:
+        client = Client(address, timeout="20s")
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise ModelExportError(f"cannot reach the Dask scheduler at {address}: "
+                               f"{one_line(exc)}") from None
+    with client:
         futures = {client.submit(run_on_worker, asdict(spec), plugins, pure=False,
                                  key=f"modelexport-cell-{run_id}-{index}"): spec
                    for index, spec in enumerate(specs)}
