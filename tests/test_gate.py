@@ -117,3 +117,26 @@ def test_no_op_commit_passes(clone):
     commit_change(clone, "README.md", "# modelexport", "# modelexport\n", "no-op")
     report = run_gate(clone, "HEAD~1", models=["bert", "small_cnn"], strategies=["htp", "fx"])
     assert report.passed, report.table()
+
+
+def _runs(ratios: list[float]) -> dict[str, list[dict]]:
+    """One cell's rounds: BASE at 1 s, HEAD at the given ratio."""
+    def run(seconds: float) -> dict:
+        return {"cells": [{"model": "m", "strategy": "s", "status": "ok",
+                           "cpu_seconds_all": [seconds]}]}
+    return {"base": [run(1.0) for _ in ratios], "head": [run(r) for r in ratios]}
+
+
+@pytest.mark.parametrize(("ratios", "regressed"), [
+    ([1.12, 1.09, 1.11, 1.03, 1.15, 1.10], True),   # slower in every round
+    ([1.12, 1.09, 1.11, 0.97, 1.15, 1.10], True),   # one unlucky round
+    ([1.08, 1.07, 0.95, 1.06, 0.97, 1.09], False),  # median past 5%, slower in only 4
+    ([1.04, 1.03, 1.02, 1.04, 1.01, 1.03], False),  # consistent but under the threshold
+])
+def test_a_timing_regression_needs_the_median_and_a_consistent_slowdown(ratios, regressed):
+    from modelexport.harness.gate import GateReport, _compare_timings
+
+    report = GateReport("base", "head", rounds=len(ratios), threshold=0.05)
+    _compare_timings(report, _runs(ratios))
+    assert report.timings["m/s"]["regressed"] is regressed
+    assert bool(report.findings) is regressed

@@ -15,8 +15,10 @@ Verdicts:
   stretches wall time far more than the CPU time this process spends;
   README, "Timing") and keeps the best, since noise only ever adds time.
   A cell regresses when the median over rounds of HEAD's best over BASE's
-  best *in the same round* exceeds ``1 + threshold``: pairing divides out
-  drift in the machine's speed, the median discards an unlucky round;
+  best *in the same round* exceeds ``1 + threshold`` and HEAD was slower in
+  at least 5 of 6 rounds: pairing divides out drift in the machine's speed,
+  the median discards an unlucky round, the count asks for a consistent
+  slowdown rather than a few lucky rounds;
 * quality: any worsening fails, whatever its size: a cell that was ``ok`` and
   is not (parity error past the tolerance turns a cell ``parity-failed``), a
   drop in coverage, anchored accuracy or exact + inherited share, a rise in
@@ -28,6 +30,7 @@ Verdicts:
 from __future__ import annotations
 
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -156,6 +159,17 @@ def _spread(values: list[float]) -> float:
     return (max(values) - min(values)) / 2 / max(middle, _EPS)
 
 
+def _consistent(rounds: int) -> int:
+    """Rounds in which HEAD must be slower for a slowdown to count: 5 of 6.
+
+    With one side's luck alone, HEAD is slower in each round with even odds,
+    so in 5 or more of 6 rounds one time in 9; together with the median past
+    the threshold, a no-op change is rarely flagged.  A real 10% slowdown
+    is slower in (nearly) every round.
+    """
+    return math.ceil(rounds * 5 / 6)
+
+
 def _compare_timings(report: GateReport, runs: dict[str, list[dict]]) -> None:
     """Per cell, the median over rounds of HEAD's time over BASE's *in the same round*.
 
@@ -182,14 +196,15 @@ def _compare_timings(report: GateReport, runs: dict[str, list[dict]]) -> None:
         ratio = statistics.median(ratios)
         base = statistics.median(b for b, _ in pairs)
         head = statistics.median(h for _, h in pairs)
-        regressed = ratio > 1 + report.threshold
+        slower = sum(r > 1 for r in ratios)
+        regressed = ratio > 1 + report.threshold and slower >= _consistent(report.rounds)
         report.timings[key] = {"base": base, "head": head, "ratio": ratio,
                                "spread": _spread(ratios), "regressed": regressed}
         if regressed:
             report.findings.append(Finding(
                 "timing", f"time_export {key}", f"{base:.3f}s", f"{head:.3f}s",
-                f"{ratio - 1:+.0%} slower (median of {report.rounds} paired rounds); "
-                f"threshold {report.threshold:.0%}"))
+                f"{ratio - 1:+.0%} slower (median of {report.rounds} paired rounds, slower "
+                f"in {slower}); threshold {report.threshold:.0%}"))
 
 
 _LOWER_IS_WORSE = ("coverage", "anchored_accuracy")
