@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 OUT ?= out
 
-.PHONY: setup run run-wide run-wide-auto run-idioms fit-selector test test-slow lint clean
+.PHONY: setup run run-wide run-wide-auto run-idioms fit-selector test test-slow test-load lint clean
 
 # torch is installed first, pinned to the CPU build this machine carries;
 # the package's own torch>=2.6 range is then already satisfied, so pip never
@@ -51,6 +51,10 @@ test: setup
 
 test-slow: setup
 	$(PY) -m pytest -q -m slow -p no:cacheprovider
+
+# The gate's proofs beside a CPU hog (about 10 minutes; see README, "The gate").
+test-load: setup
+	$(PY) -m pytest -q -m load -p no:cacheprovider tests/test_gate.py
 
 lint: setup
 	$(BIN)/ruff check .

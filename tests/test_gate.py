@@ -2,8 +2,9 @@
 
 Each test clones this repository, commits one change on top, and runs the
 gate with BASE = the commit before it, on a small subset of the matrix.
-The proofs under load (marked slow) run the same gate beside a process that
-keeps one core busy, as a shared CI runner would.
+The proofs under load (marker ``load``, ``make test-load``) run the same gate
+beside a process that keeps one core busy, as a shared CI runner would.  They
+are not in CI: measured, they do not hold every time yet (README, "The gate").
 """
 
 from __future__ import annotations
@@ -80,14 +81,14 @@ def test_planted_slowdown_fails_the_gate_and_is_named(clone):
     assert "time_export bert/htp" in report.table()
 
 
-@pytest.mark.slow
+@pytest.mark.load
 def test_planted_slowdown_under_load_fails_exactly_the_cells_it_touches(clone, cpu_hog):
     commit_change(clone, API, EXPORT, PLANTED_SLOWDOWN, "plant a 10% slowdown in HTP")
     report = run_gate(clone, "HEAD~1", models=LOAD_MODELS, strategies=["htp", "usage_based"])
     assert_flags_exactly_htp(report, LOAD_MODELS)
 
 
-@pytest.mark.slow
+@pytest.mark.load
 def test_no_op_commit_passes_under_load(clone, cpu_hog):
     commit_change(clone, "README.md", "# modelexport", "# modelexport\n", "no-op")
     report = run_gate(clone, "HEAD~1", models=LOAD_MODELS, strategies=["htp", "usage_based"])
