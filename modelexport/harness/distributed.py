@@ -12,11 +12,9 @@ What a cell's verdict becomes:
 * a task whose worker died (Dask gives up on it with ``KilledWorker``, after
   the scheduler's ``distributed.scheduler.allowed-failures`` retries) is
   ``crashed``, and the run goes on;
-* a task still unfinished ``timeout`` seconds after the scheduler handed it
-  to a worker is ``timeout``: it is cancelled and that worker is restarted,
-  since a Python thread cannot be stopped from outside.  (A one-thread
-  worker may hold one more cell queued behind the running one, so a cell's
-  clock can start up to one cell early.)
+* a task still executing ``timeout`` seconds after its worker first reported
+  it executing (polled every second) is ``timeout``: it is cancelled and that
+  worker is restarted, since a Python thread cannot be stopped from outside.
 """
 
 from __future__ import annotations
@@ -59,7 +57,8 @@ def cells_on_cluster(address: str, specs: list[CellSpec], jobs: int, timeout: fl
                      plugins: list[str]) -> Iterator[CellResult]:
     """Submit every cell to the scheduler at ``address``; yield results as they finish.
 
-    ``jobs`` is ignored: the cluster's workers set the parallelism.
+    ``jobs`` is ignored: the cluster's worker threads set the parallelism,
+    and no more cells are in flight than there are threads.
     """
     try:
         from distributed import Client, wait
@@ -75,12 +74,19 @@ def cells_on_cluster(address: str, specs: list[CellSpec], jobs: int, timeout: fl
         raise ModelExportError(f"cannot reach the Dask scheduler at {address}: "
                                f"{one_line(exc)}") from None
     with client:
-        futures = {client.submit(run_on_worker, asdict(spec), plugins, pure=False,
-                                 key=f"modelexport-cell-{run_id}-{index}"): spec
-                   for index, spec in enumerate(specs)}
+        waiting = list(enumerate(specs))
+        futures: dict[Any, CellSpec] = {}
         started: dict[str, float] = {}
-        pending = set(futures)
-        while pending:
+        pending: set = set()
+        while waiting or pending:
+            # no more cells in flight than worker threads: a cell queued behind
+            # another on a worker would die with it, or start its clock early
+            while waiting and len(pending) < max(1, sum(client.nthreads().values())):
+                index, spec = waiting.pop(0)
+                future = client.submit(run_on_worker, asdict(spec), plugins, pure=False,
+                                       key=f"modelexport-cell-{run_id}-{index}")
+                futures[future] = spec
+                pending.add(future)
             try:
                 done, _ = wait(list(pending), timeout=POLL_SECONDS,
                                return_when="FIRST_COMPLETED")
@@ -105,10 +111,21 @@ def _result_of(future: Any, spec: CellSpec) -> CellResult:
                           error=f"worker lost ({type(exc).__name__}: {one_line(exc)})")
 
 
+def executing_keys(dask_worker: Any) -> list[str]:
+    """Run on each worker by ``Client.run``: the keys its threads are executing now."""
+    return [str(key) for key, task in dask_worker.state.tasks.items()
+            if task.state == "executing"]
+
+
 def _overrun(client: Any, pending: set, started: dict[str, float], timeout: float) -> list:
-    """Futures running past ``timeout``; cancelled, with their workers restarted."""
+    """Futures executing for longer than ``timeout``; cancelled, with their workers restarted.
+
+    The clock starts when a worker reports the cell executing (its event loop
+    answers while the cell's thread is busy), not when the scheduler queues it.
+    """
     now = time.monotonic()
-    where = {key: worker for worker, keys in client.processing().items() for key in keys}
+    running = client.run(executing_keys, on_error="ignore")
+    where = {key: worker for worker, keys in running.items() for key in keys}
     late, restart = [], set()
     for future in pending:
         if future.key not in where:
