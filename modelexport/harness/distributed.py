@@ -33,23 +33,10 @@ POLL_SECONDS = 1.0
 
 def run_on_worker(spec: dict[str, Any], plugins: list[str]) -> dict[str, Any]:
     """The task: one cell, inside a Dask worker (imports are cached per worker process)."""
-    import logging
-    import os
-    import warnings
-
-    warnings.filterwarnings("ignore")
-    logging.getLogger("transformers").setLevel(logging.ERROR)
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    import torch
-
-    torch.set_num_threads(1)
-    import model_zoo  # noqa: F401  (registers the built-in entries)
-    import modelexport.strategies  # noqa: F401
     from modelexport.harness.cells import run_cell
-    from modelexport.harness.workers import import_plugin
+    from modelexport.harness.workers import prepare_for_cells
 
-    for plugin in plugins:
-        import_plugin(plugin)
+    prepare_for_cells(plugins)
     return run_cell(CellSpec(**spec)).to_dict()
 
 

@@ -42,23 +42,36 @@ def import_plugin(path: str) -> None:
     spec.loader.exec_module(module)
 
 
-def _worker_main(connection: Connection, plugins: list[str]) -> None:
-    """Worker loop: receive a CellSpec dict, send back a CellResult dict."""
+def prepare_for_cells(plugins: list[str]) -> None:
+    """Set up a process that runs cells: quiet libraries, torch on one thread, the plugins.
+
+    Shared by the local workers and Dask's (``distributed.run_on_worker``);
+    repeated calls in one process cost nothing.
+    """
     import logging
     import warnings
 
     warnings.filterwarnings("ignore")
-    logging.disable(logging.WARNING)
+    logging.getLogger("transformers").setLevel(logging.ERROR)
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     import torch
 
     torch.set_num_threads(1)
     import model_zoo  # noqa: F401  (registers the built-in entries)
     import modelexport.strategies  # noqa: F401
-    from modelexport.harness.cells import run_cell
 
     for plugin in plugins:
         import_plugin(plugin)
+
+
+def _worker_main(connection: Connection, plugins: list[str]) -> None:
+    """Worker loop: receive a CellSpec dict, send back a CellResult dict."""
+    import logging
+
+    logging.disable(logging.WARNING)  # this process is ours alone: nothing to hear from
+    prepare_for_cells(plugins)
+    from modelexport.harness.cells import run_cell
+
     while True:
         try:
             message = connection.recv()
