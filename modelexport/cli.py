@@ -359,12 +359,12 @@ def _zoo_costs(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from modelexport.harness.results import read_results_or_fail
-    from modelexport.harness.sharding import COSTS_SCHEMA, updated_costs
+    from modelexport.harness.sharding import load_costs, updated_costs
     from modelexport.tools.writing import write_text
 
     target = _zoo_file(args.out, "costs.json")
-    current = json.loads(target.read_text()) if target.exists() else {"schema": COSTS_SCHEMA}
-    updated = updated_costs(current, [read_results_or_fail(Path(p)) for p in args.results])
+    updated = updated_costs(load_costs(target),
+                            [read_results_or_fail(Path(p)) for p in args.results])
     write_text(target, json.dumps(updated, indent=1) + "\n")
     for tier, costs in updated["tiers"].items():
         seconds = sum(sum(cells.values()) for cells in costs.values())

@@ -62,14 +62,22 @@ def model_costs(cells: dict[str, dict[str, float]]) -> dict[str, float]:
     return {model: sum(by_strategy.values()) for model, by_strategy in cells.items()}
 
 
+def load_costs(path: Path) -> dict[str, Any]:
+    """The whole costs file (an empty one when absent); a one-line error when unreadable."""
+    if not path.exists():
+        return {"schema": COSTS_SCHEMA, "tiers": {}}
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ModelExportError(f"cannot read costs {path}: {exc}") from None
+    if not isinstance(data, dict) or data.get("schema") != COSTS_SCHEMA:
+        raise ModelExportError(f"{path} is not a {COSTS_SCHEMA} file")
+    return data
+
+
 def read_costs(path: Path, tier: str) -> dict[str, dict[str, float]]:
     """The recorded cell costs of one tier (empty when the file or the tier is absent)."""
-    if not path.exists():
-        return {}
-    data = json.loads(path.read_text())
-    if data.get("schema") != COSTS_SCHEMA:
-        raise ModelExportError(f"{path} is not a {COSTS_SCHEMA} file")
-    return dict(data.get("tiers", {}).get(tier, {}))
+    return dict(load_costs(path).get("tiers", {}).get(tier, {}))
 
 
 def updated_costs(current: dict[str, Any], results: list[dict[str, Any]]) -> dict[str, Any]:
