@@ -1,0 +1,52 @@
+"""modelexport's export over the plain ``torch.onnx.export`` it wraps, as ratios.
+
+Each figure is measured in one process, the plain export and modelexport's
+interleaved round by round (``modelexport.harness.overhead``), so the
+ratio holds on a noisy machine where an absolute time would not.  The
+``tiny`` size shows the fixed cost per export; ``full`` (bert-base at
+sequence 128, ResNet-50 at 224x224) is the size a user exports.
+``MODELEXPORT_BENCH_OVERHEAD_TIERS`` (comma-separated) narrows the sizes.
+"""
+
+import math
+import os
+
+# modelexport.harness.overhead's MODELS and BASELINES, spelled out here because
+# importing the package imports torch in every asv process (tests check they agree)
+OVERHEAD_MODELS = ("bert", "resnet")
+OVERHEAD_STRATEGIES = ("dynamo", "htp", "usage_based")
+
+TIERS = [t for t in os.environ.get("MODELEXPORT_BENCH_OVERHEAD_TIERS", "tiny,full").split(",")
+         if t]
+
+
+class Overhead:
+    params = (TIERS, list(OVERHEAD_MODELS), list(OVERHEAD_STRATEGIES))
+    param_names = ["size", "model", "strategy"]
+    timeout = 3600
+
+    def setup_cache(self):
+        from modelexport.harness.overhead import overhead_table
+
+        table = overhead_table(tuple(TIERS), OVERHEAD_MODELS, OVERHEAD_STRATEGIES)
+        return {(o.tier, o.model, o.strategy): o.as_dict() for o in table}
+
+    @staticmethod
+    def _ratio(cache, size, model, strategy, figure):
+        value = cache[(size, model, strategy)][figure]
+        return math.nan if value is None else float(value)
+
+    def track_overhead_wall(self, cache, size, model, strategy):
+        return self._ratio(cache, size, model, strategy, "wall_ratio")
+
+    track_overhead_wall.unit = "x plain torch.onnx.export (wall, median of rounds)"
+
+    def track_overhead_cpu(self, cache, size, model, strategy):
+        return self._ratio(cache, size, model, strategy, "cpu_ratio")
+
+    track_overhead_cpu.unit = "x plain torch.onnx.export (process CPU)"
+
+    def track_overhead_peak_rss(self, cache, size, model, strategy):
+        return self._ratio(cache, size, model, strategy, "peak_ratio")
+
+    track_overhead_peak_rss.unit = "x plain torch.onnx.export (peak RSS above start)"

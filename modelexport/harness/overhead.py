@@ -1,0 +1,245 @@
+"""What an export through modelexport costs over the plain ``torch.onnx.export`` it wraps.
+
+A user weighing modelexport against the exporter they would otherwise call
+sees one figure: how much longer (and how much more memory) the same export
+takes.  Each strategy is compared with the plain export it is built on:
+
+``dynamo``       ``torch.onnx.export(dynamo=True, optimize=True)`` then ``save``;
+``htp``,
+``usage_based``  ``torch.onnx.export(dynamo=False)`` of the model called with
+                 its keyword inputs (the few-line wrapper every user writes for
+                 a Hugging Face model, whose forward TorchScript cannot trace
+                 from positional inputs alone).
+
+Both plain exports write modelexport's default opset, so neither side pays
+for a conversion the other skips.
+
+Both run in one process, interleaved round by round (which one goes first
+alternates), after one warm-up export each, so drift and one-time costs
+(imports, registrations) fall on neither side.  Files go to a RAM-backed
+folder where there is one (``/dev/shm``): both sides write the same bytes,
+and a disk's write-back throttling otherwise moves the plain export's time
+by half from one round to the next.  The ratio is the median of
+modelexport's times over the median of the plain ones; wall time, process
+CPU time and peak RSS above the call's starting RSS are all kept.  modelexport
+runs with its defaults, so its self-check (checker, ONNX Runtime load, tag
+ownership) is part of what is measured: that is the export a user gets.
+
+``python -m modelexport.harness.overhead`` prints the table; the asv suite
+tracks the ratios (``benchmarks/bench_overhead.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import gc
+import logging
+import math
+import os
+import statistics
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+# the strategies issue 13 holds to a limit, with the plain export each wraps
+BASELINES = {"dynamo": "dynamo", "htp": "torchscript", "usage_based": "torchscript"}
+MODELS = ("bert", "resnet")
+TIERS = ("tiny", "full")
+# below this, a peak RSS increment is allocator noise, not the export's footprint
+MIN_PEAK_MB = 16.0
+
+
+@dataclass
+class Samples:
+    """One variant's measurements, one entry per round."""
+
+    seconds: list[float] = field(default_factory=list)
+    cpu_seconds: list[float] = field(default_factory=list)
+    peak_mb: list[float] = field(default_factory=list)
+
+
+@dataclass
+class Overhead:
+    """modelexport against the plain export, for one model and strategy."""
+
+    model: str
+    tier: str
+    strategy: str
+    baseline: str
+    plain: Samples
+    ours: Samples
+
+    @staticmethod
+    def _ratio(ours: list[float], plain: list[float]) -> float:
+        return statistics.median(ours) / statistics.median(plain)
+
+    @property
+    def wall_ratio(self) -> float:
+        return self._ratio(self.ours.seconds, self.plain.seconds)
+
+    @property
+    def cpu_ratio(self) -> float:
+        return self._ratio(self.ours.cpu_seconds, self.plain.cpu_seconds)
+
+    @property
+    def peak_ratio(self) -> float:
+        """NaN where the plain export's peak is too small to compare (a tiny model)."""
+        if statistics.median(self.plain.peak_mb) < MIN_PEAK_MB:
+            return math.nan
+        return self._ratio(self.ours.peak_mb, self.plain.peak_mb)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "wall_ratio": self.wall_ratio, "cpu_ratio": self.cpu_ratio,
+                "peak_ratio": self.peak_ratio}
+
+
+def _scratch() -> str | None:
+    """A RAM-backed folder when the machine has one (module doc), else the default."""
+    shm = Path("/dev/shm")
+    return str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else None
+
+
+def _plain_export(baseline: str, model: Any, inputs: Any, path: Path) -> None:
+    """The export a user would write without modelexport (module doc)."""
+    import torch
+
+    from modelexport.api import DEFAULT_OPSET
+    from modelexport.inputs import ModelInputs
+
+    example = ModelInputs.from_user(inputs)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        if baseline == "dynamo":
+            program = torch.onnx.export(model, example.args, kwargs=example.kwargs,
+                                        dynamo=True, optimize=True, verbose=False,
+                                        opset_version=DEFAULT_OPSET)
+            program.save(str(path))
+            return
+        names = list(example.kwargs)
+
+        class KeywordCall(torch.nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.model = model
+
+            def forward(self, *tensors: Any) -> Any:
+                positional = tensors[:len(example.args)]
+                return self.model(*positional, **dict(zip(names, tensors[len(positional):])))
+
+        positional_names = [f"input_{i}" for i in range(len(example.args))]
+        torch.onnx.export(KeywordCall(), (*example.args, *example.kwargs.values()), str(path),
+                          dynamo=False, opset_version=DEFAULT_OPSET,
+                          input_names=[*positional_names, *names])
+
+
+def _ours(strategy: str, model: Any, inputs: Any, path: Path) -> None:
+    from modelexport.api import export_model
+
+    export_model(model, inputs, path, strategy=strategy)
+
+
+def _release_free_memory() -> None:
+    """Hand memory freed by earlier rounds back to the OS, so a peak above the start is real.
+
+    Without it, glibc keeps freed blocks and the next export reuses them: its
+    RSS barely grows, and the footprint reads as zero.
+    """
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+@contextlib.contextmanager
+def _measured(into: Samples) -> Iterator[None]:
+    from modelexport.monitoring import PeakSampler, current_rss_bytes
+
+    _release_free_memory()
+    start_rss = current_rss_bytes()
+    start, cpu_start = time.perf_counter(), time.process_time()
+    with PeakSampler() as sampler:
+        yield
+    into.seconds.append(time.perf_counter() - start)
+    into.cpu_seconds.append(time.process_time() - cpu_start)
+    into.peak_mb.append(max(sampler.peak - start_rss, 0) / 2**20)
+
+
+def measure(model: Any, inputs: Any, strategy: str, rounds: int = 3, *, name: str = "",
+            tier: str = "") -> Overhead:
+    """Interleaved plain and modelexport exports of ``model`` (module doc)."""
+    baseline = BASELINES[strategy]
+    result = Overhead(name, tier, strategy, baseline, Samples(), Samples())
+    with tempfile.TemporaryDirectory(prefix="modelexport-overhead-", dir=_scratch()) as folder:
+        plain_path, ours_path = Path(folder) / "plain.onnx", Path(folder) / "ours.onnx"
+        variants: list[tuple[Callable[[], None], Samples]] = [
+            (lambda: _plain_export(baseline, model, inputs, plain_path), result.plain),
+            (lambda: _ours(strategy, model, inputs, ours_path), result.ours),
+        ]
+        for run, _ in variants:  # warm-up, not counted
+            run()
+        for index in range(rounds):
+            for run, samples in variants if index % 2 == 0 else variants[::-1]:
+                with _measured(samples):
+                    run()
+    return result
+
+
+def overhead_table(tiers: tuple[str, ...] = TIERS, models: tuple[str, ...] = MODELS,
+                   strategies: tuple[str, ...] = tuple(BASELINES), rounds: int = 3,
+                   log: Callable[[str], None] | None = None) -> list[Overhead]:
+    """Every (tier, zoo model, strategy) measured, torch on one thread as in the matrix."""
+    from model_zoo.registry import get_entry
+    from modelexport.harness.workers import prepare_for_cells
+
+    prepare_for_cells([])
+    logging.disable(logging.WARNING)  # torch's registration chatter, once per export
+    table = []
+    for tier in tiers:
+        for model_name in models:
+            entry = get_entry(model_name)
+            model = entry.build(tier).eval()
+            inputs = entry.inputs(model, tier)
+            for strategy in strategies:
+                figures = measure(model, inputs, strategy, rounds, name=model_name, tier=tier)
+                if log is not None:
+                    log(_row(figures))
+                table.append(figures)
+    return table
+
+
+def _row(figures: Overhead) -> str:
+    plain, ours = figures.plain, figures.ours
+    return (f"{figures.tier:5} {figures.model:8} {figures.strategy:12} "
+            f"plain {statistics.median(plain.seconds):7.2f}s  "
+            f"ours {statistics.median(ours.seconds):7.2f}s  "
+            f"wall {figures.wall_ratio:5.2f}x  cpu {figures.cpu_ratio:5.2f}x  "
+            f"peak RSS {statistics.median(plain.peak_mb):6.0f} -> "
+            f"{statistics.median(ours.peak_mb):6.0f} MB ({figures.peak_ratio:4.2f}x)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m modelexport.harness.overhead",
+        description="modelexport's export time and memory over plain torch.onnx.export")
+    parser.add_argument("--tiers", default=",".join(TIERS))
+    parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--strategies", default=",".join(BASELINES))
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args(argv)
+    strategies = tuple(args.strategies.split(","))
+    unknown = sorted(set(strategies) - set(BASELINES))
+    if unknown or args.rounds < 1:
+        parser.error(f"unknown strategies {unknown} (known: {', '.join(BASELINES)})"
+                     if unknown else "--rounds must be at least 1")
+    overhead_table(tuple(args.tiers.split(",")), tuple(args.models.split(",")), strategies,
+                   args.rounds, log=print)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

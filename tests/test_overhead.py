@@ -1,0 +1,52 @@
+"""The overhead benchmark measures the real export against the real plain one."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+
+from benchmarks import bench_overhead
+from modelexport.harness import overhead
+
+
+def test_the_asv_suite_lists_what_the_harness_measures():
+    assert bench_overhead.OVERHEAD_MODELS == overhead.MODELS
+    assert bench_overhead.OVERHEAD_STRATEGIES == tuple(overhead.BASELINES)
+
+
+@pytest.mark.parametrize("strategy", list(overhead.BASELINES))
+def test_each_strategy_is_measured_against_its_plain_export(strategy):
+    model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4))
+    figures = overhead.measure(model.eval(), torch.randn(2, 8), strategy, rounds=2)
+    assert figures.baseline == overhead.BASELINES[strategy]
+    for samples in (figures.plain, figures.ours):
+        assert len(samples.seconds) == len(samples.cpu_seconds) == 2
+        assert min(samples.seconds) > 0 and min(samples.cpu_seconds) > 0
+    assert figures.wall_ratio > 0 and figures.cpu_ratio > 0
+
+
+def test_a_slower_export_raises_the_wall_ratio_and_not_the_cpu_ratio(monkeypatch):
+    """Planted: half a second asleep in every export, ten times the export itself."""
+    import modelexport.api as api
+
+    exported = api.export_model
+
+    def sleepy(*args, **kwargs):
+        time.sleep(0.5)
+        return exported(*args, **kwargs)
+
+    model = torch.nn.Sequential(torch.nn.Linear(8, 4)).eval()
+    quick = overhead.measure(model, torch.randn(1, 8), "htp", rounds=2)
+    monkeypatch.setattr(api, "export_model", sleepy)
+    slow = overhead.measure(model, torch.randn(1, 8), "htp", rounds=2)
+    assert slow.wall_ratio > quick.wall_ratio + 2
+    assert slow.cpu_ratio < quick.cpu_ratio + 2
+
+
+def test_bad_arguments_are_one_usage_error(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        overhead.main(["--strategies", "fx"])
+    assert exit_info.value.code == 2
+    assert "unknown strategies ['fx']" in capsys.readouterr().err
