@@ -7,14 +7,18 @@ monitoring on):
               which module instances ran and how often;
 ``export``    strategies in order until one succeeds (AUTO tries several);
 ``tag``       projection of scope-less nodes, call indices;
-``check``     the self-check (checker, ONNX Runtime load, inputs bound by
-              name, parameter-reading nodes on their owners): AUTO moves on
-              from a strategy that fails it;
+``save``      the tagged graph serialised once and written to the staging
+              folder (external data beside it when large): what is checked
+              is the file the user gets;
+``check``     the self-check of that file (checker, ONNX Runtime load,
+              inputs bound by name, parameter-reading nodes on their
+              owners): AUTO moves on from a strategy that fails it;
+``validate``  (optional) ONNX Runtime parity on a fresh input, inside the
+              loop, so a file that disagrees with PyTorch makes AUTO move on
+              too;
 ``figures``   coverage and source shares;
-``save``      ONNX, external data and sidecar written atomically;
-``validate``  (optional) ONNX Runtime parity on a fresh input; under AUTO it
-              runs inside the loop, so a file that disagrees with PyTorch
-              makes AUTO move on too.
+``sidecar``   the sidecar (and markdown report), then every file moved into
+              place atomically.
 
 Before any of it the example is put in the order of ``forward``'s
 signature (graph inputs are named after it, whatever order a dict came in),
@@ -49,18 +53,17 @@ from modelexport.inputs import (
 from modelexport.markdown_report import render_markdown
 from modelexport.monitoring import PhaseMonitor
 from modelexport.names import ExportStrategy, Objective
+from modelexport.onnx_payload import model_bytes
 from modelexport.outputs import (
     PROTOBUF_LIMIT_BYTES,
     StagedOutput,
     external_data_path_for,
-    model_bytes,
     report_path_for,
     sidecar_path_for,
 )
-from modelexport.parameters import match_initializers
 from modelexport.report import Attempt, ExportReport, Outputs, Summary
 from modelexport.selection import needs_execution, recommend_strategy
-from modelexport.self_check import SelfCheck, check_saved_file, self_check
+from modelexport.self_check import SelfCheck, self_check
 from modelexport.sidecar import build_sidecar
 from modelexport.strategies import ExportRequest, StrategyResult, get_strategy
 from modelexport.tagging import complete_tags, paused_gc
@@ -218,16 +221,14 @@ class UnifiedExporter:
                          "reasons": pick.reasons}
             self._say(f"recommended {pick.strategy} ({pick.confidence:.2f}): {pick.reasons[0]}")
         with export_friendly(model) as switched:
-            attempts, chosen = self._run_strategies(request, order, monitor)
+            attempts, chosen = self._run_strategies(request, order, monitor, staging)
         result, tags, check = chosen.result, chosen.tags, chosen.check
         graph = result.model
         assert graph is not None
 
         with monitor.phase("figures"):
             figures = tag_figures(tags, tree).as_dict()
-        external = self.external_data
-        if external is None:
-            external = model_bytes(graph) > self.external_data_threshold
+        external = chosen.external
         target = staging.target
         settings = {
             "opset": self.opset,
@@ -247,16 +248,12 @@ class UnifiedExporter:
             external_data=str(external_data_path_for(target)) if external else None,
             report=str(report_path_for(target)) if self.markdown_report else None,
         )
-        with monitor.phase("save"):
-            staged_onnx = staging.write_onnx(graph, external, chosen.data)
-        if not check.file_checked:
-            with monitor.phase("check-file"):
-                check_saved_file(staged_onnx, check)
+        staging.promote(chosen.folder)
         notes += _export_warnings(request, result, check, traits)
         parity = chosen.parity
         if self.validate and parity is None:
             with monitor.phase("validate"):
-                parity = self._parity(staged_onnx, request)
+                parity = self._parity(staging.staged(target), request)
         owned = check.ownership
         anchored = {"anchored_nodes": owned.anchored_nodes, "correct": owned.correct,
                     "accuracy": owned.accuracy}
@@ -306,7 +303,8 @@ class UnifiedExporter:
         return report
 
     def _run_strategies(self, request: ExportRequest, order: list[str],
-                        monitor: PhaseMonitor) -> tuple[list[Attempt], _Candidate]:
+                        monitor: PhaseMonitor, staging: StagedOutput,
+                        ) -> tuple[list[Attempt], _Candidate]:
         """Try ``order`` until an export passes its self-check.
 
         A strategy that exports but fails the check counts as failed under
@@ -328,7 +326,7 @@ class UnifiedExporter:
             if not result.success:
                 self._say(f"{name}: failed ({type(exc).__name__}: {result.error_line()})")
                 continue
-            candidate = self._checked(request, result, monitor)
+            candidate = self._checked(request, result, monitor, staging)
             if candidate.passed:
                 self._say(f"{name}: exported {len(result.model.graph.node)} nodes, "
                           "self-check passed")
@@ -349,11 +347,11 @@ class UnifiedExporter:
         raise StrategyFailedError(f"every strategy failed ({causes})", attempts)
 
     def _checked(self, request: ExportRequest, result: StrategyResult,
-                 monitor: PhaseMonitor) -> _Candidate:
+                 monitor: PhaseMonitor, staging: StagedOutput) -> _Candidate:
         graph = result.model
         assert graph is not None and result.assignments is not None
         with monitor.phase("tag"), paused_gc():
-            held = match_initializers(graph, request.tree, request.model)
+            held = request.holdings(graph)
             owners = {name: holding.owners for name, holding in held.items()}
             tags = complete_tags(graph.graph.node, result.assignments, request.tree, owners)
             for index, node in enumerate(graph.graph.node):
@@ -365,20 +363,21 @@ class UnifiedExporter:
                 write_tags(graph, tags, result.strategy, __version__)
                 if self.model_explorer:
                     write_namespaces(graph, tags, request.tree.class_names())
+        external = self.external_data
+        if external is None:
+            external = model_bytes(graph) > self.external_data_threshold
+        with monitor.phase("save"):
+            saved = staging.write_onnx(graph, external, folder=result.strategy)
         with monitor.phase("check"):
-            # Serialised once, as it will be saved: the checks, parity and the
-            # file all use these bytes.  Too large for one protobuf: None.
-            data = (graph.SerializeToString()
-                    if model_bytes(graph) < self.external_data_threshold else None)
-            check = self_check(graph, data, tags, request.tree, request.model,
+            check = self_check(graph, saved, tags, request.tree, request.model,
                                request.input_names, held=held)
         parity = None
-        if self.validate and check.passed and data is not None:
-            # In memory, so that AUTO can move on from a file that disagrees
-            # with PyTorch; a graph too large for that is checked once saved.
+        if self.validate and check.passed:
+            # Inside the loop, so that AUTO can move on from a file that
+            # disagrees with PyTorch.
             with monitor.phase("validate"):
-                parity = self._parity(data, request)
-        return _Candidate(result, tags, check, parity, data)
+                parity = self._parity(saved, request)
+        return _Candidate(result, tags, check, parity, external)
 
     def _parity(self, source: Path | bytes, request: ExportRequest) -> ParityResult:
         return check_parity(source, request.traced, request.inputs, request.input_names,
@@ -389,9 +388,14 @@ class _Candidate:
     """One strategy's export with its tags, self-check and parity, while AUTO decides."""
 
     def __init__(self, result: StrategyResult, tags: list[NodeTag], check: SelfCheck,
-                 parity: ParityResult | None, data: bytes | None) -> None:
+                 parity: ParityResult | None, external: bool) -> None:
         self.result, self.tags, self.check, self.parity = result, tags, check, parity
-        self.data = data  # the serialised graph, tags written, when small enough
+        self.external = external  # its weights were saved beside it
+
+    @property
+    def folder(self) -> str:
+        """The staging sub-folder its file was saved in."""
+        return self.result.strategy
 
     @property
     def passed(self) -> bool:

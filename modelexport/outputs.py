@@ -18,6 +18,7 @@ from pathlib import Path
 import onnx
 
 from modelexport.errors import OutputPathError
+from modelexport.onnx_payload import save_streamed
 
 PROTOBUF_LIMIT_BYTES = 2 * 1024**3
 
@@ -32,11 +33,6 @@ def report_path_for(onnx_path: Path) -> Path:
 
 def external_data_path_for(onnx_path: Path) -> Path:
     return onnx_path.with_name(onnx_path.name + ".data")
-
-
-def model_bytes(model: onnx.ModelProto) -> int:
-    """Size of the initializers' payload, the part that can break the 2 GB limit."""
-    return sum(len(t.raw_data) for t in model.graph.initializer)
 
 
 @dataclass
@@ -61,20 +57,27 @@ class StagedOutput:
             ) from None
         return cls(target=path, staging=staging)
 
-    def staged(self, final: Path) -> Path:
-        return self.staging / final.name
+    def staged(self, final: Path, folder: str = "") -> Path:
+        return self.staging / folder / final.name
 
-    def write_onnx(self, model: onnx.ModelProto, external_data: bool,
-                   serialized: bytes | None = None) -> Path:
+    def promote(self, folder: str) -> None:
+        """The ONNX file (and external data) written into ``folder`` become the output."""
+        for name in (self.target, external_data_path_for(self.target)):
+            candidate = self.staged(name, folder)
+            if candidate.exists():
+                os.replace(candidate, self.staged(name))
+
+    def write_onnx(self, model: onnx.ModelProto, external_data: bool, folder: str = "",
+                   ) -> Path:
         """Serialize into staging; weights go to ``<name>.data`` when asked.
 
-        ``serialized`` is ``model`` already serialised, written as is when the
-        weights stay inline (it saves serialising a large model twice).
+        ``folder`` keeps one candidate's files apart from another's (AUTO
+        saves each strategy's export to check the file a user would get);
+        :meth:`promote` makes the chosen one the output.
         """
-        staged = self.staged(self.target)
-        if serialized is not None and not external_data:
-            staged.write_bytes(serialized)
-        elif external_data:
+        staged = self.staged(self.target, folder)
+        staged.parent.mkdir(exist_ok=True)
+        if external_data:
             onnx.save_model(
                 model,
                 str(staged),
@@ -84,7 +87,7 @@ class StagedOutput:
                 size_threshold=1024,
             )
         else:
-            onnx.save_model(model, str(staged))
+            save_streamed(model, staged)
         return staged
 
     def write_text(self, final: Path, text: str) -> None:

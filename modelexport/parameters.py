@@ -98,7 +98,6 @@ def match_initializers(graph: onnx.ModelProto, tree: ModuleTree,
     # Content matching: bucket by a cheap fingerprint, confirm by full comparison,
     # so each weight is read once rather than hashed whole (twice when 2-D).
     wanted = {tuple(init.dims) for init in unmatched}
-    candidates: dict[tuple, list[tuple[np.ndarray, torch.Tensor, list[str]]]] = {}
     candidates: dict[tuple, list[tuple[np.ndarray, torch.Tensor, list[str], bool]]] = {}
     for tensor, owners in named.values():
         if id(tensor) in kept_ids or not tensor.is_floating_point() or tensor.numel() < 2:
@@ -130,13 +129,6 @@ def _fingerprint(array: np.ndarray, per_axis: int = 4) -> tuple:
     grid = np.ix_(*(np.linspace(0, n - 1, min(n, per_axis)).astype(np.intp)
                     for n in array.shape))
     return (array.shape, str(array.dtype), array[grid].tobytes())
-
-
-def initializer_owners(graph: onnx.ModelProto, tree: ModuleTree,
-                       model: torch.nn.Module) -> dict[str, list[str]]:
-    """Initializer name -> the modules owning the tensor it holds (see module doc)."""
-    return {name: list(held.owners)
-            for name, held in match_initializers(graph, tree, model).items()}
 
 
 def _elements(init: onnx.TensorProto) -> int:

@@ -27,6 +27,7 @@ import torch
 from modelexport.errors import ModelExportError, one_line
 from modelexport.hierarchy import ModuleTree
 from modelexport.inputs import ModelInputs
+from modelexport.parameters import Holding, match_initializers
 from modelexport.tagging import Assignment, paused_gc
 
 # Adapters hold the user's model under this attribute, so scopes, state-dict
@@ -55,6 +56,20 @@ class ExportRequest:
     capture_model: torch.nn.Module | None = None
     adapter_depth: int = 0
     output_names: list[str] | None = None
+
+    _holdings: tuple[onnx.ModelProto, dict[str, Holding]] | None = field(
+        default=None, init=False, repr=False)
+
+    def holdings(self, graph: onnx.ModelProto) -> dict[str, Holding]:
+        """What each initializer of ``graph`` holds (:func:`match_initializers`), once per graph.
+
+        A strategy that reads parameter owners (USAGE_BASED) and the tag
+        phase after it both need the map; matching renamed weights by content
+        reads every weight, so it is not done twice.
+        """
+        if self._holdings is None or self._holdings[0] is not graph:
+            self._holdings = (graph, match_initializers(graph, self.tree, self.model))
+        return self._holdings[1]
 
     @property
     def traced(self) -> torch.nn.Module:

@@ -33,7 +33,6 @@ from torch.utils import _pytree as pytree
 from modelexport.hierarchy import ROOT
 from modelexport.inputs import flatten_outputs
 from modelexport.ort_values import intermediate_values
-from modelexport.parameters import initializer_owners
 from modelexport.strategies.base import ExportRequest, Strategy, register_strategy
 from modelexport.strategies.htp import torchscript_export
 from modelexport.tagging import Assignment, graph_edges
@@ -180,9 +179,10 @@ class UsageBasedStrategy(Strategy):
                     owner_depth[node_index] = depth
                     assignments[node_index] = Assignment(call.path, TagSource.EXACT)
 
-        owners = initializer_owners(graph, request.tree, request.model)
+        held = request.holdings(graph)
         for i, node in enumerate(nodes):
-            candidates = sorted({o for name in node.input for o in owners.get(name, ())})
+            candidates = sorted({o for name in node.input if name in held
+                                 for o in held[name].owners})
             if candidates and (assignments[i] is None
                                or assignments[i].module not in candidates):
                 assignments[i] = Assignment(candidates[0], TagSource.EXACT)

@@ -12,11 +12,11 @@ from pathlib import Path
 import onnx
 
 from modelexport.errors import ModelExportError
+from modelexport.onnx_payload import model_bytes
 from modelexport.outputs import (
     PROTOBUF_LIMIT_BYTES,
     StagedOutput,
     external_data_path_for,
-    model_bytes,
     sidecar_path_for,
 )
 

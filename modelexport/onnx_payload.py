@@ -1,0 +1,179 @@
+"""Handling an ONNX model's weights without copying them more than once.
+
+A bert-base export holds 440 MB of initializers.  Protobuf's own
+``SerializeToString`` copies them at well under memory speed (0.55 s for a
+bert-base on the reference machine) into one more 440 MB buffer, and every
+tool that only needs the graph's *structure* (the checker's shape
+inference) pays the same to read them.  Three helpers avoid it:
+
+* :func:`shell` copies a model without its large initializers: the
+  structure, for checks that need no weight values;
+* :func:`skeleton` declares those initializers as graph inputs instead, so
+  shape inference and ONNX Runtime can take the graph with the weights fed
+  as arrays (:func:`left_out_weights`);
+* :func:`save_streamed` writes a model as the shell followed by each large
+  initializer's payload, straight from its bytes.  The protobuf wire format
+  allows it: a parser merges repeated occurrences of an embedded message
+  field (``ModelProto.graph``) and appends repeated fields
+  (``GraphProto.initializer``), so the file reads back as the same model,
+  with the large initializers listed after the small ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import onnx
+from google.protobuf.message import Message
+from onnx import numpy_helper
+
+# Initializers up to this many bytes stay in a shell: shape constants (a
+# Reshape's target), whose values shape inference propagates.
+INLINE_BYTES = 1024
+
+_LENGTH_DELIMITED = 2  # protobuf wire type of bytes and embedded messages
+
+
+def tensor_bytes(tensor: onnx.TensorProto) -> int:
+    """The bytes an inline tensor holds, from its shape and type (0 when stored externally).
+
+    Computed, not measured: reading ``raw_data`` copies the whole payload into
+    a Python bytes object.
+    """
+    if is_external(tensor):
+        return 0
+    elements = 1
+    for dim in tensor.dims:
+        elements *= dim
+    try:  # sub-byte types report a byte each: an upper bound
+        item = onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type).itemsize
+    except KeyError:  # UNDEFINED, or a type newer than this onnx
+        item = 1
+    return elements * item
+
+
+def model_bytes(model: onnx.ModelProto) -> int:
+    """Size of the initializers' payload, the part that can break the 2 GB limit."""
+    return sum(tensor_bytes(t) for t in model.graph.initializer)
+
+
+def carries_payload(tensor: onnx.TensorProto) -> bool:
+    """A large tensor held in ``raw_data``: what :func:`shell` leaves out."""
+    return tensor.HasField("raw_data") and tensor_bytes(tensor) > INLINE_BYTES
+
+
+def shell(model: onnx.ModelProto, keep_external: bool = True) -> onnx.ModelProto:
+    """``model`` without the initializers that carry a payload (everything else copied).
+
+    ``keep_external=False`` leaves out initializers stored as external data
+    too, for a reader that has no folder to find their file in.
+    """
+    result = onnx.ModelProto()
+    _copy_fields(model, result, skip="graph")
+    _copy_fields(model.graph, result.graph, skip="initializer")
+    result.graph.initializer.extend(
+        t for t in model.graph.initializer
+        if not carries_payload(t) and (keep_external or not is_external(t)))
+    return result
+
+
+def skeleton(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The shell, with every initializer it left out declared as a typed graph input.
+
+    What shape inference and the checker need (every name, type and shape),
+    and what ONNX Runtime can run when the weights are fed as inputs
+    (:func:`left_out_weights`), all without copying a payload into a message.
+    """
+    result = shell(model, keep_external=False)
+    # an old-style graph lists its initializers among its inputs already
+    declared = {t.name for t in result.graph.initializer} | {i.name for i in model.graph.input}
+    result.graph.input.extend(
+        onnx.helper.make_tensor_value_info(t.name, t.data_type, list(t.dims))
+        for t in model.graph.initializer if t.name not in declared)
+    return result
+
+
+def left_out_weights(model: onnx.ModelProto, skeleton_model: onnx.ModelProto,
+                     ) -> dict[str, np.ndarray]:
+    """The initializers of ``model`` that ``skeleton_model`` takes as inputs, as arrays."""
+    kept = {t.name for t in skeleton_model.graph.initializer}
+    return {t.name: numpy_helper.to_array(t) for t in model.graph.initializer
+            if t.name not in kept}
+
+
+def is_external(tensor: onnx.TensorProto) -> bool:
+    return tensor.data_location == onnx.TensorProto.EXTERNAL
+
+
+def _copy_fields(source: Message, target: Message, skip: str) -> None:
+    """Every set field of ``source`` but ``skip`` into ``target``.
+
+    Walks the descriptor rather than ``ListFields``, which would hand out
+    the skipped field too: for a tensor, a copy of its whole payload.
+    """
+    for descriptor in source.DESCRIPTOR.fields:
+        name = descriptor.name
+        if name == skip:
+            continue
+        if descriptor.is_repeated:
+            values = getattr(source, name)
+            if len(values):
+                getattr(target, name).extend(values)
+        elif source.HasField(name):
+            if descriptor.message_type is not None:
+                getattr(target, name).CopyFrom(getattr(source, name))
+            else:
+                setattr(target, name, getattr(source, name))
+
+
+def save_streamed(model: onnx.ModelProto, path: str | Path) -> None:
+    """Write ``model`` to ``path``: its shell, then each large initializer (module doc).
+
+    Peak memory grows by one initializer's payload, not by the whole model.
+    """
+    with open(path, "wb") as handle:
+        handle.write(shell(model).SerializeToString())
+        for chunk in _large_initializer_chunks(model):
+            handle.write(chunk)
+
+
+def _large_initializer_chunks(model: onnx.ModelProto) -> Iterator[bytes]:
+    """Per large initializer: ``ModelProto{graph{initializer{tensor}}}`` as wire bytes."""
+    graph_field = _field_number(onnx.ModelProto, "graph")
+    initializer_field = _field_number(onnx.GraphProto, "initializer")
+    raw_field = _field_number(onnx.TensorProto, "raw_data")
+    for tensor in model.graph.initializer:
+        if not carries_payload(tensor):
+            continue
+        header = onnx.TensorProto()
+        _copy_fields(tensor, header, skip="raw_data")
+        payload = tensor.raw_data  # the one copy: protobuf hands out bytes, not a view
+        described = header.SerializeToString()
+        raw_tag = _tag(raw_field) + _varint(len(payload))
+        tensor_size = len(described) + len(raw_tag) + len(payload)
+        in_graph = _tag(initializer_field) + _varint(tensor_size)
+        graph_size = len(in_graph) + tensor_size
+        yield _tag(graph_field) + _varint(graph_size) + in_graph + described + raw_tag
+        yield payload
+
+
+def _field_number(message: type[Message], name: str) -> int:
+    return message.DESCRIPTOR.fields_by_name[name].number
+
+
+def _tag(field_number: int) -> bytes:
+    return _varint(field_number << 3 | _LENGTH_DELIMITED)
+
+
+def _varint(value: int) -> bytes:
+    """Protobuf's base-128 varint: seven bits a byte, low first, high bit = more follow."""
+    out = bytearray()
+    while True:
+        low, value = value & 0x7F, value >> 7
+        if value:
+            out.append(low | 0x80)
+        else:
+            out.append(low)
+            return bytes(out)
