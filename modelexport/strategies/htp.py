@@ -16,6 +16,7 @@ original call from a flat tuple of tensors.
 
 from __future__ import annotations
 
+import io
 import re
 import warnings
 
@@ -141,19 +142,23 @@ def torchscript_export(model: torch.nn.Module, request: ExportRequest, stem: str
                        ) -> onnx.ModelProto:
     """``torch.onnx.export(dynamo=False)`` of ``model`` called like the user's model.
 
-    Shared by every strategy built on a TorchScript trace.  The file goes to
-    the request's scratch folder (so models over 2 GB work) and is loaded back.
+    Shared by every strategy built on a TorchScript trace.  A model whose
+    weights fit one protobuf is exported into memory and parsed from there;
+    a larger one goes to the request's scratch folder (the exporter writes
+    its weights as external data) and is loaded back.
     """
     register_missing_symbolics(request.opset)
     adapter = _CallAdapter(model, request.inputs.args, request.inputs.kwargs)
     adapter.train(request.traced.training)
+    in_memory = _state_bytes(model) < IN_MEMORY_LIMIT_BYTES
     path = request.workdir / f"{stem}.onnx"
+    target = io.BytesIO() if in_memory else str(path)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
             adapter,
             tuple(request.inputs.tensors()),
-            str(path),
+            target,
             dynamo=False,
             opset_version=request.opset,
             input_names=request.input_names,
@@ -161,9 +166,23 @@ def torchscript_export(model: torch.nn.Module, request: ExportRequest, stem: str
             dynamic_axes=request.dynamic_axes or None,
             do_constant_folding=request.optimize,
         )
-    graph = onnx.load(str(path))
+    if isinstance(target, io.BytesIO):
+        graph = onnx.ModelProto()
+        graph.ParseFromString(target.getbuffer())  # no copy of the bytes first
+    else:
+        graph = onnx.load(str(path))
     normalise_names(graph, request, adapters=1 + request.adapter_depth)
     return graph
+
+
+# Weights up to this size are exported into memory: below protobuf's 2 GB,
+# with room for the graph and constants that folding adds.
+IN_MEMORY_LIMIT_BYTES = 1536 * 1024**2
+
+
+def _state_bytes(model: torch.nn.Module) -> int:
+    return sum(t.numel() * t.element_size()
+               for t in (*model.parameters(), *model.buffers()))
 
 
 @register_strategy
