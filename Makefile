@@ -74,8 +74,11 @@ $(HOME)/.asv-machine.json:
 	$(ASV) machine --yes --machine $(MACHINE) > /dev/null
 
 # Record the tiny tier for the current commit, in this venv (no rebuild).
+# The export-overhead ratios run at tiny size unless OVERHEAD_TIERS=tiny,full
+# (bert-base and ResNet-50 add about 5 minutes).
+OVERHEAD_TIERS ?= tiny
 bench: setup $(HOME)/.asv-machine.json
-	$(ASV) run --python=same --set-commit-hash=$$(git rev-parse HEAD) --machine $(MACHINE)
+	MODELEXPORT_BENCH_OVERHEAD_TIERS=$(OVERHEAD_TIERS) $(ASV) run --python=same --set-commit-hash=$$(git rev-parse HEAD) --machine $(MACHINE)
 
 # Record the last COMMITS commits of main, each from a temporary git worktree
 # in this venv (no virtualenv per commit); `make publish` then draws the history.
