@@ -152,7 +152,7 @@ def torchscript_export(model: torch.nn.Module, request: ExportRequest, stem: str
     adapter.train(request.traced.training)
     in_memory = _state_bytes(model) < IN_MEMORY_LIMIT_BYTES
     path = request.workdir / f"{stem}.onnx"
-    target = io.BytesIO() if in_memory else str(path)
+    target = _BytesSink() if in_memory else str(path)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
@@ -166,13 +166,38 @@ def torchscript_export(model: torch.nn.Module, request: ExportRequest, stem: str
             dynamic_axes=request.dynamic_axes or None,
             do_constant_folding=request.optimize,
         )
-    if isinstance(target, io.BytesIO):
+    if isinstance(target, _BytesSink):
         graph = onnx.ModelProto()
-        graph.ParseFromString(target.getbuffer())  # no copy of the bytes first
+        graph.ParseFromString(target.take())
     else:
         graph = onnx.load(str(path))
     normalise_names(graph, request, adapters=1 + request.adapter_depth)
     return graph
+
+
+class _BytesSink(io.BufferedIOBase):
+    """A writable file that keeps the bytes objects it is given instead of copying them.
+
+    The exporter hands its whole serialised model to one ``write``; a
+    ``BytesIO`` would copy it, one more model-sized buffer at the export's
+    memory peak.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._chunks: list[bytes] = []
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: bytes) -> int:  # type: ignore[override]
+        self._chunks.append(data if isinstance(data, bytes) else bytes(data))
+        return len(data)
+
+    def take(self) -> bytes:
+        """Everything written, handed over (the sink keeps no reference)."""
+        chunks, self._chunks = self._chunks, []
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 # Weights up to this size are exported into memory: below protobuf's 2 GB,
