@@ -44,14 +44,19 @@ def tensor_bytes(tensor: onnx.TensorProto) -> int:
     """
     if is_external(tensor):
         return 0
-    elements = 1
-    for dim in tensor.dims:
-        elements *= dim
     try:  # sub-byte types report a byte each: an upper bound
         item = onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type).itemsize
     except KeyError:  # UNDEFINED, or a type newer than this onnx
         item = 1
-    return elements * item
+    return tensor_elements(tensor) * item
+
+
+def tensor_elements(tensor: onnx.TensorProto) -> int:
+    """How many values the tensor's shape holds (1 for a scalar)."""
+    count = 1
+    for dim in tensor.dims:
+        count *= dim
+    return count
 
 
 def model_bytes(model: onnx.ModelProto) -> int:

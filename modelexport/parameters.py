@@ -20,6 +20,7 @@ import torch
 from onnx import numpy_helper
 
 from modelexport.hierarchy import ModuleTree
+from modelexport.onnx_payload import tensor_elements
 
 
 def _same_values(init: onnx.TensorProto, tensor: torch.Tensor) -> bool:
@@ -84,7 +85,7 @@ def match_initializers(graph: onnx.ModelProto, tree: ModuleTree,
     unmatched: list[onnx.TensorProto] = []
     kept_ids: set[int] = set()
     for init in graph.graph.initializer:
-        if _elements(init) < 2:
+        if tensor_elements(init) < 2:
             continue
         hit = named.get(init.name)
         external = init.data_location == onnx.TensorProto.EXTERNAL
@@ -129,10 +130,3 @@ def _fingerprint(array: np.ndarray, per_axis: int = 4) -> tuple:
     grid = np.ix_(*(np.linspace(0, n - 1, min(n, per_axis)).astype(np.intp)
                     for n in array.shape))
     return (array.shape, str(array.dtype), array[grid].tobytes())
-
-
-def _elements(init: onnx.TensorProto) -> int:
-    count = 1
-    for dim in init.dims:
-        count *= dim
-    return count
