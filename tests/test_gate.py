@@ -120,12 +120,11 @@ def test_no_op_commit_passes(clone):
     assert report.passed, report.table()
 
 
-def _runs(ratios: list[float]) -> dict[str, list[dict]]:
-    """One cell's rounds: BASE at 1 s, HEAD at the given ratio."""
-    def run(seconds: float) -> dict:
-        return {"cells": [{"model": "m", "strategy": "s", "status": "ok",
-                           "cpu_seconds_all": [seconds]}]}
-    return {"base": [run(1.0) for _ in ratios], "head": [run(r) for r in ratios]}
+def _timings(ratios: list[float]) -> dict:
+    """One cell's rounds: BASE at 1 s, HEAD at the given paired ratio."""
+    from modelexport.harness.paired_timing import CellTiming
+
+    return {"m/s": CellTiming(base=[1.0] * len(ratios), head=list(ratios), ratios=list(ratios))}
 
 
 @pytest.mark.parametrize(("ratios", "regressed"), [
@@ -138,6 +137,6 @@ def test_a_timing_regression_needs_the_median_and_a_consistent_slowdown(ratios, 
     from modelexport.harness.gate import GateReport, _compare_timings
 
     report = GateReport("base", "head", rounds=len(ratios), threshold=0.05)
-    _compare_timings(report, _runs(ratios))
+    _compare_timings(report, _timings(ratios))
     assert report.timings["m/s"]["regressed"] is regressed
     assert bool(report.findings) is regressed

@@ -45,6 +45,7 @@ from typing import Any
 from modelexport.errors import ModelExportError
 from modelexport.harness.cells import OK, CellResult
 from modelexport.harness.git import git, worktree
+from modelexport.harness.paired_timing import CellTiming, time_pairs
 from modelexport.harness.results import EXPECTATIONS_SCHEMA
 from modelexport.harness.scoring import TIMED_OBJECTIVES
 
@@ -80,11 +81,11 @@ class GateReport:
         rows = [f"gate {self.base[:10]} -> {self.head[:10]}: {self.rounds} interleaved rounds, "
                 f"timing threshold {self.threshold:.0%} on the median paired CPU-time ratio, "
                 f"{self.wall_seconds:.0f}s"]
-        rows.append(f"{'benchmark (CPU s)':32s} {'base':>10s} {'head':>10s} {'ratio':>7s} "
+        rows.append(f"{'benchmark (CPU s)':40s} {'base':>10s} {'head':>10s} {'ratio':>7s} "
                     f"{'spread':>6s}")
         for key, t in sorted(self.timings.items()):
             flag = " <- SLOWER" if t.get("regressed") else ""
-            rows.append(f"{'time_export ' + key:32s} {t['base']:>9.3f}s {t['head']:>9.3f}s "
+            rows.append(f"{'time_export ' + key:40s} {t['base']:>9.3f}s {t['head']:>9.3f}s "
                         f"{t['ratio']:>7.2f} {t['spread']:>6.0%}{flag}")
         if self.findings:
             rows.append("")
@@ -98,8 +99,8 @@ class GateReport:
         return "\n".join(rows) + "\n"
 
 
-def _measure(worktree: Path, models: list[str], strategies: list[str], repeat: int,
-             out: Path, empty: Path) -> dict:
+def _measure(worktree: Path, models: list[str], strategies: list[str], out: Path,
+             empty: Path) -> dict:
     """One matrix run of one side, in that side's code; returns its results.json.
 
     ``empty`` is an expectations file with no tiers: the gate judges, not the run.
@@ -109,7 +110,7 @@ def _measure(worktree: Path, models: list[str], strategies: list[str], repeat: i
     env = {**os.environ, "PYTHONPATH": str(worktree), "PYTHONHASHSEED": "0"}
     command = [sys.executable, "-m", "modelexport.cli", "zoo", "run", "--tier", "tiny",
                "--models", *models, "--strategies", *strategies, "--out", str(out),
-               "--jobs", "1", "--repeat", str(repeat), "--expectations", str(empty)]
+               "--jobs", "1", "--expectations", str(empty)]
     done = subprocess.run(command, env=env, cwd=worktree, capture_output=True, text=True,
                           check=False)
     results = out / "results.json"
@@ -129,23 +130,22 @@ def run_gate(repo: Path, base: str, head: str = "HEAD", rounds: int = 6,
     started = time.perf_counter()
     models, strategies = models or DEFAULT_MODELS, strategies or DEFAULT_STRATEGIES
     sides = {"base": git(repo, "rev-parse", base), "head": git(repo, "rev-parse", head)}
-    runs: dict[str, list[dict]] = {"base": [], "head": []}
+    runs: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="modelexport-gate-") as scratch_dir, \
             worktree(repo, sides["base"], "modelexport-gate-base-") as base_tree, \
             worktree(repo, sides["head"], "modelexport-gate-head-") as head_tree:
         scratch, trees = Path(scratch_dir), {"base": base_tree, "head": head_tree}
         no_expectations = scratch / "no-expectations.json"
         no_expectations.write_text(f'{{"schema": "{EXPECTATIONS_SCHEMA}", "tiers": {{}}}}')
-        for index in range(rounds):
-            order = ["base", "head"] if index % 2 == 0 else ["head", "base"]
-            for side in order:
-                log(f"round {index + 1}/{rounds}: {side} ({sides[side][:10]})")
-                runs[side].append(_measure(trees[side], models, strategies, repeat,
-                                           scratch / f"{side}-{index}", no_expectations))
+        for side in ("base", "head"):
+            log(f"quality: matrix run of {side} ({sides[side][:10]})")
+            runs[side] = _measure(trees[side], models, strategies, scratch / side,
+                                  no_expectations)
+        timings = time_pairs(trees, models, strategies, rounds, repeat, log)
     report = GateReport(base=sides["base"], head=sides["head"], rounds=rounds,
                         threshold=threshold)
-    _compare_timings(report, runs)
-    _compare_quality(report, runs["base"][0], runs["head"][0])
+    _compare_timings(report, timings)
+    _compare_quality(report, runs["base"], runs["head"])
     report.wall_seconds = time.perf_counter() - started
     return report
 
@@ -170,32 +170,19 @@ def _consistent(rounds: int) -> int:
     return math.ceil(rounds * 5 / 6)
 
 
-def _compare_timings(report: GateReport, runs: dict[str, list[dict]]) -> None:
-    """Per cell, the median over rounds of HEAD's time over BASE's *in the same round*.
+def _compare_timings(report: GateReport, timings: dict[str, CellTiming]) -> None:
+    """Per cell, the median over rounds of each round's paired HEAD / BASE ratio.
 
-    A round runs the two sides back to back, so a change in the machine's
-    speed over the run (a co-tenant, the host) divides out of each round's
-    ratio; the median over rounds then ignores a round that one side had
-    worse luck in.
+    Within a round the two sides' exports of a cell run back to back
+    (``paired_timing``), so the machine's speed divides out of each ratio;
+    the median over rounds then ignores a round whose workers were unlucky.
     """
-    times: dict[str, dict[str, list[float | None]]] = {}
-    for side, results in runs.items():
-        for index, run in enumerate(results):
-            for key, cell in _cells(run).items():
-                repeats = cell.cpu_seconds_all or cell.seconds_all
-                slot = times.setdefault(key, {"base": [None] * report.rounds,
-                                              "head": [None] * report.rounds})
-                if cell.status == OK and repeats:
-                    slot[side][index] = min(repeats)  # best of the round's repeats
-    for key, sides in times.items():
-        pairs = [(b, h) for b, h in zip(sides["base"], sides["head"], strict=True)
-                 if b is not None and h is not None]
-        if len(pairs) != report.rounds:
+    for key, timing in timings.items():
+        if len(timing.ratios) != report.rounds:
             continue  # a cell that failed in some round is judged on quality instead
-        ratios = [h / max(b, _EPS) for b, h in pairs]
+        ratios = timing.ratios
         ratio = statistics.median(ratios)
-        base = statistics.median(b for b, _ in pairs)
-        head = statistics.median(h for _, h in pairs)
+        base, head = statistics.median(timing.base), statistics.median(timing.head)
         slower = sum(r > 1 for r in ratios)
         regressed = ratio > 1 + report.threshold and slower >= _consistent(report.rounds)
         report.timings[key] = {"base": base, "head": head, "ratio": ratio,
@@ -203,8 +190,8 @@ def _compare_timings(report: GateReport, runs: dict[str, list[dict]]) -> None:
         if regressed:
             report.findings.append(Finding(
                 "timing", f"time_export {key}", f"{base:.3f}s", f"{head:.3f}s",
-                f"{ratio - 1:+.0%} slower (median of {report.rounds} paired rounds, slower "
-                f"in {slower}); threshold {report.threshold:.0%}"))
+                f"{ratio - 1:+.0%} slower (median of {report.rounds} rounds of paired "
+                f"exports, slower in {slower}); threshold {report.threshold:.0%}"))
 
 
 _LOWER_IS_WORSE = ("coverage", "anchored_accuracy")

@@ -1,0 +1,129 @@
+"""The gate's timing: BASE and HEAD export the same cell turn about, a pair at a time.
+
+Measured on this 2-core VM, a cell's CPU time moves with the machine over
+seconds (a reference export timed next to a cell correlated 0.78 with it,
+one timed a few seconds away 0.4), and between fresh processes by ~3-4%.
+Timing each side in its own matrix run put ~10 s between the two exports
+of a pair, too far apart for pairing to divide the machine out: six rounds
+of a no-op commit then read +9% on a 18 ms cell in one CI run.  So each
+round starts one worker per side (``timing_worker``, importing that side's
+code), warms every cell up on both, then times the cells ``repeat`` times as
+back-to-back pairs, alternating which side goes first.  A round's figure
+for a cell is the median of its paired HEAD / BASE ratios; fresh workers per
+round turn each process's own luck (memory layout) into noise the gate's
+median over rounds discards.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from modelexport.errors import ModelExportError
+
+WORKER = Path(__file__).with_name("timing_worker.py")
+SIDES = ("base", "head")
+
+
+@dataclass
+class CellTiming:
+    """One cell's rounds: each side's best CPU seconds and the paired ratio, per round."""
+
+    base: list[float] = field(default_factory=list)
+    head: list[float] = field(default_factory=list)
+    ratios: list[float] = field(default_factory=list)
+    error: str = ""
+
+
+class _Worker:
+    """A timing worker in one side's worktree, answering one request per line."""
+
+    def __init__(self, tree: Path, log_file: IO[str]) -> None:
+        self.tree = tree
+        self._log = log_file
+        launcher = ("import runpy, sys; sys.argv = [sys.argv[1]]; "
+                    "runpy.run_path(sys.argv[0], run_name='__main__')")
+        env = {**os.environ, "PYTHONPATH": str(tree), "PYTHONHASHSEED": "0"}
+        self._process = subprocess.Popen(
+            [sys.executable, "-c", launcher, str(WORKER)], cwd=tree, env=env, text=True,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log_file)
+
+    def read(self) -> dict[str, Any]:
+        line = self._process.stdout.readline() if self._process.stdout else ""
+        if not line:
+            self._log.flush()
+            tail = Path(self._log.name).read_text().strip().splitlines()[-1:]
+            raise ModelExportError(f"timing worker in {self.tree} exited: {tail}")
+        return json.loads(line)
+
+    def ask(self, model: str, strategy: str) -> dict[str, Any]:
+        assert self._process.stdin is not None
+        self._process.stdin.write(json.dumps({"model": model, "strategy": strategy}) + "\n")
+        self._process.stdin.flush()
+        return self.read()
+
+    def close(self) -> None:
+        if self._process.stdin:
+            self._process.stdin.close()
+        try:
+            self._process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+
+
+def _round(trees: dict[str, Path], cells: list[tuple[str, str]], repeat: int,
+           timings: dict[str, CellTiming], scratch: Path, index: int) -> None:
+    logs = {side: open(scratch / f"worker-{side}-{index}.log", "w")  # noqa: SIM115
+            for side in SIDES}
+    workers = {side: _Worker(trees[side], logs[side]) for side in SIDES}
+    try:
+        for worker in workers.values():
+            worker.read()  # ready: both import and start side by side
+        live = []
+        for model, strategy in cells:  # warm-up: lazy imports and first-call caches
+            answers = {side: workers[side].ask(model, strategy) for side in SIDES}
+            failed = [f"{side}: {a['error']}" for side, a in answers.items() if "error" in a]
+            if failed:
+                timings[f"{model}/{strategy}"].error = "; ".join(failed)
+            else:
+                live.append((model, strategy))
+        pairs: dict[str, list[dict[str, float]]] = {f"{m}/{s}": [] for m, s in live}
+        for attempt in range(repeat):
+            order = SIDES if attempt % 2 == 0 else SIDES[::-1]
+            for model, strategy in live:
+                pair = {side: workers[side].ask(model, strategy) for side in order}
+                if all("cpu" in answer for answer in pair.values()):
+                    pairs[f"{model}/{strategy}"].append({s: a["cpu"] for s, a in pair.items()})
+        for key, measured in pairs.items():
+            if not measured:
+                continue
+            timing = timings[key]
+            timing.base.append(min(p["base"] for p in measured))
+            timing.head.append(min(p["head"] for p in measured))
+            timing.ratios.append(statistics.median(p["head"] / p["base"] for p in measured))
+    finally:
+        for side in SIDES:
+            workers[side].close()
+            logs[side].close()
+
+
+def time_pairs(trees: dict[str, Path], models: list[str], strategies: list[str],
+               rounds: int, repeat: int,
+               log: Callable[[str], None] = lambda _: None) -> dict[str, CellTiming]:
+    """Every cell's paired timings over ``rounds`` rounds of fresh workers."""
+    cells = [(model, strategy) for model in models for strategy in strategies]
+    timings = {f"{m}/{s}": CellTiming() for m, s in cells}
+    with tempfile.TemporaryDirectory(prefix="modelexport-gate-timing-") as scratch:
+        for index in range(rounds):
+            log(f"timing round {index + 1}/{rounds}: {len(cells)} cells x {repeat} pairs")
+            _round(trees, cells, repeat, timings, Path(scratch), index)
+    return timings
