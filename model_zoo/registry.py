@@ -9,13 +9,14 @@ their own entries from any Python file the same way.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from modelexport.loading import generate_inputs
+from modelexport.dummy_inputs import generate_inputs
 from modelexport.verify import randomize_parameters
 
 TIERS = ("tiny", "full")
@@ -76,7 +77,7 @@ class ZooEntry:
         if tier == PRETRAINED:
             if self.pretrained is None:
                 raise ValueError(f"zoo entry {self.name!r} has no pretrained checkpoint")
-            from modelexport.loading import load_model
+            from modelexport.sources import load_model
 
             return load_model(self.pretrained).model.eval()
         if tier not in self.tiers:
@@ -157,7 +158,14 @@ def entries(tier: str | None = None) -> list[ZooEntry]:
 
 
 def get_entry(name: str) -> ZooEntry:
+    """The entry called ``name``; an unknown name is one line with the nearest names.
+
+    With the wide tier the zoo holds hundreds of entries, too many to list in an error.
+    """
     try:
         return _ENTRIES[name]
     except KeyError:
-        raise KeyError(f"no zoo entry {name!r} (known: {', '.join(_ENTRIES)})") from None
+        close = difflib.get_close_matches(name, list(_ENTRIES), n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise KeyError(f"no zoo entry {name!r} ({len(_ENTRIES)} known, "
+                       f"`modelexport zoo list` names them){hint}") from None

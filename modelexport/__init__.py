@@ -8,11 +8,13 @@ from modelexport.errors import ModelExportError
 from modelexport.names import ExportStrategy, Objective
 from modelexport.report import ExportReport
 from modelexport.selection import Recommendation, recommend_strategy
+from modelexport.sources import LoadedModel, load_model
 from modelexport.tags import NodeTag, TagSource, read_tags
 
 __all__ = [
     "ExportReport",
     "ExportStrategy",
+    "LoadedModel",
     "ModelAnalyzer",
     "ModelCharacteristics",
     "ModelExportError",
@@ -23,6 +25,7 @@ __all__ = [
     "UnifiedExporter",
     "__version__",
     "export_model",
+    "load_model",
     "read_tags",
     "recommend_strategy",
 ]

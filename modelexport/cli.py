@@ -24,7 +24,7 @@ from modelexport.cli_args import (
     shard,
 )
 from modelexport.cli_tools import TOOL_COMMANDS, add_tool_parsers
-from modelexport.errors import ModelExportError, ModelLoadError
+from modelexport.errors import ModelExportError
 from modelexport.names import Objective
 
 EXIT_OK, EXIT_PARITY_FAILED, EXIT_USER_ERROR = 0, 1, 2
@@ -51,7 +51,7 @@ def _quiet_libraries() -> None:
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    from modelexport.loading import TASK_AUTO_CLASSES
+    from modelexport.sources import TASK_AUTO_CLASSES
     from modelexport.strategies import strategy_names
 
     parser = OneLineParser(
@@ -177,11 +177,16 @@ def _build_parser() -> argparse.ArgumentParser:
 
 def _cmd_export(args: argparse.Namespace) -> int:
     from modelexport.api import UnifiedExporter
-    from modelexport.loading import WITH_PAST_TASKS, generate_inputs, inputs_from_spec_file
+    from modelexport.sources import (
+        WITH_PAST_TASKS,
+        generate_inputs,
+        inputs_from_spec_file,
+        load_model,
+    )
 
     say = _progress(args.verbose or sys.stderr.isatty())
     say(f"[modelexport] loading {args.model}")
-    loaded = _load(args)
+    loaded = load_model(args.model, task=args.task, trust_remote_code=args.trust_remote_code)
     if args.input_specs:
         inputs = inputs_from_spec_file(args.input_specs)
     elif loaded.inputs is not None:
@@ -231,14 +236,6 @@ def _warn_if_shortened(inputs: dict, requested: int) -> None:
               f"the inputs are {ids.shape[1]} tokens long", file=sys.stderr)
 
 
-def _load(args: argparse.Namespace):
-    from modelexport.loading import load_model
-
-    if args.model.startswith("zoo:"):
-        return _load_zoo_entry(args.model)
-    return load_model(args.model, task=args.task, trust_remote_code=args.trust_remote_code)
-
-
 def _objective_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--objective", choices=[o.value for o in Objective], default="speed",
                         help="what AUTO's first pick optimises: export speed (default), tag "
@@ -249,10 +246,10 @@ def _objective_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _cmd_recommend(args: argparse.Namespace) -> int:
-    from modelexport.loading import generate_inputs
     from modelexport.selection import recommend_strategy
+    from modelexport.sources import generate_inputs, load_model
 
-    loaded = _load(args)
+    loaded = load_model(args.model, task=args.task, trust_remote_code=args.trust_remote_code)
     inputs = loaded.inputs
     if inputs is None:
         inputs = generate_inputs(loaded.model, 1, 16)
@@ -487,21 +484,6 @@ def _zoo_fit_selector(args: argparse.Namespace) -> int:
     write_text(target, json.dumps(rules, indent=2) + "\n")
     print(f"wrote {target}")
     return EXIT_OK
-
-
-def _load_zoo_entry(spec: str):
-    """``zoo:NAME[:TIER]``: a zoo model with its own inputs (seeded, offline)."""
-    from model_zoo import get_entry
-    from modelexport.loading import LoadedModel
-
-    _, name, *rest = spec.split(":")
-    tier = rest[0] if rest else "tiny"
-    try:
-        entry = get_entry(name)
-        model = entry.build(tier)
-    except (KeyError, ValueError) as exc:
-        raise ModelLoadError(str(exc).strip("'\"")) from None
-    return LoadedModel(model=model, inputs=entry.inputs(model, tier), source=spec)
 
 
 def _print_summary(report) -> None:

@@ -24,7 +24,7 @@ EXIT_OK, EXIT_FAILED = 0, 1
 
 def add_tool_parsers(sub: Any) -> None:
     """Register the file tools on the ``modelexport`` subparsers."""
-    from modelexport.loading import TASK_AUTO_CLASSES
+    from modelexport.sources import TASK_AUTO_CLASSES
     from modelexport.tools.optimizers import OPTIMIZERS, ORT_LEVELS
     from modelexport.tools.profile import LEVELS
 
@@ -141,11 +141,10 @@ def _static_hints(view) -> tuple[int | None, int | None]:
 
 def _model_and_inputs(args: argparse.Namespace, view):
     """The model to compare with and its example, in ``forward``'s order."""
-    from modelexport.cli import _load
     from modelexport.inputs import ModelInputs, in_signature_order
-    from modelexport.loading import generate_inputs
+    from modelexport.sources import generate_inputs, load_model
 
-    loaded = _load(args)
+    loaded = load_model(args.model, task=args.task, trust_remote_code=args.trust_remote_code)
     if loaded.inputs is not None:
         example = loaded.inputs
     else:

@@ -1,11 +1,13 @@
-"""Finding a model from what a CLI user typed, and making inputs for it.
+"""Where a model comes from: one resolver for the CLI's ``--model`` and the Python API.
 
-``--model`` accepts, in this order:
+A spec is, in this order:
 
-1. ``pkg.module:function`` or ``path/to/file.py:function``: a factory returning
+1. ``zoo:NAME[:TIER]``: a model-zoo entry, built offline from its config with
+   seeded weights, with the entry's own example inputs;
+2. ``pkg.module:function`` or ``path/to/file.py:function``: a factory returning
    an ``nn.Module`` or ``(nn.Module, example_inputs)``;
-2. a local folder written by ``save_pretrained`` (config.json inside);
-3. a Hugging Face hub id, which needs the hub to be reachable.
+3. a local folder written by ``save_pretrained`` (config.json inside);
+4. a Hugging Face hub id, which needs the hub to be reachable.
 
 ``trust_remote_code`` stays off unless the user asks for it.
 """
@@ -44,6 +46,7 @@ TASK_AUTO_CLASSES: dict[str, str] = {
 # Tasks that export one decoding step with its cache (``with_past=True``).
 WITH_PAST_TASKS = frozenset({"text-generation-with-past"})
 
+ZOO_PREFIX = "zoo:"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
 
@@ -60,6 +63,8 @@ class LoadedModel:
 def load_model(spec: str, task: str | None = None, trust_remote_code: bool = False,
                ) -> LoadedModel:
     """Resolve ``spec`` (see module doc) to a model; every failure is one clear line."""
+    if spec.startswith(ZOO_PREFIX):
+        return _load_zoo_entry(spec)
     if task is not None and task not in TASK_AUTO_CLASSES:
         known = ", ".join(TASK_AUTO_CLASSES)
         raise ModelLoadError(f"unknown task {task!r} (known: {known})")
@@ -75,6 +80,20 @@ def load_model(spec: str, task: str | None = None, trust_remote_code: bool = Fal
     if spec.startswith((".", "/", "~")) or not _HUB_ID.match(spec):
         raise ModelLoadError(f"no model folder at {spec}")
     return _load_pretrained(spec, task, trust_remote_code, local=False)
+
+
+def _load_zoo_entry(spec: str) -> LoadedModel:
+    """``zoo:NAME[:TIER]``: a zoo model with its own inputs (seeded, offline)."""
+    from model_zoo import get_entry
+
+    _, name, *rest = spec.split(":")
+    tier = rest[0] if rest else "tiny"
+    try:
+        entry = get_entry(name)
+        model = entry.build(tier)
+    except (KeyError, ValueError) as exc:
+        raise ModelLoadError(str(exc).strip("'\"")) from None
+    return LoadedModel(model=model, inputs=entry.inputs(model, tier), source=spec)
 
 
 def _load_factory(spec: str) -> LoadedModel:
