@@ -1,7 +1,5 @@
 """modelexport: PyTorch to ONNX with the module hierarchy preserved on every node."""
 
-__version__ = "0.1.0"
-
 from modelexport.analysis import ModelAnalyzer, ModelCharacteristics
 from modelexport.api import UnifiedExporter, export_model
 from modelexport.errors import ModelExportError
@@ -10,6 +8,7 @@ from modelexport.report import ExportReport
 from modelexport.selection import Recommendation, recommend_strategy
 from modelexport.sources import LoadedModel, load_model
 from modelexport.tags import NodeTag, TagSource, read_tags
+from modelexport.version import __version__
 
 __all__ = [
     "ExportReport",

@@ -36,7 +36,6 @@ from typing import Any
 
 import torch
 
-from modelexport import __version__
 from modelexport.analysis import ModelAnalyzer
 from modelexport.errors import InputMismatchError, StrategyFailedError
 from modelexport.execution_evidence import ExecutionEvidence, observing
@@ -69,6 +68,7 @@ from modelexport.strategies import ExportRequest, StrategyResult, get_strategy
 from modelexport.tagging import complete_tags, paused_gc
 from modelexport.tags import NodeTag, strip_tags, write_namespaces, write_tags
 from modelexport.verify import ParityResult, check_parity, tag_figures
+from modelexport.version import __version__
 from modelexport.with_past import decoding_step
 
 DEFAULT_OPSET = 18

@@ -25,9 +25,9 @@ from typing import Any
 
 import torch
 
+from modelexport.capture.request import ADAPTER_ATTRIBUTE
 from modelexport.errors import InputMismatchError, one_line
 from modelexport.inputs import ModelInputs
-from modelexport.strategies.base import ADAPTER_ATTRIBUTE
 
 PAST_SEQUENCE = "past_sequence"
 

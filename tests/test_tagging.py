@@ -6,9 +6,9 @@ import pytest
 import torch
 from onnx import helper
 
+from modelexport.attribution.scopes import resolve_scope, scope_segments
 from modelexport.errors import one_line
 from modelexport.hierarchy import ModuleTree, common_ancestor
-from modelexport.strategies.htp import resolve_scope, scope_segments
 from modelexport.tagging import Assignment, call_indices, project_assignments
 from modelexport.tags import TagSource
 

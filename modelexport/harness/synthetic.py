@@ -14,8 +14,8 @@ import onnx
 import torch
 from onnx import helper
 
+from modelexport.attribution.scopes import resolve_scope, scope_segments
 from modelexport.hierarchy import ModuleTree
-from modelexport.strategies.htp import resolve_scope, scope_segments
 from modelexport.tagging import Assignment, complete_tags, paused_gc
 from modelexport.tags import TagSource, write_tags
 

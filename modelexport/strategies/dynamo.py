@@ -25,19 +25,12 @@ import onnx
 import torch
 from torch.utils import _pytree as pytree
 
-from modelexport.hierarchy import ROOT
+from modelexport.attribution.scopes import NAME_SCOPES_KEY, scope_module
+from modelexport.capture.request import ExportRequest, normalise_names, strip_adapter_prefix
 from modelexport.inputs import bound_arguments
-from modelexport.strategies.base import (
-    ExportRequest,
-    Strategy,
-    normalise_names,
-    register_strategy,
-    strip_adapter_prefix,
-)
+from modelexport.strategies.base import Strategy, register_strategy
 from modelexport.tagging import Assignment
 from modelexport.tags import TagSource
-
-NAME_SCOPES_KEY = "pkg.torch.onnx.name_scopes"
 
 
 def _dynamic_shapes(request: ExportRequest) -> dict | None:
@@ -58,11 +51,6 @@ def _dynamic_shapes(request: ExportRequest) -> dict | None:
 
     return {name: pytree.tree_map(spec, value)
             for name, value in bound_arguments(request.traced, request.inputs).items()}
-
-
-def scope_module(scopes: list[str]) -> str:
-    """The module a name-scope list points at: the entry before the FX node name."""
-    return scopes[-2] if len(scopes) >= 2 else ROOT
 
 
 @register_strategy

@@ -25,10 +25,12 @@ import onnx
 import torch
 import torch.fx
 
+from modelexport.attribution.scopes import scope_segments
+from modelexport.capture.request import ExportRequest
+from modelexport.capture.torchscript import torchscript_export
 from modelexport.errors import one_line
 from modelexport.hierarchy import ROOT
-from modelexport.strategies.base import ExportRequest, Strategy, register_strategy
-from modelexport.strategies.htp import scope_segments, torchscript_export
+from modelexport.strategies.base import Strategy, register_strategy
 from modelexport.tagging import Assignment
 from modelexport.tags import TagSource
 

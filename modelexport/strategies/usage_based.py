@@ -23,59 +23,20 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 
 import numpy as np
 import onnx
-import torch
-from torch.utils import _pytree as pytree
 
+from modelexport.attribution.module_calls import record_calls
+from modelexport.capture.request import ExportRequest
+from modelexport.capture.torchscript import torchscript_export
 from modelexport.hierarchy import ROOT
-from modelexport.inputs import flatten_outputs
 from modelexport.ort_values import intermediate_values
-from modelexport.strategies.base import ExportRequest, Strategy, register_strategy
-from modelexport.strategies.htp import torchscript_export
+from modelexport.strategies.base import Strategy, register_strategy
 from modelexport.tagging import Assignment, graph_edges
 from modelexport.tags import TagSource
 
 _ATOL, _RTOL = 1e-5, 1e-4
-
-
-@dataclass
-class ModuleCall:
-    """One observed forward call: which module, and the tensors in and out."""
-
-    path: str
-    inputs: list[np.ndarray] = field(default_factory=list)
-    outputs: list[np.ndarray] = field(default_factory=list)
-
-
-def record_calls(model: torch.nn.Module, run: callable, keep_inputs: bool = True,
-                 ) -> list[ModuleCall]:
-    """Run ``run()`` with hooks on every module; return the calls in order.
-
-    ``keep_inputs=False`` records outputs only, halving the copies held.
-    """
-    calls: list[ModuleCall] = []
-    handles = []
-
-    def arrays(value: object) -> list[np.ndarray]:
-        return [t.detach().cpu().numpy().copy() for t in pytree.tree_leaves(value)
-                if isinstance(t, torch.Tensor)]
-
-    for path, module in model.named_modules():
-        def hook(_m, args, kwargs, output, path=path):
-            calls.append(ModuleCall(path, arrays((args, kwargs)) if keep_inputs else [],
-                                    [o.detach().cpu().numpy().copy()
-                                     for o in flatten_outputs(output)]))
-        handles.append(module.register_forward_hook(hook, with_kwargs=True))
-    try:
-        with torch.no_grad():
-            run()
-    finally:
-        for handle in handles:
-            handle.remove()
-    return calls
 
 
 class ValueIndex:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import onnx
 
+from modelexport.attribution.scopes import CLASS_HIERARCHY_KEY, NAME_SCOPES_KEY, scope_path
 from modelexport.errors import ModelExportError, one_line
 from modelexport.hierarchy import ROOT, ancestors, is_within, parent_path
 from modelexport.outputs import sidecar_path_for
@@ -36,8 +37,6 @@ ORIGIN_NAME_SCOPES = "torch-name-scopes"
 ORIGIN_NODE_NAMES = "node-names"
 ORIGIN_NONE = "none"
 
-_NAME_SCOPES = "pkg.torch.onnx.name_scopes"
-_CLASS_HIERARCHY = "pkg.torch.onnx.class_hierarchy"
 
 
 @dataclass
@@ -132,34 +131,17 @@ def _from_name_scopes(model: onnx.ModelProto, classes: dict[str, str]) -> list[N
     infos, found = [], False
     for node in model.graph.node:
         props = node_props(node)
-        scopes = _literal_list(props.get(_NAME_SCOPES))
+        scopes = _literal_list(props.get(NAME_SCOPES_KEY))
         if not scopes:
             infos.append(NodeInfo(None))
             continue
         found = True
         paths = scopes[:-1] or [ROOT]
         infos.append(NodeInfo(paths[-1], "exporter"))
-        hierarchy = _literal_list(props.get(_CLASS_HIERARCHY)) or []
+        hierarchy = _literal_list(props.get(CLASS_HIERARCHY_KEY)) or []
         for path, cls in zip(paths, hierarchy):
             classes.setdefault(path, cls)
     return infos if found else None
-
-
-def scope_path(node_name: str) -> str | None:
-    """``/encoder/layer/layer.0/MatMul_1`` -> ``encoder.layer.0``; None without a scope.
-
-    TorchScript sometimes repeats a container's name before its indexed child
-    (``layer/layer.0``); the repeat is folded.
-    """
-    if not node_name.startswith("/"):
-        return None
-    segments = [s for s in node_name.strip("/").split("/")[:-1] if s]
-    folded: list[str] = []
-    for index, segment in enumerate(segments):
-        following = segments[index + 1] if index + 1 < len(segments) else ""
-        if not following.startswith(segment + "."):
-            folded.append(segment)
-    return ".".join(folded)
 
 
 def _from_node_names(model: onnx.ModelProto) -> list[NodeInfo] | None:

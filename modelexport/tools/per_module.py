@@ -23,9 +23,9 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
+from modelexport.attribution.module_calls import record_calls
 from modelexport.inputs import ModelInputs, fresh_like
 from modelexport.ort_values import intermediate_values
-from modelexport.strategies.usage_based import record_calls
 from modelexport.tools.feeds import graph_inputs
 from modelexport.tools.module_view import ModuleView, all_regions
 from modelexport.tools.regions import RegionIndex

@@ -1,0 +1,115 @@
+"""TorchScript capture: ``torch.onnx.export(dynamo=False)`` of a model called as the user calls it.
+
+Shared by every strategy built on a TorchScript trace (HTP, USAGE_BASED, FX),
+which differ only in how they attribute the captured nodes to modules.
+
+Hugging Face models take keyword arguments, and positional tracing of them
+fails, so the model is traced through a small adapter that rebuilds the
+original call from a flat tuple of tensors.  The adapter is an attribute
+(``wrapped``) of the traced module, so its name opens every node scope; the
+shared name normalisation strips it again.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import onnx
+import torch
+from torch.utils import _pytree as pytree
+
+from modelexport.capture.request import ExportRequest, normalise_names
+from modelexport.capture.torchscript_ops import register_missing_symbolics
+
+
+class CallAdapter(torch.nn.Module):
+    """Calls the wrapped model with the original args/kwargs, from flat tensors."""
+
+    def __init__(self, model: torch.nn.Module, args: tuple, kwargs: dict) -> None:
+        super().__init__()
+        self.wrapped = model
+        leaves, self._spec = pytree.tree_flatten((args, kwargs))
+        self._is_tensor = [isinstance(leaf, torch.Tensor) for leaf in leaves]
+        self._constants = leaves
+
+    def forward(self, *tensors: torch.Tensor) -> object:
+        supplied = iter(tensors)
+        leaves = [
+            next(supplied) if is_tensor else constant
+            for is_tensor, constant in zip(self._is_tensor, self._constants)
+        ]
+        args, kwargs = pytree.tree_unflatten(leaves, self._spec)
+        return self.wrapped(*args, **kwargs)
+
+
+def torchscript_export(model: torch.nn.Module, request: ExportRequest, stem: str,
+                       ) -> onnx.ModelProto:
+    """``torch.onnx.export(dynamo=False)`` of ``model`` called like the user's model.
+
+    Shared by every strategy built on a TorchScript trace.  A model whose
+    weights fit one protobuf is exported into memory and parsed from there;
+    a larger one goes to the request's scratch folder (the exporter writes
+    its weights as external data) and is loaded back.
+    """
+    register_missing_symbolics(request.opset)
+    adapter = CallAdapter(model, request.inputs.args, request.inputs.kwargs)
+    adapter.train(request.traced.training)
+    in_memory = _state_bytes(model) < IN_MEMORY_LIMIT_BYTES
+    path = request.workdir / f"{stem}.onnx"
+    target = _BytesSink() if in_memory else str(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            adapter,
+            tuple(request.inputs.tensors()),
+            target,
+            dynamo=False,
+            opset_version=request.opset,
+            input_names=request.input_names,
+            output_names=request.output_names,
+            dynamic_axes=request.dynamic_axes or None,
+            do_constant_folding=request.optimize,
+        )
+    if isinstance(target, _BytesSink):
+        graph = onnx.ModelProto()
+        graph.ParseFromString(target.take())
+    else:
+        graph = onnx.load(str(path))
+    normalise_names(graph, request, adapters=1 + request.adapter_depth)
+    return graph
+
+
+class _BytesSink(io.BufferedIOBase):
+    """A writable file that keeps the bytes objects it is given instead of copying them.
+
+    The exporter hands its whole serialised model to one ``write``; a
+    ``BytesIO`` would copy it, one more model-sized buffer at the export's
+    memory peak.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._chunks: list[bytes] = []
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: bytes) -> int:  # type: ignore[override]
+        self._chunks.append(data if isinstance(data, bytes) else bytes(data))
+        return len(data)
+
+    def take(self) -> bytes:
+        """Everything written, handed over (the sink keeps no reference)."""
+        chunks, self._chunks = self._chunks, []
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+# Weights up to this size are exported into memory: below protobuf's 2 GB,
+# with room for the graph and constants that folding adds.
+IN_MEMORY_LIMIT_BYTES = 1536 * 1024**2
+
+
+def _state_bytes(model: torch.nn.Module) -> int:
+    return sum(t.numel() * t.element_size()
+               for t in (*model.parameters(), *model.buffers()))
