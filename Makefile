@@ -84,12 +84,12 @@ bench: setup $(HOME)/.asv-machine.json
 # in this venv (no virtualenv per commit); `make publish` then draws the history.
 COMMITS ?= 10
 bench-history: setup $(HOME)/.asv-machine.json
-	$(PY) -m modelexport.harness.history --count $(COMMITS) --machine $(MACHINE)
+	$(PY) -m modelexport.benchmarking.history --count $(COMMITS) --machine $(MACHINE)
 
 # asv's pages load jQuery/flot from CDNs; the second step serves them locally.
 publish: setup
 	$(ASV) publish
-	$(PY) -m modelexport.harness.dashboard .asv/html --vendor .asv/vendor
+	$(PY) -m modelexport.benchmarking.dashboard .asv/html --vendor .asv/vendor
 
 preview: publish
 	$(ASV) preview

@@ -1,7 +1,7 @@
 """modelexport's export over the plain ``torch.onnx.export`` it wraps, as ratios.
 
 Each figure is measured in one process, the plain export and modelexport's
-interleaved round by round (``modelexport.harness.overhead``), so the
+interleaved round by round (``modelexport.benchmarking.overhead``), so the
 ratio holds on a noisy machine where an absolute time would not.  The
 ``tiny`` size shows the fixed cost per export; ``full`` (bert-base at
 sequence 128, ResNet-50 at 224x224) is the size a user exports.
@@ -13,7 +13,7 @@ picks the sizes: the full size adds about 5 minutes to a record
 import math
 import os
 
-# modelexport.harness.overhead's MODELS and BASELINES, spelled out here because
+# modelexport.benchmarking.overhead's MODELS and BASELINES, spelled out here because
 # importing the package imports torch in every asv process (tests check they agree)
 OVERHEAD_MODELS = ("bert", "resnet")
 OVERHEAD_STRATEGIES = ("dynamo", "htp", "usage_based")
@@ -28,7 +28,7 @@ class Overhead:
     timeout = 3600
 
     def setup_cache(self):
-        from modelexport.harness.overhead import overhead_table
+        from modelexport.benchmarking.overhead import overhead_table
 
         table = overhead_table(tuple(TIERS), OVERHEAD_MODELS, OVERHEAD_STRATEGIES)
         return {(o.tier, o.model, o.strategy): o.as_dict() for o in table}

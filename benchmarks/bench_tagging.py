@@ -1,6 +1,6 @@
 """The tagging pass alone (resolve + project + write) on synthetic graphs."""
 
-from modelexport.harness.synthetic import synthetic_case, tag_synthetic
+from modelexport.benchmarking.synthetic import synthetic_case, tag_synthetic
 
 
 class TaggingPass:

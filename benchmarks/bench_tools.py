@@ -1,6 +1,6 @@
 """The file tools' structural passes (analyze, validate) on synthetic tagged graphs."""
 
-from modelexport.harness.synthetic import synthetic_case, tag_synthetic
+from modelexport.benchmarking.synthetic import synthetic_case, tag_synthetic
 from modelexport.tools.analyze import analyze
 from modelexport.tools.module_view import module_view
 from modelexport.tools.validate import validate_structure

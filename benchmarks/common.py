@@ -53,7 +53,7 @@ class MatrixCache:
     timeout = 3600
 
     def setup_cache(self):
-        from modelexport.harness.bench import matrix_figures
+        from modelexport.benchmarking.asv_matrix import matrix_figures
 
         return matrix_figures(tier(), models(), strategies())
 

@@ -30,6 +30,9 @@ from modelexport.names import Objective
 EXIT_OK, EXIT_PARITY_FAILED, EXIT_USER_ERROR = 0, 1, 2
 # A file was written but failed its own check: as for parity, the export is not trustworthy.
 EXIT_CHECK_FAILED = EXIT_PARITY_FAILED
+# A zoo run under its expectations, or a gate, found something worse than before.  It shares
+# exit code 1 with the failed export (a verdict, not a usage error), under its own name.
+EXIT_REGRESSION = 1
 # Zoo tiers, spelled here so that parsing --help does not import the zoo.
 ZOO_TIERS = ("tiny", "full", "wide", "idioms")
 
@@ -348,7 +351,7 @@ def _publish(run, out, expectations: dict) -> int:
         print(f"note: {note}")
     for failure in gate.failures:
         print(f"REGRESSION: {failure}", file=sys.stderr)
-    return EXIT_OK if gate.passed else EXIT_PARITY_FAILED
+    return EXIT_OK if gate.passed else EXIT_REGRESSION
 
 
 def _zoo_costs(args: argparse.Namespace) -> int:
@@ -374,7 +377,7 @@ def _cmd_gate(args: argparse.Namespace) -> int:
     from dataclasses import asdict
     from pathlib import Path
 
-    from modelexport.harness.gate import DEFAULT_THRESHOLD, run_gate
+    from modelexport.gate.run import DEFAULT_THRESHOLD, run_gate
 
     threshold = DEFAULT_THRESHOLD if args.threshold is None else args.threshold
     report = run_gate(Path(args.repo), args.base, args.head, rounds=args.rounds,
@@ -383,7 +386,7 @@ def _cmd_gate(args: argparse.Namespace) -> int:
     print(report.table())
     if args.json:
         Path(args.json).write_text(json.dumps(asdict(report), indent=2) + "\n")
-    return EXIT_OK if report.passed else EXIT_PARITY_FAILED
+    return EXIT_OK if report.passed else EXIT_REGRESSION
 
 
 def _hub_answers() -> bool:

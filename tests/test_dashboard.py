@@ -3,7 +3,7 @@
 A short asv run (the tagging benchmarks) is recorded for the last three
 commits of main by the history command (``make bench-history``) into a
 temporary results folder, published, made offline-capable (asv's pages load
-their JavaScript from CDNs; see modelexport.harness.dashboard), served on
+their JavaScript from CDNs; see modelexport.benchmarking.dashboard), served on
 localhost and opened in Chromium: the page must list the benchmarks and draw a graph with a
 point per commit. A screenshot
 is kept in out/artifacts/dashboard.png. Marked slow; CI runs it through
@@ -58,14 +58,14 @@ def dashboard(tmp_path_factory) -> Path:
     subprocess.run([*asv, "machine", "--yes", "--machine", "dashboard-test"], env=env,
                    check=True, capture_output=True, cwd=work)
     # the history command itself, on the last HISTORY commits of main
-    subprocess.run([sys.executable, "-m", "modelexport.harness.history", "--count",
+    subprocess.run([sys.executable, "-m", "modelexport.benchmarking.history", "--count",
                     str(HISTORY), "--repo", str(REPO), "--machine", "dashboard-test",
                     "--asv", str(Path(sys.executable).parent / "asv"), "--",
                     "--config", str(conf), "--bench", "TaggingPass", "--quick"],
                    env=env, check=True, capture_output=True, cwd=work, timeout=1800)
     subprocess.run([*asv, "publish", "--config", str(conf)], env=env, check=True,
                    capture_output=True, cwd=work, timeout=300)
-    subprocess.run([sys.executable, "-m", "modelexport.harness.dashboard", str(work / "html"),
+    subprocess.run([sys.executable, "-m", "modelexport.benchmarking.dashboard", str(work / "html"),
                     "--vendor", str(REPO / ".asv" / "vendor")], check=True, capture_output=True,
                    timeout=300)
     return work / "html"

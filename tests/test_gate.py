@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from modelexport.harness.gate import run_gate
+from modelexport.gate.run import run_gate
 
 REPO = Path(__file__).resolve().parents[1]
 HTP = "modelexport/strategies/htp.py"
@@ -122,7 +122,7 @@ def test_no_op_commit_passes(clone):
 
 def _timings(ratios: list[float]) -> dict:
     """One cell's rounds: BASE at 1 s, HEAD at the given paired ratio."""
-    from modelexport.harness.paired_timing import CellTiming
+    from modelexport.gate.paired_timing import CellTiming
 
     return {"m/s": CellTiming(base=[1.0] * len(ratios), head=list(ratios), ratios=list(ratios))}
 
@@ -134,7 +134,7 @@ def _timings(ratios: list[float]) -> dict:
     ([1.04, 1.03, 1.02, 1.04, 1.01, 1.03], False),  # consistent but under the threshold
 ])
 def test_a_timing_regression_needs_the_median_and_a_consistent_slowdown(ratios, regressed):
-    from modelexport.harness.gate import GateReport, _compare_timings
+    from modelexport.gate.run import GateReport, _compare_timings
 
     report = GateReport("base", "head", rounds=len(ratios), threshold=0.05)
     _compare_timings(report, _timings(ratios))

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from benchmarks import bench_overhead
-from modelexport.harness import overhead
+from modelexport.benchmarking import overhead
 
 
 def test_the_asv_suite_lists_what_the_harness_measures():

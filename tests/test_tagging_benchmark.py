@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from modelexport.harness.synthetic import synthetic_case, tag_synthetic
+from modelexport.benchmarking.synthetic import synthetic_case, tag_synthetic
 from modelexport.tags import TagSource, read_tags
 
 

@@ -42,10 +42,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from modelexport.benchmarking.worktrees import git, worktree
 from modelexport.errors import ModelExportError
+from modelexport.gate.paired_timing import CellTiming, time_pairs
 from modelexport.harness.cells import OK, CellResult
-from modelexport.harness.git import git, worktree
-from modelexport.harness.paired_timing import CellTiming, time_pairs
 from modelexport.harness.results import EXPECTATIONS_SCHEMA
 from modelexport.harness.scoring import TIMED_OBJECTIVES
 

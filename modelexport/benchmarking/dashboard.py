@@ -7,7 +7,7 @@ libraries from the npm registry once (``npm pack``, cached in a vendor
 folder), copies them next to the published pages and points the pages at the
 local copies.
 
-    python -m modelexport.harness.dashboard .asv/html [--vendor .asv/vendor]
+    python -m modelexport.benchmarking.dashboard .asv/html [--vendor .asv/vendor]
 """
 
 from __future__ import annotations

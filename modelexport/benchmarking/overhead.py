@@ -28,7 +28,7 @@ CPU time and peak RSS above the call's starting RSS are all kept.  modelexport
 runs with its defaults, so its self-check (checker, ONNX Runtime load, tag
 ownership) is part of what is measured: that is the export a user gets.
 
-``python -m modelexport.harness.overhead`` prints the table; the asv suite
+``python -m modelexport.benchmarking.overhead`` prints the table; the asv suite
 tracks the ratios (``benchmarks/bench_overhead.py``).
 """
 
@@ -227,7 +227,7 @@ def _row(figures: Overhead) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m modelexport.harness.overhead",
+        prog="python -m modelexport.benchmarking.overhead",
         description="modelexport's export time and memory over plain torch.onnx.export")
     parser.add_argument("--tiers", default=",".join(TIERS))
     parser.add_argument("--models", default=",".join(MODELS))

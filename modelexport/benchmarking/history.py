@@ -9,7 +9,7 @@ matrix's worker processes inherit it).  The benchmark definitions are this
 checkout's, so every commit is measured by the same suite; a figure an old
 commit did not record yet shows as a gap.
 
-    python -m modelexport.harness.history [--count 10] [--branch main] [-- ASV_RUN_ARGS...]
+    python -m modelexport.benchmarking.history [--count 10] [--branch main] [-- ASV_RUN_ARGS...]
 
 Arguments after ``--`` go to each ``asv run`` (``--bench TaggingPass
 --quick``, ``--config other.json``).
@@ -25,8 +25,8 @@ import sys
 import time
 from pathlib import Path
 
+from modelexport.benchmarking.worktrees import git, worktree
 from modelexport.errors import ModelExportError
-from modelexport.harness.git import git, worktree
 
 
 def commits(repo: Path, branch: str, count: int) -> list[str]:
