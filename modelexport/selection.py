@@ -41,6 +41,14 @@ class Recommendation:
         return asdict(self)
 
 
+def auto_order(pick: str, fallback_order: list[str]) -> list[str]:
+    """The strategies AUTO tries: the pick first, then the objective's fallback order.
+
+    One definition for the exporter's AUTO and the harness's scoring of it.
+    """
+    return [str(pick)] + [str(s) for s in fallback_order if s != pick]
+
+
 @functools.lru_cache(maxsize=1)
 def load_rules() -> dict[str, Any]:
     text = resources.files("modelexport").joinpath("selection_rules.json").read_text()
@@ -141,7 +149,7 @@ def recommend_strategy(model: torch.nn.Module, prioritize_speed: bool = True,
         f"{traits.model_type} model, {traits.module_count} modules, "
         f"{traits.parameter_count:,} parameters ({traits.estimated_complexity} complexity)"
     )
-    order = [strategy] + [ExportStrategy(s) for s in table["fallback_order"] if s != strategy]
+    order = [ExportStrategy(s) for s in auto_order(strategy, table["fallback_order"])]
     return Recommendation(
         strategy=strategy,
         confidence=round(rule_confidence(rule), 3),

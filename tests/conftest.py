@@ -14,9 +14,11 @@ import torch
 import model_zoo
 import modelexport
 from modelexport.report import ExportReport
+from modelexport.strategies import strategy_names
 
 TEST_MODELS = ["bert", "gpt2", "llama", "resnet", "vit", "small_cnn", "shared_block"]
-STRATEGIES = ["dynamo", "htp", "usage_based", "fx"]
+# every registered strategy: the registry is the one list of their names
+STRATEGIES = strategy_names()
 # FX's honest domain is plain PyTorch; the Hugging Face models fail it (tested).
 FX_MODELS = ["small_cnn", "shared_block", "nested_calls"]
 

@@ -24,9 +24,10 @@ import model_zoo
 import modelexport
 from modelexport.errors import InputMismatchError
 from modelexport.harness.workers import import_plugin
+from tests.conftest import STRATEGIES
 
 FAULTY = str(Path(__file__).parent / "plugins" / "faulty_strategies.py")
-PLAIN_STRATEGIES = ["htp", "usage_based", "dynamo", "fx"]
+PLAIN_STRATEGIES = STRATEGIES
 
 
 def idiom(name: str) -> tuple[torch.nn.Module, object]:

@@ -23,9 +23,9 @@ from hypothesis import strategies as st
 from modelexport.api import export_model
 from modelexport.tools.module_view import open_view
 from modelexport.tools.validate import validate_structure
+from tests.conftest import STRATEGIES
 
 WIDTH = 4
-STRATEGIES = ["htp", "usage_based", "fx", "dynamo"]
 # strategies that attribute by TorchScript scope names (see the known limit below)
 SCOPE_NAMED = {"htp"}
 

@@ -260,3 +260,19 @@ def test_analyzer_is_export_free():
     before = {k: v.clone() for k, v in model.state_dict().items()}
     analyze(model)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_strategy_names_have_one_source_the_registry():
+    """The enum users pass and the fitted rules may only name registered strategies."""
+    from modelexport.strategies import strategy_names
+
+    registered = set(strategy_names())
+    assert {s.value for s in ExportStrategy if s != ExportStrategy.AUTO} == registered
+    for objective, table in load_rules()["objectives"].items():
+        named = {rule["strategy"] for rule in table["rules"]} | set(table["fallback_order"])
+        assert named <= registered, (objective, named - registered)
+
+
+def test_auto_order_is_the_pick_then_the_fallback_order_without_repeats():
+    assert selection.auto_order("fx", ["dynamo", "fx", "htp"]) == ["fx", "dynamo", "htp"]
+    assert selection.auto_order(ExportStrategy.HTP, ["htp"]) == ["htp"]

@@ -48,9 +48,9 @@ from modelexport.gate.paired_timing import CellTiming, time_pairs
 from modelexport.harness.cells import OK, CellResult
 from modelexport.harness.results import EXPECTATIONS_SCHEMA
 from modelexport.harness.scoring import TIMED_OBJECTIVES
+from modelexport.strategies import strategy_names
 
 DEFAULT_MODELS = ["small_cnn", "shared_block", "bert", "gpt2", "vit", "resnet"]
-DEFAULT_STRATEGIES = ["htp", "usage_based", "fx", "dynamo"]
 _EPS = 1e-9
 
 
@@ -128,7 +128,7 @@ def run_gate(repo: Path, base: str, head: str = "HEAD", rounds: int = 6,
              models: list[str] | None = None, strategies: list[str] | None = None,
              log: Callable[[str], None] = lambda _: None) -> GateReport:
     started = time.perf_counter()
-    models, strategies = models or DEFAULT_MODELS, strategies or DEFAULT_STRATEGIES
+    models, strategies = models or DEFAULT_MODELS, strategies or strategy_names()
     sides = {"base": git(repo, "rev-parse", base), "head": git(repo, "rev-parse", head)}
     runs: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="modelexport-gate-") as scratch_dir, \

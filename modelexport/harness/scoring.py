@@ -34,7 +34,7 @@ from typing import Any
 
 from modelexport.harness.cells import AUTO, OK, PARITY_FAILED, CellResult
 from modelexport.names import Objective
-from modelexport.selection import load_rules
+from modelexport.selection import auto_order, load_rules
 
 # Objectives whose best set is ranked by a timing (export seconds, ORT latency):
 # on a shared machine their accuracy moves with co-tenant load, so a regression
@@ -214,9 +214,8 @@ def score_selector(cells: list[CellResult], objective: Objective | str,
 
 def _auto_path(pick: str, fallback_order: list[str], by_strategy: dict[str, CellResult],
                ) -> tuple[list[str], str | None]:
-    order = [pick] + [s for s in fallback_order if s != pick]
     path = []
-    for strategy in order:
+    for strategy in auto_order(pick, fallback_order):
         cell = by_strategy.get(strategy)
         if cell is None:
             continue
