@@ -24,8 +24,9 @@ EXIT_OK, EXIT_FAILED = 0, 1
 
 def add_tool_parsers(sub: Any) -> None:
     """Register the file tools on the ``modelexport`` subparsers."""
+    from modelexport.runtime import OPTIMIZING_LEVELS
     from modelexport.sources import TASK_AUTO_CLASSES
-    from modelexport.tools.optimizers import OPTIMIZERS, ORT_LEVELS
+    from modelexport.tools.optimizers import OPTIMIZERS
     from modelexport.tools.profile import LEVELS
 
     analyze = sub.add_parser("analyze", help="per-module nodes, op types and parameter bytes")
@@ -84,7 +85,7 @@ def add_tool_parsers(sub: Any) -> None:
     optimize = sub.add_parser("optimize", help="run a graph optimiser, then restore the tags")
     optimize.add_argument("file")
     optimize.add_argument("--with", dest="optimizer", required=True, choices=OPTIMIZERS)
-    optimize.add_argument("--ort-level", default="extended", choices=ORT_LEVELS)
+    optimize.add_argument("--ort-level", default="extended", choices=OPTIMIZING_LEVELS)
     optimize.add_argument("-o", "--output", required=True)
     optimize.add_argument("--json", action="store_true")
 

@@ -6,55 +6,19 @@ its outputs: usage-based tagging, per-module parity, extract's boundary check.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from typing import TypeVar
+from collections.abc import Iterable
 
 import numpy as np
 import onnx
 
-from modelexport.errors import ModelExportError, one_line
 from modelexport.onnx_payload import left_out_weights, skeleton
-
-T = TypeVar("T")
-
-
-class OrtRunError(ModelExportError):
-    """ONNX Runtime could not load or run a graph (bad file, inputs that don't fit)."""
-
-
-def ort_call(what: str, call: Callable[[], T]) -> T:
-    """Run ``call``; an ONNX Runtime failure becomes one readable line."""
-    try:
-        return call()
-    except ModelExportError:
-        raise
-    except Exception as exc:  # onnxruntime raises its own pybind exception types
-        raise OrtRunError(f"ONNX Runtime could not {what}: {one_line(exc)}") from exc
-
-ORT_LEVELS = ("disable", "basic", "extended", "all")
-
-
-def ort_level(name: str) -> object:
-    """ONNX Runtime's GraphOptimizationLevel for one of :data:`ORT_LEVELS`."""
-    import onnxruntime as ort
-
-    return {"disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
-            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}[name]
+from modelexport.runtime import open_session, ort_call, session_options
 
 
 def ort_session(model: onnx.ModelProto | str, optimize: bool = False) -> object:
     """A CPU session; graph optimisation off unless asked, so tensors keep their names."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    if not optimize:
-        options.graph_optimization_level = ort_level("disable")
-    options.log_severity_level = 3
-    source = model.SerializeToString() if isinstance(model, onnx.ModelProto) else model
-    return ort_call("load the model", lambda: ort.InferenceSession(
-        source, options, providers=["CPUExecutionProvider"]))
+    return ort_call("load the model", lambda: open_session(
+        model, session_options(level="all" if optimize else "disable")))
 
 
 def intermediate_values(graph: onnx.ModelProto, feeds: dict[str, np.ndarray],

@@ -45,6 +45,7 @@ from modelexport.errors import one_line
 from modelexport.hierarchy import ModuleTree, common_ancestor, parent_path
 from modelexport.onnx_payload import skeleton
 from modelexport.parameters import Holding, match_initializers
+from modelexport.runtime import open_session, session_options
 from modelexport.tags import NodeTag
 
 # The share of parameter-reading nodes that must sit on an owner.
@@ -109,13 +110,8 @@ def ownership(graph: onnx.ModelProto, tags: Sequence[NodeTag | None], tree: Modu
 
 def runtime_load_error(path: str | Path) -> str | None:
     """None when ONNX Runtime can create a session from the file at ``path``."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    options.add_session_config_entry("session.disable_prepacking", "1")
     try:
-        ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        open_session(path, session_options(prepack=False))
     except Exception as exc:
         return one_line(exc, 200)
     return None

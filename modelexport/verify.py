@@ -19,6 +19,7 @@ import torch
 from modelexport.errors import InputMismatchError, one_line
 from modelexport.hierarchy import ModuleTree
 from modelexport.inputs import ModelInputs, flatten_outputs, fresh_like
+from modelexport.runtime import open_session
 from modelexport.tags import NodeTag, TagSource
 
 
@@ -137,17 +138,12 @@ def check_parity(onnx_path: str | Path | bytes, model: torch.nn.Module, example:
     ``max_rel`` is the largest error divided by the largest magnitude of the
     reference output.
     """
-    import onnxruntime as ort
-
     fresh = fresh_like(example, seed=seed)
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    source = onnx_path if isinstance(onnx_path, bytes) else str(onnx_path)
     with torch.no_grad():
         result = fresh.call(model)
     expected = [t.detach().cpu().numpy() for t in flatten_outputs(result)]
     try:
-        session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+        session = open_session(onnx_path)
         wanted = [i.name for i in session.get_inputs()]
         feed = ort_feed(wanted, fresh, input_names)
         got = session.run(None, feed)

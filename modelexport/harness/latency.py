@@ -14,9 +14,9 @@ import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from modelexport.inputs import ModelInputs
+from modelexport.runtime import open_session, session_options
 from modelexport.verify import ort_feed
 
 WARMUP_RUNS = 2
@@ -30,28 +30,13 @@ class Latency:
     runs: int
 
 
-def session_options() -> Any:
-    """The options every timed session uses (see module doc)."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.log_severity_level = 3
-    return options
-
-
 def ort_latency(path: Path, example: ModelInputs, input_names: list[str]) -> Latency:
     """Median warm latency of ``path`` on ``example``, fed by name (``input_names``).
 
     See the module doc for the stopping rule.
     """
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(str(path), session_options(),
-                                   providers=["CPUExecutionProvider"])
+    # the same options for every timed session (module doc): one thread, sequential
+    session = open_session(path, session_options(level="all", threads=1, sequential=True))
     wanted = [i.name for i in session.get_inputs()]
     feed = ort_feed(wanted, example, input_names)
     for _ in range(WARMUP_RUNS):

@@ -13,10 +13,9 @@ from pathlib import Path
 import onnx
 
 from modelexport.errors import ModelExportError, one_line
-from modelexport.ort_values import ort_level
+from modelexport.runtime import open_session, session_options
 
 OPTIMIZERS = ("onnxscript", "ort", "onnxslim")
-ORT_LEVELS = ("basic", "extended", "all")
 
 
 def _onnxscript(model: onnx.ModelProto, _level: str) -> onnx.ModelProto:
@@ -27,16 +26,9 @@ def _onnxscript(model: onnx.ModelProto, _level: str) -> onnx.ModelProto:
 
 def _ort(model: onnx.ModelProto, level: str) -> onnx.ModelProto:
     """ONNX Runtime's offline mode: optimise once, save the session's graph."""
-    import onnxruntime as ort
-
     with tempfile.TemporaryDirectory(prefix="modelexport-ort-") as scratch:
         target = Path(scratch) / "optimized.onnx"
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort_level(level)
-        options.optimized_model_filepath = str(target)
-        options.log_severity_level = 3
-        ort.InferenceSession(model.SerializeToString(), options,
-                             providers=["CPUExecutionProvider"])
+        open_session(model, session_options(level=level, optimized_path=target))
         return onnx.load(str(target))
 
 

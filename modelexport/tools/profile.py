@@ -22,7 +22,7 @@ import numpy as np
 import onnx
 
 from modelexport.hierarchy import ROOT, ancestors
-from modelexport.ort_values import ORT_LEVELS, ort_call, ort_level
+from modelexport.runtime import ORT_LEVELS, open_session, ort_call, session_options
 from modelexport.tools.module_view import ModuleView, module_view
 from modelexport.tools.retag import RetagResult, retag
 
@@ -70,18 +70,6 @@ class Profile:
         return module.total_ms / self.run_ms if self.run_ms else 0.0
 
 
-def _session_options(level: str, scratch: Path) -> object:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort_level(level)
-    options.enable_profiling = True
-    options.profile_file_prefix = str(scratch / "profile")
-    options.optimized_model_filepath = str(scratch / "optimized.onnx")
-    options.log_severity_level = 3
-    return options
-
-
 def _measured_events(events: list[dict], runs: int) -> tuple[list[dict], list[float]]:
     """Kernel events inside the last ``runs`` model_run windows, and those runs' µs."""
     windows = sorted((e["ts"], e["ts"] + e["dur"]) for e in events
@@ -98,13 +86,11 @@ def profile_model(view: ModuleView, model_path: Path, feeds: dict[str, np.ndarra
                   warmup: int = 3, repeats: int = 20, level: str = "all",
                   threads: int = 0) -> Profile:
     """Profile ``model_path`` (the file of ``view``) and attribute kernel time to modules."""
-    import onnxruntime as ort
-
     with tempfile.TemporaryDirectory(prefix="modelexport-profile-") as scratch:
-        options = _session_options(level, Path(scratch))
-        options.intra_op_num_threads = threads
-        session = ort_call("load the model", lambda: ort.InferenceSession(
-            str(model_path), options, providers=["CPUExecutionProvider"]))
+        options = session_options(level=level, threads=threads,
+                                  profile_prefix=Path(scratch) / "profile",
+                                  optimized_path=Path(scratch) / "optimized.onnx")
+        session = ort_call("load the model", lambda: open_session(model_path, options))
         for _ in range(warmup + repeats):
             ort_call("run the model on generated inputs (set symbolic sizes with --dim)",
                      lambda: session.run(None, feeds))
