@@ -42,7 +42,7 @@ _SHAPE_METHODS = frozenset({"size", "dim", "numel"})
 
 
 @dataclass(frozen=True)
-class Finding:
+class ControlFlowSite:
     """One control-flow site in a forward: where it is and what it depends on."""
 
     kind: str  # "data" or "shape"
@@ -181,7 +181,7 @@ def _parse_forward(cls: type) -> tuple[ast.FunctionDef, int] | None:
 
 
 @functools.lru_cache(maxsize=512)
-def control_flow_in_class(cls: type) -> tuple[Finding, ...]:
+def control_flow_in_class(cls: type) -> tuple[ControlFlowSite, ...]:
     """Branches on tensor values or shapes in ``cls.forward`` (cached per class)."""
     parsed = _parse_forward(cls)
     if parsed is None:
@@ -206,7 +206,7 @@ def control_flow_in_class(cls: type) -> tuple[Finding, ...]:
             if kind:
                 line = first_line + node.lineno - 1
                 code = ast.unparse(node.test)
-                findings.append(Finding(kind, f"{cls.__name__}.forward:{line}", code))
+                findings.append(ControlFlowSite(kind, f"{cls.__name__}.forward:{line}", code))
     return tuple(findings)
 
 
@@ -357,8 +357,8 @@ class ModelAnalyzer:
             execution = observe_forward(model, inputs)
         modules = list(model.modules())
         hints: set[str] = set()
-        data: list[Finding] = []
-        shape: list[Finding] = []
+        data: list[ControlFlowSite] = []
+        shape: list[ControlFlowSite] = []
         nested: list[str] = []
         first_of_class: dict[type, torch.nn.Module] = {}
         for module in modules:

@@ -157,25 +157,14 @@ def _model_and_inputs(args: argparse.Namespace, view):
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from modelexport.inputs import graph_input_names
-    from modelexport.tools.per_module import compare_modules, summarize
-    from modelexport.tools.validate import validate_structure
-    from modelexport.verify import check_parity
+    from modelexport.tools.validate import validate_file
 
     if args.per_module and not args.model:
         raise ModelExportError("--per-module needs --model (the PyTorch model to compare with)")
     view = open_view(args.file, check=False)
-    report = validate_structure(view)
-    if args.model:
-        model, example = _model_and_inputs(args, view)
-        # named from the model given, never from the file's sidecar: the file's
-        # names bound to another model's tensors would feed pixels as token ids
-        names = graph_input_names(model, example)
-        report.parity = check_parity(args.file, model, example, names,
-                                     atol=args.atol, rtol=args.rtol).as_dict()
-        if args.per_module:
-            results = compare_modules(view, model, example, names, args.atol, args.rtol)
-            report.per_module = summarize(results)
+    model, example = _model_and_inputs(args, view) if args.model else (None, None)
+    report = validate_file(view, model, example, atol=args.atol, rtol=args.rtol,
+                           per_module=args.per_module)
     if args.json:
         print(json.dumps(report.as_dict(), indent=2))
     else:

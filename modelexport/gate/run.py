@@ -55,7 +55,7 @@ _EPS = 1e-9
 
 
 @dataclass
-class Finding:
+class Regression:
     kind: str  # "timing" or "quality"
     benchmark: str
     base: str
@@ -70,7 +70,7 @@ class GateReport:
     rounds: int
     threshold: float
     timings: dict[str, dict[str, Any]] = field(default_factory=dict)
-    findings: list[Finding] = field(default_factory=list)
+    findings: list[Regression] = field(default_factory=list)
     wall_seconds: float = 0.0
 
     @property
@@ -188,7 +188,7 @@ def _compare_timings(report: GateReport, timings: dict[str, CellTiming]) -> None
         report.timings[key] = {"base": base, "head": head, "ratio": ratio,
                                "spread": _spread(ratios), "regressed": regressed}
         if regressed:
-            report.findings.append(Finding(
+            report.findings.append(Regression(
                 "timing", f"time_export {key}", f"{base:.3f}s", f"{head:.3f}s",
                 f"{ratio - 1:+.0%} slower (median of {report.rounds} rounds of paired "
                 f"exports, slower in {slower}); threshold {report.threshold:.0%}"))
@@ -202,26 +202,26 @@ def _compare_quality(report: GateReport, base_run: dict, head_run: dict) -> None
     for key in sorted(base_cells):
         base, head = base_cells[key], head_cells.get(key)
         if head is None:
-            report.findings.append(Finding("quality", key, base.status, "missing",
+            report.findings.append(Regression("quality", key, base.status, "missing",
                                            "cell not run by HEAD"))
             continue
         if base.status == OK and head.status != OK:
-            report.findings.append(Finding("quality", key, OK, head.status, head.error[:120]))
+            report.findings.append(Regression("quality", key, OK, head.status, head.error[:120]))
             continue
         if base.status != OK or head.status != OK:
             continue
         for figure in _LOWER_IS_WORSE:
             before, after = getattr(base, figure), getattr(head, figure) or 0.0
             if before is not None and after < before - _EPS:
-                report.findings.append(Finding("quality", f"{figure} {key}", f"{before:.4f}",
+                report.findings.append(Regression("quality", f"{figure} {key}", f"{before:.4f}",
                                                f"{after:.4f}", f"{figure} dropped"))
         if (head.quality or 0.0) < (base.quality or 0.0) - _EPS:
-            report.findings.append(Finding("quality", f"exact+inherited {key}",
+            report.findings.append(Regression("quality", f"exact+inherited {key}",
                                            f"{base.quality or 0.0:.4f}",
                                            f"{head.quality or 0.0:.4f}",
                                            "share known by the strategy dropped"))
         if (head.root or 0.0) > (base.root or 0.0) + _EPS:
-            report.findings.append(Finding("quality", f"root_share {key}", f"{base.root:.4f}",
+            report.findings.append(Regression("quality", f"root_share {key}", f"{base.root:.4f}",
                                            f"{head.root:.4f}", "more nodes on the root"))
     for objective, score in base_run["selector"].items():
         if objective in TIMED_OBJECTIVES:
@@ -229,6 +229,6 @@ def _compare_quality(report: GateReport, base_run: dict, head_run: dict) -> None
         before = score["accuracy"]
         after = head_run["selector"].get(objective, {}).get("accuracy")
         if before is not None and (after is None or after < before - _EPS):
-            report.findings.append(Finding("quality", f"selector accuracy ({objective})",
+            report.findings.append(Regression("quality", f"selector accuracy ({objective})",
                                            f"{before:.2f}", "-" if after is None else
                                            f"{after:.2f}", "selector accuracy dropped"))

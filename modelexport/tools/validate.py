@@ -19,18 +19,23 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import torch
+
+from modelexport.errors import ModelExportError
 from modelexport.hierarchy import ROOT, ancestors
+from modelexport.inputs import ModelInputs, graph_input_names
 from modelexport.tags import KEY_TAG, node_props, tag_value_problem
 from modelexport.tools.module_view import ORIGIN_TAGS, ModuleView, all_regions
+from modelexport.tools.per_module import compare_modules, summarize
 from modelexport.tools.regions import RegionIndex
-from modelexport.verify import check_model_file
+from modelexport.verify import check_model_file, check_parity
 
 ERROR, WARNING = "error", "warning"
 _LISTED = 10  # offending nodes named per finding
 
 
 @dataclass
-class Finding:
+class CheckFailure:
     """One failed check: what, how bad, and which nodes."""
 
     check: str
@@ -51,7 +56,7 @@ class ValidationReport:
     origin: str
     nodes: int
     modules: int
-    findings: list[Finding] = field(default_factory=list)
+    findings: list[CheckFailure] = field(default_factory=list)
     parity: dict | None = None
     per_module: dict | None = None
 
@@ -68,11 +73,11 @@ class ValidationReport:
         return payload
 
 
-def _check_file(path: Path) -> Finding | None:
+def _check_file(path: Path) -> CheckFailure | None:
     try:
         check_model_file(path)
     except RuntimeError as exc:
-        return Finding("checker", ERROR, str(exc))
+        return CheckFailure("checker", ERROR, str(exc))
     return None
 
 
@@ -80,24 +85,24 @@ def _sidecar_tags(view: ModuleView) -> dict[str, str]:
     return {row["path"]: row.get("tag", "") for row in view.sidecar_modules()}
 
 
-def _tag_findings(view: ModuleView) -> list[Finding]:
+def _tag_findings(view: ModuleView) -> list[CheckFailure]:
     names = view.node_names()
-    findings: list[Finding] = []
+    findings: list[CheckFailure] = []
     untagged = [names[i] for i, info in enumerate(view.nodes) if info.module is None]
     if untagged:
-        findings.append(Finding("untagged", ERROR, f"{len(untagged)} nodes name no module",
+        findings.append(CheckFailure("untagged", ERROR, f"{len(untagged)} nodes name no module",
                                 untagged))
     tree = _sidecar_tags(view)
     if not tree:
         why = (f"the sidecar beside the file is unusable ({view.sidecar_problem})"
                if view.sidecar_problem else "no sidecar beside the file")
-        findings.append(Finding("no-sidecar", WARNING,
+        findings.append(CheckFailure("no-sidecar", WARNING,
                                 f"{why}; module names not checked against the model's tree"))
         return findings
     unknown = [names[i] for i, info in enumerate(view.nodes)
                if info.module is not None and info.module not in tree]
     if unknown:
-        findings.append(Finding("unknown-module", ERROR,
+        findings.append(CheckFailure("unknown-module", ERROR,
                                 f"{len(unknown)} nodes name a module the sidecar's tree "
                                 "does not have", unknown))
     if view.origin == ORIGIN_TAGS:
@@ -107,32 +112,32 @@ def _tag_findings(view: ModuleView) -> list[Finding]:
             if info.module in tree and tag is not None and tag != tree[info.module]:
                 mismatched.append(name)
         if mismatched:
-            findings.append(Finding("tag-mismatch", ERROR,
+            findings.append(CheckFailure("tag-mismatch", ERROR,
                                     f"{len(mismatched)} nodes carry a class path other than "
                                     "their module's", mismatched))
     return findings
 
 
-def _malformed_tags(view: ModuleView) -> Finding | None:
+def _malformed_tags(view: ModuleView) -> CheckFailure | None:
     """Tag values the schema does not allow: readers of the file would refuse it."""
     names = view.node_names()
     problems = [f"{names[i]}: {problem}" for i, node in enumerate(view.model.graph.node)
                 if (problem := tag_value_problem(node_props(node))) is not None]
     if problems:
-        return Finding("malformed-tag", ERROR,
+        return CheckFailure("malformed-tag", ERROR,
                        f"{len(problems)} nodes carry a tag value the schema does not allow",
                        problems)
     return None
 
 
-def _duplicate_keys(view: ModuleView) -> Finding | None:
+def _duplicate_keys(view: ModuleView) -> CheckFailure | None:
     names = view.node_names()
     duplicated = [
         names[i] for i, node in enumerate(view.model.graph.node)
         if any(n > 1 for n in Counter(p.key for p in node.metadata_props).values())
     ]
     if duplicated:
-        return Finding("duplicate-keys", ERROR,
+        return CheckFailure("duplicate-keys", ERROR,
                        f"{len(duplicated)} nodes repeat a metadata key", duplicated)
     return None
 
@@ -184,7 +189,7 @@ def _never_ran(view: ModuleView) -> set[str]:
     return {row["path"] for row in view.sidecar_modules() if row.get("calls") == 0}
 
 
-def _convexity(view: ModuleView) -> list[Finding]:
+def _convexity(view: ModuleView) -> list[CheckFailure]:
     index = RegionIndex(view.model)
     names = view.node_names()
     by_parts = _judged_by_parts(view)
@@ -196,7 +201,7 @@ def _convexity(view: ModuleView) -> list[Finding]:
         parts = _components(index, region) if module in by_parts else [region]
         breaks = sorted({b for part in parts for b in index.convexity_breaks(part)})
         if breaks:
-            findings.append(Finding(
+            findings.append(CheckFailure(
                 "non-convex", ERROR,
                 f"module {module!r}: {len(breaks)} outside nodes sit on a path that leaves "
                 "and re-enters it", [f"{names[b]} ({view.nodes[b].module})" for b in breaks]))
@@ -214,4 +219,28 @@ def validate_structure(view: ModuleView) -> ValidationReport:
         if (found := check(view)) is not None:
             report.findings.append(found)
     report.findings.extend(_convexity(view))
+    return report
+
+
+def validate_file(view: ModuleView, model: torch.nn.Module | None = None,
+                  example: ModelInputs | None = None, atol: float = 1e-4, rtol: float = 1e-3,
+                  per_module: bool = False) -> ValidationReport:
+    """The structural checks, and with a PyTorch model the numerical ones too.
+
+    Parity compares the file with ``model`` on a fresh input like ``example``;
+    ``per_module`` also compares every module call with its ONNX region.  The
+    graph inputs are named from the model given, never from the file's
+    sidecar: a sidecar's names bound to another model's tensors would feed
+    pixels as token ids.
+    """
+    report = validate_structure(view)
+    if model is None or example is None:
+        if per_module:
+            raise ModelExportError("per-module comparison needs the PyTorch model")
+        return report
+    names = graph_input_names(model, example)
+    report.parity = check_parity(str(view.path), model, example, names,
+                                 atol=atol, rtol=rtol).as_dict()
+    if per_module:
+        report.per_module = summarize(compare_modules(view, model, example, names, atol, rtol))
     return report
