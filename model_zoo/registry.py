@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from modelexport.dummy_inputs import generate_inputs
+from modelexport.input_generation.from_signature import generate_inputs
 from modelexport.verify import randomize_parameters
 
 TIERS = ("tiny", "full")

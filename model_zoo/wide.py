@@ -5,7 +5,7 @@ one base model class per model type), so a new transformers release brings
 its new architectures in without a line changed here.  Each is built from
 its default config shrunk by :mod:`model_zoo.shrink`, with seeded weights,
 and fed inputs generated from its forward signature
-(:mod:`modelexport.dummy_inputs`).
+(:mod:`modelexport.input_generation.from_signature`).
 
 The category (decoder, encoder, encoder-decoder, vision, audio, multimodal)
 is read from the task mappings the model type appears in, again transformers'
@@ -86,7 +86,12 @@ def category(model_type: str) -> str:
 
 def category_of(model: torch.nn.Module) -> str:
     """The family of a built model from what its forward takes, for unmapped types."""
-    from modelexport.dummy_inputs import AUDIO_INPUTS, TEXT_INPUT, VISION_INPUTS, forward_parameters
+    from modelexport.input_generation.from_signature import (
+        AUDIO_INPUTS,
+        TEXT_INPUT,
+        VISION_INPUTS,
+        forward_parameters,
+    )
 
     accepted = {p.name for p in forward_parameters(model)}
     config = getattr(model, "config", None)
@@ -151,7 +156,7 @@ def _builder(model_type: str, class_name: str) -> Callable[[str], torch.nn.Modul
 
 def wide_inputs(model: torch.nn.Module, _tier: str, seed: int) -> dict[str, Any]:
     """Signature-driven inputs, checked by one eager run (see ``fitting_inputs``)."""
-    from modelexport.dummy_inputs import fitting_inputs
+    from modelexport.input_generation.from_signature import fitting_inputs
 
     return fitting_inputs(model, batch_size=1, sequence_length=16, seed=seed)
 

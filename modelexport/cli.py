@@ -180,12 +180,9 @@ def _build_parser() -> argparse.ArgumentParser:
 
 def _cmd_export(args: argparse.Namespace) -> int:
     from modelexport.api import UnifiedExporter
-    from modelexport.sources import (
-        WITH_PAST_TASKS,
-        generate_inputs,
-        inputs_from_spec_file,
-        load_model,
-    )
+    from modelexport.input_generation.from_signature import generate_inputs
+    from modelexport.input_generation.from_spec_file import inputs_from_spec_file
+    from modelexport.sources import WITH_PAST_TASKS, load_model
 
     say = _progress(args.verbose or sys.stderr.isatty())
     say(f"[modelexport] loading {args.model}")
@@ -249,8 +246,9 @@ def _objective_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _cmd_recommend(args: argparse.Namespace) -> int:
+    from modelexport.input_generation.from_signature import generate_inputs
     from modelexport.selection import recommend_strategy
-    from modelexport.sources import generate_inputs, load_model
+    from modelexport.sources import load_model
 
     loaded = load_model(args.model, task=args.task, trust_remote_code=args.trust_remote_code)
     inputs = loaded.inputs

@@ -131,7 +131,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 def _static_hints(view) -> tuple[int | None, int | None]:
     """Batch and sequence length of the file's first input, where they are fixed."""
-    from modelexport.tools.feeds import graph_inputs
+    from modelexport.input_generation.for_graph import graph_inputs
 
     inputs = graph_inputs(view.model)
     if not inputs:
@@ -142,8 +142,9 @@ def _static_hints(view) -> tuple[int | None, int | None]:
 
 def _model_and_inputs(args: argparse.Namespace, view):
     """The model to compare with and its example, in ``forward``'s order."""
+    from modelexport.input_generation.from_signature import generate_inputs
     from modelexport.inputs import ModelInputs, in_signature_order
-    from modelexport.sources import generate_inputs, load_model
+    from modelexport.sources import load_model
 
     loaded = load_model(args.model, task=args.task, trust_remote_code=args.trust_remote_code)
     if loaded.inputs is not None:
@@ -206,9 +207,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
+    from modelexport.input_generation.for_graph import parse_dims
     from modelexport.sidecar import derive_sidecar
     from modelexport.tools.extract import boundary_error, extract_module
-    from modelexport.tools.feeds import parse_dims
     from modelexport.tools.writing import check_writable, write_model
 
     check_writable(args.output, args.file)
@@ -236,8 +237,8 @@ def cmd_extract(args: argparse.Namespace) -> int:
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
+    from modelexport.input_generation.for_graph import generated_feeds, parse_dims
     from modelexport.tools import profile as profiling
-    from modelexport.tools.feeds import generated_feeds, parse_dims
     from modelexport.tools.writing import check_writable
 
     if args.output:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,10 +23,9 @@ from typing import Any
 
 import torch
 
-from modelexport.dummy_inputs import generate_inputs
-from modelexport.errors import InputMismatchError, ModelLoadError, one_line
+from modelexport.errors import ModelLoadError, one_line
 
-__all__ = ["LoadedModel", "generate_inputs", "inputs_from_spec_file", "load_model"]
+__all__ = ["LoadedModel", "load_model"]
 
 # Task names users pass to --task, and the transformers Auto class for each.
 TASK_AUTO_CLASSES: dict[str, str] = {
@@ -157,51 +155,3 @@ def _model_class_for(config: Any, task: str | None, transformers: Any) -> Any:
         if cls is not None:
             return cls
     return transformers.AutoModel
-
-
-_DTYPES = {"float32": torch.float32, "float16": torch.float16, "int64": torch.int64,
-           "int32": torch.int32, "bool": torch.bool}
-
-
-def inputs_from_spec_file(path: str | Path, seed: int = 0) -> dict[str, torch.Tensor]:
-    """Keyword inputs described by a JSON file.
-
-    Format: ``{"name": {"shape": [1, 8], "dtype": "int64", "low": 0, "high": 100}}``;
-    floats are standard normal, integers uniform in ``[low, high)``, bools ones.
-    """
-    try:
-        spec = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise InputMismatchError(f"cannot read input specs {path}: {one_line(exc)}") from None
-    if not isinstance(spec, dict) or not spec:
-        raise InputMismatchError(f"input specs {path} must be a non-empty JSON object")
-    generator = torch.Generator().manual_seed(seed)
-    inputs: dict[str, torch.Tensor] = {}
-    for name, entry in spec.items():
-        shape, dtype, (low, high) = _checked_spec(name, entry)
-        if dtype.is_floating_point:
-            inputs[name] = torch.randn(shape, generator=generator).to(dtype)
-        elif dtype == torch.bool:
-            inputs[name] = torch.ones(shape, dtype=torch.bool)
-        else:
-            inputs[name] = torch.randint(low, high, shape, generator=generator, dtype=dtype)
-    return inputs
-
-
-def _checked_spec(name: str, entry: Any) -> tuple[list[int], torch.dtype, tuple[int, int]]:
-    """Shape, dtype and integer range of one input spec, or a one-line error saying what is off."""
-    try:
-        shape = [int(d) for d in entry["shape"]]
-        dtype = _DTYPES[entry.get("dtype", "float32")]
-        low, high = int(entry.get("low", 0)), int(entry.get("high", 2))
-    except (KeyError, TypeError, ValueError, AttributeError):
-        raise InputMismatchError(
-            f"input spec {name!r} needs a 'shape' list of whole numbers, a dtype among "
-            f"{', '.join(_DTYPES)}, and whole-number 'low' and 'high'") from None
-    if any(d < 0 for d in shape):
-        raise InputMismatchError(f"input spec {name!r}: shape {shape} has a negative dimension")
-    if not dtype.is_floating_point and dtype != torch.bool and low >= high:
-        raise InputMismatchError(
-            f"input spec {name!r}: integers are drawn from [low, high), so low ({low}) must be "
-            f"below high ({high})")
-    return shape, dtype, (low, high)

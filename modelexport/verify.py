@@ -18,7 +18,8 @@ import torch
 
 from modelexport.errors import InputMismatchError, one_line
 from modelexport.hierarchy import ModuleTree
-from modelexport.inputs import ModelInputs, flatten_outputs, fresh_like
+from modelexport.input_generation.like_example import fresh_like
+from modelexport.inputs import ModelInputs, flatten_outputs
 from modelexport.runtime import open_session
 from modelexport.tags import NodeTag, TagSource
 

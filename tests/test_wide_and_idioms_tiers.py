@@ -115,7 +115,7 @@ def test_family_pass_rates_leave_models_that_cannot_run_out_of_the_denominator()
 
 
 def test_signature_driven_inputs_cover_text_vision_audio_and_encoder_decoder():
-    from modelexport.dummy_inputs import generate_inputs
+    from modelexport.input_generation.from_signature import generate_inputs
 
     def inputs_for(model_type: str) -> dict:
         return generate_inputs(model_zoo.get_entry(wide.PREFIX + model_type).build("wide"))

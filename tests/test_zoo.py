@@ -251,7 +251,7 @@ def test_custom_entries_full_tier_inputs_fit(name):
 
 
 def test_generated_text_inputs_stop_at_the_position_limit():
-    from modelexport.sources import generate_inputs
+    from modelexport.input_generation.from_signature import generate_inputs
 
     model = model_zoo.get_entry("clip_text").build()
     inputs = generate_inputs(model, sequence_length=500)
