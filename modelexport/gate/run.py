@@ -1,30 +1,27 @@
 """The regression gate: BASE and HEAD benchmarked on one machine, in one run.
 
-Both commits are checked out into temporary git worktrees and measured with
-the same matrix (``modelexport zoo run`` on a subset), *interleaved*: round 1
-runs BASE then HEAD, round 2 HEAD then BASE, and so on, so drift in the
-machine's speed (another job, thermal throttling) hits both sides alike.
-Each side's processes import that side's code (``PYTHONPATH`` points at its
-worktree; the installed package is an editable *path* entry, which
-``PYTHONPATH`` precedes).
+Both commits are checked out into temporary git worktrees.  Each side's
+processes import that side's code (``PYTHONPATH`` points at its worktree;
+the installed package is an editable *path* entry, which ``PYTHONPATH``
+precedes), with one hash seed for both.
 
 Verdicts:
 
-* timing: each round times every cell ``repeat`` times in *process CPU
-  time* with torch on one thread (another process competing for the cores
-  stretches wall time far more than the CPU time this process spends;
-  README, "Timing") and keeps the best, since noise only ever adds time.
-  A cell regresses when the median over rounds of HEAD's best over BASE's
-  best *in the same round* exceeds ``1 + threshold`` and HEAD was slower in
-  at least 5 of 6 rounds: pairing divides out drift in the machine's speed,
-  the median discards an unlucky round, the count asks for a consistent
-  slowdown rather than a few lucky rounds;
-* quality: any worsening fails, whatever its size: a cell that was ``ok`` and
-  is not (parity error past the tolerance turns a cell ``parity-failed``), a
-  drop in coverage, anchored accuracy or exact + inherited share, a rise in
-  root share, and selector accuracy falling under the quality objective (the
-  speed and runtime best sets are ranked by timings, whose noise on a shared
-  machine would read as a quality regression).
+* timing (``paired_timing``): per round, one fresh worker per side exports
+  each cell ``repeat`` times as back-to-back pairs, in *process CPU time*
+  with torch on one thread (README, "Timing"), files on a memory-backed
+  folder; the round's figure is the median of its paired HEAD / BASE
+  ratios.  A cell regresses when the median over rounds exceeds
+  ``1 + threshold`` and HEAD was slower in at least 5 of 6 rounds: pairing
+  divides out the machine's speed, the median discards an unlucky round,
+  the count asks for a consistent slowdown rather than a few lucky rounds;
+* quality (one matrix run of each side, ``modelexport zoo run``): any
+  worsening fails, whatever its size: a cell that was ``ok`` and is not
+  (parity error past the tolerance turns a cell ``parity-failed``), a drop
+  in coverage, anchored accuracy or exact + inherited share, a rise in root
+  share, and selector accuracy falling under the quality objective (the
+  speed and runtime best sets are ranked by timings, whose noise on a
+  shared machine would read as a quality regression).
 """
 
 from __future__ import annotations
