@@ -1,6 +1,8 @@
 """The tagging pass alone (resolve + project + write) on synthetic graphs."""
 
-from modelexport.benchmarking.synthetic import synthetic_case, tag_synthetic
+from .common import commit_module
+
+synthetic = commit_module("modelexport.benchmarking.synthetic", "modelexport.harness.synthetic")
 
 
 class TaggingPass:
@@ -9,7 +11,7 @@ class TaggingPass:
     number, repeat, warmup_time = 1, 5, 0.0
 
     def setup(self, nodes):
-        self.case = synthetic_case(nodes)
+        self.case = synthetic.synthetic_case(nodes)
 
     def time_tagging(self, nodes):
-        tag_synthetic(self.case)
+        synthetic.tag_synthetic(self.case)

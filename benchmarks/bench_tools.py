@@ -1,9 +1,12 @@
 """The file tools' structural passes (analyze, validate) on synthetic tagged graphs."""
 
-from modelexport.benchmarking.synthetic import synthetic_case, tag_synthetic
 from modelexport.tools.analyze import analyze
 from modelexport.tools.module_view import module_view
 from modelexport.tools.validate import validate_structure
+
+from .common import commit_module
+
+synthetic = commit_module("modelexport.benchmarking.synthetic", "modelexport.harness.synthetic")
 
 
 class FileTools:
@@ -12,8 +15,8 @@ class FileTools:
     number, repeat, warmup_time = 1, 3, 0.0
 
     def setup(self, nodes):
-        case = synthetic_case(nodes)
-        tag_synthetic(case)
+        case = synthetic.synthetic_case(nodes)
+        synthetic.tag_synthetic(case)
         self.view = module_view(case.graph)
 
     def time_analyze(self, nodes):

@@ -13,10 +13,12 @@ for real sizes); ``MODELEXPORT_BENCH_MODELS`` / ``MODELEXPORT_BENCH_STRATEGIES``
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 import os
 from pathlib import Path
+from types import ModuleType
 
 COSTS = Path(__file__).resolve().parents[1] / "model_zoo" / "costs.json"
 
@@ -43,6 +45,21 @@ def strategies() -> list[str]:
     return _listed("MODELEXPORT_BENCH_STRATEGIES") or list(recorded)
 
 
+def commit_module(*names: str) -> ModuleType:
+    """The first of ``names`` the benchmarked commit has.
+
+    ``make bench-history`` measures older commits with this suite, and the
+    benchmark support moved from ``modelexport.harness`` to
+    ``modelexport.benchmarking``; each import lists the new path, then the old.
+    """
+    for name in names[:-1]:
+        try:
+            return importlib.import_module(name)
+        except ModuleNotFoundError:
+            continue
+    return importlib.import_module(names[-1])
+
+
 class MatrixCache:
     """One matrix run per record, shared by every class that derives from this one.
 
@@ -53,9 +70,8 @@ class MatrixCache:
     timeout = 3600
 
     def setup_cache(self):
-        from modelexport.benchmarking.asv_matrix import matrix_figures
-
-        return matrix_figures(tier(), models(), strategies())
+        matrix = commit_module("modelexport.benchmarking.asv_matrix", "modelexport.harness.bench")
+        return matrix.matrix_figures(tier(), models(), strategies())
 
 
 def cell_figure(cache: dict, model: str, strategy: str, figure: str) -> float:

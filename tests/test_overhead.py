@@ -50,3 +50,14 @@ def test_bad_arguments_are_one_usage_error(capsys):
         overhead.main(["--strategies", "fx"])
     assert exit_info.value.code == 2
     assert "unknown strategies ['fx']" in capsys.readouterr().err
+
+
+def test_the_suite_imports_benchmark_support_where_an_older_commit_has_it():
+    """bench-history runs this suite on commits from before modelexport.benchmarking existed."""
+    from benchmarks.common import commit_module
+
+    assert commit_module("modelexport.no_such_module", "json").__name__ == "json"
+    assert commit_module("modelexport.benchmarking.overhead",
+                         "modelexport.harness.overhead") is overhead
+    with pytest.raises(ModuleNotFoundError):
+        commit_module("modelexport.no_such_module", "modelexport.nor_this_one")
