@@ -140,3 +140,14 @@ def test_a_timing_regression_needs_the_median_and_a_consistent_slowdown(ratios, 
     _compare_timings(report, _timings(ratios))
     assert report.timings["m/s"]["regressed"] is regressed
     assert bool(report.findings) is regressed
+
+
+def test_a_cell_that_fails_to_export_is_listed_as_untimed_with_the_reason():
+    from modelexport.gate.paired_timing import CellTiming
+    from modelexport.gate.run import GateReport, _compare_timings
+
+    report = GateReport("base", "head", rounds=2, threshold=0.05)
+    _compare_timings(report, {"bert/fx": CellTiming(error="base: FxTraceError: cannot trace")})
+    assert report.passed and not report.timings
+    assert "bert/fx" in report.untimed
+    assert "not timed (judged on quality): base: FxTraceError" in report.table()

@@ -2,7 +2,7 @@
 
 Measured on this 2-core VM, a cell's CPU time moves with the machine over
 seconds (a reference export timed next to a cell correlated 0.78 with it,
-one timed a few seconds away 0.4), and between fresh processes by ~3-4%.
+one timed seconds away 0.4-0.55), and between fresh processes by ~3%.
 Timing each side in its own matrix run put ~10 s between the two exports
 of a pair, too far apart for pairing to divide the machine out: six rounds
 of a no-op commit then read +9% on a 18 ms cell in one CI run.  So each

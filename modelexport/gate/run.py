@@ -68,6 +68,7 @@ class GateReport:
     threshold: float
     timings: dict[str, dict[str, Any]] = field(default_factory=dict)
     findings: list[Regression] = field(default_factory=list)
+    untimed: dict[str, str] = field(default_factory=dict)  # cell -> why it has no timing
     wall_seconds: float = 0.0
 
     @property
@@ -75,15 +76,17 @@ class GateReport:
         return not self.findings
 
     def table(self) -> str:
-        rows = [f"gate {self.base[:10]} -> {self.head[:10]}: {self.rounds} interleaved rounds, "
-                f"timing threshold {self.threshold:.0%} on the median paired CPU-time ratio, "
-                f"{self.wall_seconds:.0f}s"]
+        rows = [f"gate {self.base[:10]} -> {self.head[:10]}: {self.rounds} rounds of paired "
+                f"exports, timing threshold {self.threshold:.0%} on the median paired "
+                f"CPU-time ratio, {self.wall_seconds:.0f}s"]
         rows.append(f"{'benchmark (CPU s)':40s} {'base':>10s} {'head':>10s} {'ratio':>7s} "
                     f"{'spread':>6s}")
         for key, t in sorted(self.timings.items()):
             flag = " <- SLOWER" if t.get("regressed") else ""
             rows.append(f"{'time_export ' + key:40s} {t['base']:>9.3f}s {t['head']:>9.3f}s "
                         f"{t['ratio']:>7.2f} {t['spread']:>6.0%}{flag}")
+        for key, why in sorted(self.untimed.items()):
+            rows.append(f"{'time_export ' + key:40s} not timed (judged on quality): {why[:100]}")
         if self.findings:
             rows.append("")
             rows.append("REGRESSIONS")
@@ -175,8 +178,9 @@ def _compare_timings(report: GateReport, timings: dict[str, CellTiming]) -> None
     the median over rounds then ignores a round whose workers were unlucky.
     """
     for key, timing in timings.items():
-        if len(timing.ratios) != report.rounds:
-            continue  # a cell that failed in some round is judged on quality instead
+        if len(timing.ratios) != report.rounds:  # failed to export in some round
+            report.untimed[key] = timing.error or "no timed pair in some round"
+            continue
         ratios = timing.ratios
         ratio = statistics.median(ratios)
         base, head = statistics.median(timing.base), statistics.median(timing.head)
