@@ -167,7 +167,8 @@ def _build_parser() -> argparse.ArgumentParser:
     gate.add_argument("--head", default="HEAD")
     gate.add_argument("--repo", default=".", help="git checkout (default: here)")
     gate.add_argument("--rounds", type=positive_int, default=6, help="interleaved rounds per side")
-    gate.add_argument("--repeat", type=positive_int, default=5, help="exports per cell per round")
+    gate.add_argument("--repeat", type=positive_int, default=10,
+                      help="paired exports per cell per round")
     gate.add_argument("--threshold", type=non_negative_float,
                       help="allowed slowdown of the median paired CPU-time ratio "
                            "(default 0.05)")

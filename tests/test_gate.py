@@ -151,3 +151,13 @@ def test_a_cell_that_fails_to_export_is_listed_as_untimed_with_the_reason():
     assert report.passed and not report.timings
     assert "bert/fx" in report.untimed
     assert "not timed (judged on quality): base: FxTraceError" in report.table()
+
+
+def test_a_round_ratio_needs_both_the_paired_median_and_the_best_times_to_move():
+    from modelexport.gate.paired_timing import _round_ratio
+
+    # contention stretched three of five HEAD exports; both sides' best is 20 ms
+    disturbed = [{"base": 0.020, "head": h} for h in (0.020, 0.023, 0.024, 0.025, 0.021)]
+    assert _round_ratio(disturbed) == pytest.approx(1.0)
+    slower = [{"base": b, "head": b * 1.1} for b in (0.020, 0.021, 0.020, 0.022, 0.020)]
+    assert _round_ratio(slower) == pytest.approx(1.1)

@@ -10,11 +10,12 @@ Verdicts:
 * timing (``paired_timing``): per round, one fresh worker per side exports
   each cell ``repeat`` times as back-to-back pairs, in *process CPU time*
   with torch on one thread (README, "Timing"), files on a memory-backed
-  folder; the round's figure is the median of its paired HEAD / BASE
-  ratios.  A cell regresses when the median over rounds exceeds
-  ``1 + threshold`` and HEAD was slower in at least 5 of 6 rounds: pairing
-  divides out the machine's speed, the median discards an unlucky round,
-  the count asks for a consistent slowdown rather than a few lucky rounds;
+  folder; the round's figure is the lower of the median paired HEAD / BASE
+  ratio and the ratio of the two sides' best exports.  A cell regresses
+  when the median over rounds exceeds ``1 + threshold`` and HEAD was
+  slower in at least 5 of 6 rounds: pairing divides out the machine's
+  speed, the median discards an unlucky round, the count asks for a
+  consistent slowdown rather than a few lucky rounds;
 * quality (one matrix run of each side, ``modelexport zoo run``): any
   worsening fails, whatever its size: a cell that was ``ok`` and is not
   (parity error past the tolerance turns a cell ``parity-failed``), a drop
@@ -124,7 +125,7 @@ DEFAULT_THRESHOLD = 0.05
 
 
 def run_gate(repo: Path, base: str, head: str = "HEAD", rounds: int = 6,
-             threshold: float = DEFAULT_THRESHOLD, repeat: int = 5,
+             threshold: float = DEFAULT_THRESHOLD, repeat: int = 10,
              models: list[str] | None = None, strategies: list[str] | None = None,
              log: Callable[[str], None] = lambda _: None) -> GateReport:
     started = time.perf_counter()
