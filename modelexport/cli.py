@@ -162,11 +162,11 @@ def _build_parser() -> argparse.ArgumentParser:
     expect.add_argument("--results", default="out/zoo/results.json")
     expect.add_argument("--expectations", help="default: the zoo's own")
 
-    gate = sub.add_parser("gate", help="benchmark BASE and HEAD interleaved; fail on regressions")
+    gate = sub.add_parser("gate", help="time BASE and HEAD in paired exports; fail on regressions")
     gate.add_argument("--base", required=True, help="git ref to compare against")
     gate.add_argument("--head", default="HEAD")
     gate.add_argument("--repo", default=".", help="git checkout (default: here)")
-    gate.add_argument("--rounds", type=positive_int, default=6, help="interleaved rounds per side")
+    gate.add_argument("--rounds", type=positive_int, default=6, help="rounds (fresh workers)")
     gate.add_argument("--repeat", type=positive_int, default=10,
                       help="paired exports per cell per round")
     gate.add_argument("--threshold", type=non_negative_float,

@@ -1,13 +1,13 @@
 """TorchScript capture: ``torch.onnx.export(dynamo=False)`` of a model called as the user calls it.
 
-Shared by every strategy built on a TorchScript trace (HTP, USAGE_BASED, FX),
-which differ only in how they attribute the captured nodes to modules.
+Shared by every strategy built on a TorchScript trace: HTP and USAGE_BASED
+export the model itself, FX the graph module it traced first.
 
 Hugging Face models take keyword arguments, and positional tracing of them
 fails, so the model is traced through a small adapter that rebuilds the
-original call from a flat tuple of tensors.  The adapter is an attribute
-(``wrapped``) of the traced module, so its name opens every node scope; the
-shared name normalisation strips it again.
+original call from a flat tuple of tensors.  The adapter holds the model
+under ``wrapped``, so that name opens every node scope; the shared name
+normalisation strips it again.
 """
 
 from __future__ import annotations
