@@ -431,7 +431,7 @@ def _export_warnings(request: ExportRequest, result: StrategyResult, check: Self
     if written is not None and written != request.opset:
         notes.append(f"opset {request.opset} was requested; {result.strategy} wrote opset "
                      f"{written}")
-    if getattr(get_strategy(result.strategy), "freezes_control_flow", False):
+    if get_strategy(result.strategy).freezes_control_flow:
         if traits is None:
             traits = ModelAnalyzer.analyze_model(request.model)
         for where in traits.control_flow_evidence[:3]:

@@ -1,7 +1,8 @@
 """TorchScript capture: ``torch.onnx.export(dynamo=False)`` of a model called as the user calls it.
 
-Shared by every strategy built on a TorchScript trace: HTP and USAGE_BASED
-export the model itself, FX the graph module it traced first.
+``TorchScriptCapture`` exports the model itself (HTP and USAGE_BASED pair it
+with different attributions); the FX capture exports the graph module it
+traced first through the same ``torchscript_export``.
 
 Hugging Face models take keyword arguments, and positional tracing of them
 fails, so the model is traced through a small adapter that rebuilds the
@@ -19,6 +20,7 @@ import onnx
 import torch
 from torch.utils import _pytree as pytree
 
+from modelexport.capture.base import Capture, Captured, Evidence
 from modelexport.capture.request import ExportRequest, normalise_names
 from modelexport.capture.torchscript_ops import register_missing_symbolics
 
@@ -47,7 +49,7 @@ def torchscript_export(model: torch.nn.Module, request: ExportRequest, stem: str
                        ) -> onnx.ModelProto:
     """``torch.onnx.export(dynamo=False)`` of ``model`` called like the user's model.
 
-    Shared by every strategy built on a TorchScript trace.  A model whose
+    Shared by every capture built on a TorchScript trace.  A model whose
     weights fit one protobuf is exported into memory and parsed from there;
     a larger one goes to the request's scratch folder (the exporter writes
     its weights as external data) and is loaded back.
@@ -78,6 +80,17 @@ def torchscript_export(model: torch.nn.Module, request: ExportRequest, stem: str
         graph = onnx.load(str(path))
     normalise_names(graph, request, adapters=1 + request.adapter_depth)
     return graph
+
+
+class TorchScriptCapture(Capture):
+    """The TorchScript trace of the model (or its adapter), node names carrying scopes."""
+
+    name = "torchscript"
+    provides = frozenset({Evidence.SCOPE_NAMES})
+    freezes_control_flow = True
+
+    def __call__(self, request: ExportRequest) -> Captured:
+        return Captured(torchscript_export(request.traced, request, self.name))
 
 
 class _BytesSink(io.BufferedIOBase):

@@ -1,6 +1,6 @@
 """Export strategies; importing this package registers the built-in ones."""
 
-from modelexport.strategies import dynamo, fx, htp, usage_based  # noqa: F401  (registration)
+from modelexport.strategies import builtin  # noqa: F401  (registration)
 from modelexport.strategies.base import (
     ExportRequest,
     Strategy,

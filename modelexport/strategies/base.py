@@ -1,11 +1,15 @@
-"""The strategy protocol, its result type, and the registry.
+"""What a strategy is, its result type, and the registry.
 
-A strategy does two things: *capture* the model as an ONNX graph, and
-*assign* each node to the module that produced it (or leave it ``None`` for
-the shared projection pass to place).  Everything after that (projection,
+A strategy is a named pair: a *capture* (``modelexport.capture``) turns the
+model into an ONNX graph, an *attribution* (``modelexport.attribution``)
+assigns each node to the module that produced it, or leaves it ``None`` for
+the shared projection pass to place.  Everything after that (projection,
 call indices, writing tags, the sidecar, parity) is common code in the API.
 
-Adding a strategy is one file with one ``@register_strategy`` class.
+Strategies are declared as data (``strategies.builtin``), and a new one is
+one ``register_strategy(Strategy(...))`` call: an existing capture with a
+new attribution, or the other way round.  The registry is the one list of
+strategy names the CLI, the selector, the harness and the gate read.
 """
 
 from __future__ import annotations
@@ -15,14 +19,14 @@ import io
 import os
 import sys
 import time
-from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import ClassVar
 
 import onnx
 import torch
 
+from modelexport.attribution.base import Attribution
+from modelexport.capture.base import Capture
 from modelexport.capture.request import ExportRequest, strip_adapter_scopes
 from modelexport.errors import ModelExportError, one_line
 from modelexport.tagging import Assignment, paused_gc
@@ -50,27 +54,30 @@ class StrategyResult:
         return "" if self.exception is None else one_line(self.exception)
 
 
-class Strategy(ABC):
-    """One way of producing a tagged ONNX graph from a PyTorch model."""
+@dataclass(frozen=True)
+class Strategy:
+    """A capture and an attribution under one name; refuses a pairing that cannot work."""
 
-    name: ClassVar[str]
-    summary: ClassVar[str]
-    # True for captures that trace one execution: a data-dependent branch is
-    # frozen to the side the example took (the report then warns).
-    freezes_control_flow: ClassVar[bool] = False
+    name: str
+    summary: str
+    capture: Capture
+    attribution: Attribution
 
-    @abstractmethod
-    def capture(self, request: ExportRequest) -> onnx.ModelProto:
-        """Export the model; raise on failure (never fall back silently)."""
+    def __post_init__(self) -> None:
+        missing = self.attribution.requires - self.capture.provides
+        if missing:
+            needed = ", ".join(sorted(e.value for e in missing))
+            raise ValueError(
+                f"strategy {self.name!r}: attribution {self.attribution.name!r} reads "
+                f"{needed}, which capture {self.capture.name!r} does not record"
+            )
 
-    @abstractmethod
-    def assign(
-        self, request: ExportRequest, graph: onnx.ModelProto
-    ) -> list[Assignment | None]:
-        """The module of each top-level node, or None where the strategy can't tell."""
+    @property
+    def freezes_control_flow(self) -> bool:
+        return self.capture.freezes_control_flow
 
     def run(self, request: ExportRequest) -> StrategyResult:
-        """Capture then assign, timing both and catching any failure into the result.
+        """Capture then attribute, timing both and catching any failure into the result.
 
         Exporter chatter on stdout is swallowed at the file-descriptor level
         (the TorchScript exporter dumps its IR graph from C++ on failure), so
@@ -81,13 +88,14 @@ class Strategy(ABC):
         try:
             with _silenced_stdout(), _preserved_modes(request.traced):
                 start = time.perf_counter()
-                graph = self.capture(request)
+                captured = self.capture(request)
                 result.seconds["capture"] = time.perf_counter() - start
                 start = time.perf_counter()
                 with paused_gc():
-                    assignments = self.assign(request, graph)
-                    strip_adapter_scopes(graph, 1 + request.adapter_depth)
+                    assignments = self.attribution(request, captured)
+                    strip_adapter_scopes(captured.graph, 1 + request.adapter_depth)
                 result.seconds["assign"] = time.perf_counter() - start
+            graph = captured.graph
             if len(assignments) != len(graph.graph.node):
                 raise RuntimeError(
                     f"{self.name} assigned {len(assignments)} of "
@@ -135,15 +143,16 @@ def _preserved_modes(model: torch.nn.Module) -> Iterator[None]:
             module.training = training
 
 
-_REGISTRY: dict[str, type[Strategy]] = {}
+_REGISTRY: dict[str, Strategy] = {}
 
 
-def register_strategy(cls: type[Strategy]) -> type[Strategy]:
-    """Class decorator that makes a strategy selectable by its ``name``."""
-    if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
-        raise ValueError(f"strategy {cls.name!r} is already registered")
-    _REGISTRY[cls.name] = cls
-    return cls
+def register_strategy(strategy: Strategy) -> Strategy:
+    """Make ``strategy`` selectable by its name (registering the same one again is a no-op)."""
+    known = _REGISTRY.get(strategy.name)
+    if known is not None and known != strategy:
+        raise ValueError(f"strategy {strategy.name!r} is already registered")
+    _REGISTRY[strategy.name] = strategy
+    return strategy
 
 
 def strategy_names() -> list[str]:
@@ -152,7 +161,7 @@ def strategy_names() -> list[str]:
 
 def get_strategy(name: str) -> Strategy:
     try:
-        return _REGISTRY[name.lower()]()
+        return _REGISTRY[name.lower()]
     except KeyError:
         known = ", ".join(_REGISTRY)
         raise ModelExportError(f"unknown strategy {name!r} (known: {known})") from None

@@ -1,7 +1,9 @@
 """Test-only strategies that the harness must catch: loaded with --strategy-file.
 
-Each is deliberately wrong in one way, so the matrix's figures and verdicts
-are shown to be able to fail.
+Each is HTP's capture or attribution made wrong in one way, so the matrix's
+figures and verdicts are shown to be able to fail.  They are built the way a
+user's own strategy would be: a capture or an attribution, paired with a
+built-in one and registered as data.
 """
 
 from __future__ import annotations
@@ -12,9 +14,11 @@ import time
 import onnx
 from onnx import helper
 
+from modelexport.attribution.scope_names import ScopeNameAttribution
+from modelexport.capture.base import Captured
+from modelexport.capture.torchscript import TorchScriptCapture
 from modelexport.hierarchy import ROOT, parent_path
-from modelexport.strategies import register_strategy
-from modelexport.strategies.htp import HTPStrategy
+from modelexport.strategies import Strategy, register_strategy
 from modelexport.tagging import Assignment
 
 
@@ -31,61 +35,56 @@ def _add_to_first_output(graph: onnx.ModelProto, constant: onnx.TensorProto) -> 
     return graph
 
 
-@register_strategy
-class ParentShiftStrategy(HTPStrategy):
-    """HTP with every tag moved one module up: coverage stays full, tags are wrong."""
+class ParentShiftAttribution(ScopeNameAttribution):
+    """HTP's tags moved one module up: coverage stays full, tags are wrong."""
 
     name = "parent_shift"
-    summary = "test only: tags shifted to the parent module"
 
-    def assign(self, request, graph):
+    def __call__(self, request, captured):
         return [None if a is None else
                 Assignment(parent_path(a.module) if a.module != ROOT else ROOT, a.source)
-                for a in super().assign(request, graph)]
+                for a in super().__call__(request, captured)]
 
 
-@register_strategy
-class PerturbedOutputStrategy(HTPStrategy):
-    """HTP whose first graph output gets 0.5 added: a valid file with wrong numbers."""
+class AddedConstantCapture(TorchScriptCapture):
+    """A TorchScript capture whose first output gets a constant added."""
 
-    name = "perturbed_output"
-    summary = "test only: first output shifted by 0.5"
+    def __init__(self, constant: onnx.TensorProto) -> None:
+        self.constant = constant
 
-    def capture(self, request) -> onnx.ModelProto:
-        return _add_to_first_output(super().capture(request),
-                                    helper.make_tensor("perturbation", 1, [], [0.5]))
+    def __call__(self, request) -> Captured:
+        captured = super().__call__(request)
+        _add_to_first_output(captured.graph, self.constant)
+        return captured
 
 
-@register_strategy
-class CrashingStrategy(HTPStrategy):
+class CrashingCapture(TorchScriptCapture):
     """Kills its own process, as a segfaulting exporter would."""
 
-    name = "crashing"
-    summary = "test only: the worker dies"
-
-    def capture(self, request):
+    def __call__(self, request):
         os._exit(3)
 
 
-@register_strategy
-class HangingStrategy(HTPStrategy):
+class HangingCapture(TorchScriptCapture):
     """Never returns, as a deadlocked exporter would."""
 
-    name = "hanging"
-    summary = "test only: the worker hangs"
-
-    def capture(self, request):
+    def __call__(self, request):
         time.sleep(3600)
 
 
-@register_strategy
-class UnloadableFileStrategy(HTPStrategy):
-    """HTP whose file adds a float tensor to an int64 one: the exporter is happy,
-    ONNX Runtime refuses the file (a type error), as real exporter bugs do."""
-
-    name = "unloadable"
-    summary = "test only: a type error ONNX Runtime rejects"
-
-    def capture(self, request) -> onnx.ModelProto:
-        return _add_to_first_output(super().capture(request),
-                                    helper.make_tensor("integer", onnx.TensorProto.INT64, [], [1]))
+register_strategy(Strategy("parent_shift", "test only: tags shifted to the parent module",
+                           TorchScriptCapture(), ParentShiftAttribution()))
+# A valid file with wrong numbers.
+register_strategy(Strategy("perturbed_output", "test only: first output shifted by 0.5",
+                           AddedConstantCapture(helper.make_tensor("perturbation", 1, [], [0.5])),
+                           ScopeNameAttribution()))
+register_strategy(Strategy("crashing", "test only: the worker dies",
+                           CrashingCapture(), ScopeNameAttribution()))
+register_strategy(Strategy("hanging", "test only: the worker hangs",
+                           HangingCapture(), ScopeNameAttribution()))
+# A float tensor added to an int64 one: the exporter is happy, ONNX Runtime
+# refuses the file (a type error), as real exporter bugs do.
+register_strategy(Strategy("unloadable", "test only: a type error ONNX Runtime rejects",
+                           AddedConstantCapture(
+                               helper.make_tensor("integer", onnx.TensorProto.INT64, [], [1])),
+                           ScopeNameAttribution()))

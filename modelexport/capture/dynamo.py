@@ -1,9 +1,7 @@
-"""DYNAMO: ``torch.onnx.export(dynamo=True)`` with the exporter's own scope records.
+"""Dynamo capture: ``torch.onnx.export(dynamo=True)``, which records name scopes.
 
 The dynamo exporter writes ``pkg.torch.onnx.name_scopes`` on almost every
-node: the cumulative qualified module names from the root, the last entry
-being the FX node's own name.  That is an exact record of the module, so this
-strategy only checks it against the module tree.
+node (``attribution.name_scopes`` reads them).
 
 The export runs with autograd off: torch.export turns a ``torch.no_grad()``
 block inside a model into a higher-order op, and the name scopes of the
@@ -18,19 +16,14 @@ installed torch offers the switch, so a file reported as DYNAMO really is.
 
 from __future__ import annotations
 
-import ast
 import inspect
 
-import onnx
 import torch
 from torch.utils import _pytree as pytree
 
-from modelexport.attribution.scopes import NAME_SCOPES_KEY, scope_module
-from modelexport.capture.request import ExportRequest, normalise_names, strip_adapter_prefix
+from modelexport.capture.base import Capture, Captured, Evidence
+from modelexport.capture.request import ExportRequest, normalise_names
 from modelexport.inputs import bound_arguments
-from modelexport.strategies.base import Strategy, register_strategy
-from modelexport.tagging import Assignment
-from modelexport.tags import TagSource
 
 
 def _dynamic_shapes(request: ExportRequest) -> dict | None:
@@ -53,12 +46,13 @@ def _dynamic_shapes(request: ExportRequest) -> dict | None:
             for name, value in bound_arguments(request.traced, request.inputs).items()}
 
 
-@register_strategy
-class DynamoStrategy(Strategy):
-    name = "dynamo"
-    summary = "torch.onnx dynamo exporter; tags from its own name_scopes metadata"
+class DynamoCapture(Capture):
+    """torch.export, then its ONNX translation; nodes carry name-scope metadata."""
 
-    def capture(self, request: ExportRequest) -> onnx.ModelProto:
+    name = "dynamo"
+    provides = frozenset({Evidence.NAME_SCOPES})
+
+    def __call__(self, request: ExportRequest) -> Captured:
         options: dict[str, object] = {
             "dynamo": True,
             "opset_version": request.opset,
@@ -76,27 +70,4 @@ class DynamoStrategy(Strategy):
             raise RuntimeError("the dynamo exporter returned no ONNX program")
         graph = program.model_proto
         normalise_names(graph, request, adapters=request.adapter_depth)
-        return graph
-
-    def assign(
-        self, request: ExportRequest, graph: onnx.ModelProto
-    ) -> list[Assignment | None]:
-        tree = request.tree
-        assignments: list[Assignment | None] = []
-        for node in graph.graph.node:
-            raw = next(
-                (p.value for p in node.metadata_props if p.key == NAME_SCOPES_KEY), None
-            )
-            if raw is None:
-                assignments.append(None)
-                continue
-            module = strip_adapter_prefix(scope_module(ast.literal_eval(raw)),
-                                          request.adapter_depth)
-            resolved = tree.resolve(module)
-            if resolved is not None:
-                assignments.append(Assignment(resolved, TagSource.EXACT))
-            else:
-                assignments.append(
-                    Assignment(tree.deepest_known(module), TagSource.INHERITED)
-                )
-        return assignments
+        return Captured(graph)

@@ -1,15 +1,16 @@
-"""FX: ``torch.fx.symbolic_trace`` module paths carried into the ONNX graph.
+"""FX capture: ``torch.fx.symbolic_trace`` module paths carried into the ONNX graph.
 
 FX records, for every traced op, the stack of modules it ran in
 (``nn_module_stack``).  Plain functions and tensor methods are inlined into
 the root graph, though, so a TorchScript export of the traced ``GraphModule``
-would put them all on the root.  This strategy therefore wraps every FX op
+would put them all on the root.  This capture therefore wraps every FX op
 in a tiny leaf module with a unique name (``fxop_12``) on the GraphModule,
 never on the user's modules, and remembers which module path each one came
-from.  The TorchScript export names every ONNX node after its op's scope,
-which maps straight back to the path.  (TorchScript names a scope by the
-module's own attribute name, which loses the path of containers that never
-run, so wrapping at the original paths would be ambiguous.)
+from (``Captured.op_paths``).  The TorchScript export names every ONNX node
+after its op's scope, which ``attribution.op_paths`` maps back to the path.
+(TorchScript names a scope by the module's own attribute name, which loses
+the path of containers that never run, so wrapping at the original paths
+would be ambiguous.)
 
 FX's honest domain is plain PyTorch: symbolic tracing refuses data-dependent
 control flow and much of what current Hugging Face models do.  Such failures
@@ -21,18 +22,14 @@ from __future__ import annotations
 import operator
 from typing import Any
 
-import onnx
 import torch
 import torch.fx
 
-from modelexport.attribution.scopes import scope_segments
+from modelexport.capture.base import Capture, Captured, Evidence
 from modelexport.capture.request import ExportRequest
 from modelexport.capture.torchscript import torchscript_export
 from modelexport.errors import one_line
 from modelexport.hierarchy import ROOT
-from modelexport.strategies.base import Strategy, register_strategy
-from modelexport.tagging import Assignment
-from modelexport.tags import TagSource
 
 OP_PREFIX = "fxop_"
 
@@ -109,37 +106,18 @@ def scope_ops(graph_module: torch.fx.GraphModule) -> dict[str, str]:
     return paths
 
 
-@register_strategy
-class FXStrategy(Strategy):
+class FxCapture(Capture):
+    """FX symbolic trace, every op in a scope of its own, then a TorchScript export."""
+
     name = "fx"
-    summary = "torch.fx symbolic trace; each op's module path carried as a unique scope"
+    provides = frozenset({Evidence.SCOPE_NAMES, Evidence.OP_PATHS})
 
-    def __init__(self) -> None:
-        self._paths: dict[str, str] = {}
-
-    def capture(self, request: ExportRequest) -> onnx.ModelProto:
+    def __call__(self, request: ExportRequest) -> Captured:
         if request.capture_model is not None:
             raise FxTraceError("FX traces the model itself, not an adapter around it "
                                "(with_past)")
         non_tensor_kwargs = {k: v for k, v in request.inputs.kwargs.items()
                              if not isinstance(v, torch.Tensor)}
         graph_module = trace(request.model, non_tensor_kwargs)
-        self._paths = scope_ops(graph_module)
-        return torchscript_export(graph_module, request, "fx")
-
-    def assign(
-        self, request: ExportRequest, graph: onnx.ModelProto
-    ) -> list[Assignment | None]:
-        assignments: list[Assignment | None] = []
-        for node in graph.graph.node:
-            segments = scope_segments(node.name) or []
-            path = self._paths.get(segments[0]) if segments else None
-            if path is None:
-                assignments.append(None)
-            elif path in request.tree:
-                assignments.append(Assignment(path, TagSource.EXACT))
-            else:
-                assignments.append(
-                    Assignment(request.tree.deepest_known(path), TagSource.INHERITED)
-                )
-        return assignments
+        op_paths = scope_ops(graph_module)
+        return Captured(torchscript_export(graph_module, request, self.name), op_paths)

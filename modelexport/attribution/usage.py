@@ -1,8 +1,8 @@
-"""USAGE_BASED: tags from what each module used and produced, not from names.
+"""Usage attribution (USAGE_BASED's): what each module used and produced, not names.
 
 Forward hooks record, for every module call, the tensors it received and
-returned; parameters record who owns them.  The exported graph (a plain
-TorchScript export whose node names are ignored) is then run once in ONNX
+returned; parameters record who owns them.  The captured graph (from any
+capture: node names and metadata are ignored) is then run once in ONNX
 Runtime on the same input with every intermediate tensor exposed, and:
 
 1. each module call's outputs and inputs are found among the graph's tensors
@@ -15,8 +15,8 @@ Runtime on the same input with every intermediate tensor exposed, and:
    whatever the regions say.
 
 Nodes outside every region are left to the shared projection pass.  The
-method works on any graph an exporter produces, which makes it a check on
-scope-based strategies as much as an alternative to them.
+method requires no evidence from the capture, which makes it a check on
+scope-based attributions as much as an alternative to them.
 """
 
 from __future__ import annotations
@@ -27,12 +27,12 @@ from collections.abc import Iterator
 import numpy as np
 import onnx
 
+from modelexport.attribution.base import Attribution
 from modelexport.attribution.module_calls import record_calls
+from modelexport.capture.base import Captured
 from modelexport.capture.request import ExportRequest
-from modelexport.capture.torchscript import torchscript_export
 from modelexport.hierarchy import ROOT
 from modelexport.ort_values import intermediate_values
-from modelexport.strategies.base import Strategy, register_strategy
 from modelexport.tagging import Assignment, graph_edges
 from modelexport.tags import TagSource
 
@@ -104,18 +104,13 @@ def call_region(call_outputs: list[str], call_inputs: set[str], producer: dict[s
     return region
 
 
-@register_strategy
-class UsageBasedStrategy(Strategy):
-    name = "usage_based"
-    freezes_control_flow = True
-    summary = "hooks record each module's tensors and parameters; matched onto the graph"
+class UsageAttribution(Attribution):
+    """Module calls recorded by hooks, matched onto the graph's tensors by value."""
 
-    def capture(self, request: ExportRequest) -> onnx.ModelProto:
-        return torchscript_export(request.traced, request, "usage_based")
+    name = "usage"
 
-    def assign(
-        self, request: ExportRequest, graph: onnx.ModelProto
-    ) -> list[Assignment | None]:
+    def __call__(self, request: ExportRequest, captured: Captured) -> list[Assignment | None]:
+        graph = captured.graph
         nodes = list(graph.graph.node)
         calls = record_calls(request.model, request.call)
         feeds = {name: tensor.detach().cpu().numpy()

@@ -1,0 +1,27 @@
+"""The attribution protocol: read a captured graph, name each node's module.
+
+An attribution returns one entry per top-level node: an ``Assignment`` where
+it can tell, ``None`` where it cannot (the shared projection pass places
+those).  It declares the capture evidence it reads (``requires``), so the
+registry can refuse a strategy whose capture does not record it.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import ClassVar
+
+from modelexport.capture.base import Captured, Evidence
+from modelexport.capture.request import ExportRequest
+from modelexport.tagging import Assignment
+
+
+class Attribution(ABC):
+    """One way of saying which module each captured node belongs to."""
+
+    name: ClassVar[str]
+    requires: ClassVar[frozenset[Evidence]] = frozenset()
+
+    @abstractmethod
+    def __call__(self, request: ExportRequest, captured: Captured) -> list[Assignment | None]:
+        """The module of each top-level node, or None where this attribution can't tell."""
