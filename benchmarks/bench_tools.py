@@ -2,11 +2,11 @@
 
 from modelexport.tools.analyze import analyze
 from modelexport.tools.module_view import module_view
-from modelexport.tools.validate import validate_structure
 
 from .common import commit_module
 
 synthetic = commit_module("modelexport.benchmarking.synthetic", "modelexport.harness.synthetic")
+structure = commit_module("modelexport.validation.structure", "modelexport.tools.validate")
 
 
 class FileTools:
@@ -23,4 +23,4 @@ class FileTools:
         analyze(self.view)
 
     def time_validate(self, nodes):
-        validate_structure(self.view)
+        structure.validate_structure(self.view)

@@ -16,8 +16,8 @@ from typing import Any
 
 import torch
 
+from model_zoo.weights import randomize_parameters
 from modelexport.input_generation.from_signature import generate_inputs
-from modelexport.verify import randomize_parameters
 
 TIERS = ("tiny", "full")
 PRETRAINED = "pretrained"

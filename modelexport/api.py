@@ -62,12 +62,13 @@ from modelexport.outputs import (
 )
 from modelexport.report import Attempt, ExportReport, Outputs, Summary
 from modelexport.selection import needs_execution, recommend_strategy
-from modelexport.self_check import SelfCheck, self_check
 from modelexport.sidecar import build_sidecar
 from modelexport.strategies import ExportRequest, StrategyResult, get_strategy
 from modelexport.tagging import complete_tags, paused_gc
 from modelexport.tags import NodeTag, strip_tags, write_namespaces, write_tags
-from modelexport.verify import ParityResult, check_parity, tag_figures
+from modelexport.validation.figures import tag_figures
+from modelexport.validation.parity import ParityResult, check_parity
+from modelexport.validation.self_check import SelfCheck, self_check
 from modelexport.version import __version__
 from modelexport.with_past import decoding_step
 

@@ -158,7 +158,7 @@ def _model_and_inputs(args: argparse.Namespace, view):
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from modelexport.tools.validate import validate_file
+    from modelexport.validation.saved_file import validate_file
 
     if args.per_module and not args.model:
         raise ModelExportError("--per-module needs --model (the PyTorch model to compare with)")
@@ -182,6 +182,11 @@ def _print_validation(report) -> None:
         p = report.parity
         print(f"  parity {'passed' if p['passed'] else 'FAILED'}: max abs {p['max_abs']:.2e}, "
               f"max rel {p['max_rel']:.2e} (atol {p['atol']:g}, rtol {p['rtol']:g})")
+    if report.ownership is not None:
+        o = report.ownership
+        share = "no parameter readers" if o["accuracy"] is None else f"{o['accuracy']:.1%}"
+        print(f"  parameter owners: {o['correct']} of {o['anchored_nodes']} "
+              f"parameter-reading nodes on an owner ({share})")
     if report.per_module is not None:
         s = report.per_module
         print(f"  per-module: {s['calls']} module calls, {s['matched']} match, "

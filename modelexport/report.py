@@ -56,7 +56,7 @@ class ExportReport(Mapping):
     cpu_timings: dict[str, float] = field(default_factory=dict)  # process CPU seconds per phase
     parity: dict[str, Any] | None = None
     selection: dict[str, Any] | None = None
-    check: dict[str, Any] | None = None  # the self-check (see modelexport.self_check)
+    check: dict[str, Any] | None = None  # the self-check (see modelexport.validation.self_check)
     warnings: list[str] = field(default_factory=list)  # what the user should know
 
     def to_dict(self) -> dict[str, Any]:

@@ -14,9 +14,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy as np
 import onnx
 
-from modelexport.errors import ModelExportError, one_line
+from modelexport.errors import InputMismatchError, ModelExportError, one_line
+from modelexport.inputs import ModelInputs
 
 T = TypeVar("T")
 
@@ -93,3 +95,19 @@ def open_session(source: onnx.ModelProto | str | Path | bytes, options: Any = No
         source = str(source)
     return ort.InferenceSession(source, options if options is not None else session_options(),
                                 providers=["CPUExecutionProvider"])
+
+
+def ort_feed(wanted: list[str], inputs: ModelInputs, names: list[str]) -> dict[str, np.ndarray]:
+    """Arrays for the graph inputs ``wanted``, strictly by name.
+
+    Never by position: a file whose input called ``attention_mask`` reads
+    the token types would pass a positional check and fail every user who
+    feeds it by name, which is how ONNX Runtime is fed.
+    """
+    by_name = dict(zip(names, inputs.tensors()))
+    missing = [name for name in wanted if name not in by_name]
+    if missing:
+        raise InputMismatchError(
+            f"the ONNX graph expects inputs {wanted}; the example has no "
+            f"{', '.join(missing)} (it provides {', '.join(by_name) or 'no tensors'})")
+    return {name: by_name[name].detach().cpu().numpy() for name in wanted}

@@ -18,7 +18,7 @@ from modelexport.sources import load_model
 from modelexport.strategies import Strategy, base, get_strategy, register_strategy
 from modelexport.tags import read_tags
 from modelexport.tools.module_view import open_view
-from modelexport.tools.validate import validate_structure
+from modelexport.validation.structure import validate_structure
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ from modelexport.onnx_payload import (
     tensor_bytes,
 )
 from modelexport.ort_values import intermediate_values, ort_session
-from modelexport.self_check import self_check
+from modelexport.validation.self_check import self_check
 
 
 def _model() -> onnx.ModelProto:

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from modelexport.api import export_model
 from modelexport.tools.module_view import open_view
-from modelexport.tools.validate import validate_structure
+from modelexport.validation.structure import validate_structure
 from tests.conftest import STRATEGIES
 
 WIDTH = 4

@@ -21,7 +21,7 @@ from onnx import numpy_helper
 import modelexport
 from modelexport.cli import main
 from modelexport.outputs import sidecar_path_for
-from modelexport.tags import KEY_MODULE, KEY_NAMESPACE, read_tags
+from modelexport.tags import KEY_MODULE, KEY_NAMESPACE, KEY_TAG, read_tags
 from modelexport.tools.analyze import analyze, tensor_bytes
 from modelexport.tools.extract import boundary_error, extract_module
 from modelexport.tools.module_view import (
@@ -34,7 +34,7 @@ from modelexport.tools.module_view import (
 )
 from modelexport.tools.optimizers import OPTIMIZERS, optimize
 from modelexport.tools.retag import fold_duplicate_keys, retag
-from modelexport.tools.validate import validate_structure
+from modelexport.validation.structure import validate_structure
 
 
 def cli(capsys, *args: str) -> tuple[int, str, str]:
@@ -238,6 +238,33 @@ def test_validate_with_model_checks_parity(exported, capsys):
                        "--json")
     report = json.loads(out)
     assert code == 0 and report["parity"]["passed"] and report["passed"]
+
+
+def test_validate_with_model_fails_tags_that_put_every_node_on_the_root(exported, tmp_path,
+                                                                        capsys):
+    """Root-only tags are well formed, known and convex; only ownership can catch them.
+
+    Without the model ``validate`` cannot tell (it passes); with it, it asks
+    what the export's self-check asks, by the same function.
+    """
+    path = copy_export(exported("bert", "htp").path, tmp_path / "rooted.onnx")
+    model = onnx.load(str(path))
+    root_tag = json.loads(sidecar_path_for(path).read_text())["modules"][0]["tag"]
+    for node in model.graph.node:
+        set_module(node, "")
+        for prop in node.metadata_props:
+            if prop.key == KEY_TAG:
+                prop.value = root_tag
+    onnx.save(model, str(path))
+    assert cli(capsys, "validate", path)[0] == 0
+    code, out, _ = cli(capsys, "validate", path, "--model", "zoo:bert", "--json")
+    report = json.loads(out)
+    assert code == 1 and report["parity"]["passed"] and not report["passed"]
+    assert report["ownership"]["accuracy"] < 0.5
+    assert [f["check"] for f in report["findings"]] == ["ownership"]
+    good = json.loads(cli(capsys, "validate", exported("bert", "htp").path, "--model",
+                          "zoo:bert", "--json")[1])
+    assert good["ownership"]["accuracy"] == 1.0 and good["ownership"]["anchored_nodes"] > 0
 
 
 def test_validate_against_another_model_names_what_each_side_has(exported, capsys):

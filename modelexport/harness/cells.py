@@ -1,7 +1,7 @@
 """One cell of the matrix: one zoo model exported with one strategy, measured.
 
 This runs inside a worker process (see ``workers.py``).  It only uses the
-public API and ``verify``, exactly as a user would: build the zoo model, export
+public API and ``validation``, exactly as a user would: build the zoo model, export
 it ``repeat`` times (the first with validation), and record the verdict and
 the figures.  Every outcome, including an exception, becomes a plain dict so
 it can cross a process boundary.

@@ -14,13 +14,13 @@ from dataclasses import dataclass
 
 import onnx
 
+from modelexport.comparison import max_abs_difference
 from modelexport.errors import ModelExportError
 from modelexport.input_generation.for_graph import generated_feeds
 from modelexport.ort_values import intermediate_values, ort_session
 from modelexport.runtime import ort_call
 from modelexport.tools.module_view import ModuleView, iter_within
 from modelexport.tools.regions import Boundary, RegionIndex
-from modelexport.verify import max_abs_difference
 
 MODEL_KEY_EXTRACTED = "modelexport.extracted_module"
 

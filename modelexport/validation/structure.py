@@ -1,9 +1,11 @@
-"""Structural checks of a tagged ONNX file.
+"""Structural checks of a tagged ONNX file: what ``validate`` asks of any file.
 
 Errors make ``modelexport validate`` fail; warnings are printed only.  The
 checks, each able to fail on a real file:
 
-* ``checker``: the full ONNX checker (external data included);
+* ``checker`` and ``runtime-load``: the full ONNX checker and an ONNX
+  Runtime load, the same two the export's self-check asks
+  (``validation.file_checks``);
 * ``untagged``: every node names a module;
 * ``unknown-module``: that module is in the sidecar's tree;
 * ``tag-mismatch``: the node's class-path tag is the sidecar's tag for it;
@@ -17,18 +19,12 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
-import torch
-
-from modelexport.errors import ModelExportError
 from modelexport.hierarchy import ROOT, ancestors
-from modelexport.inputs import ModelInputs, graph_input_names
 from modelexport.tags import KEY_TAG, node_props, tag_value_problem
 from modelexport.tools.module_view import ORIGIN_TAGS, ModuleView, all_regions
-from modelexport.tools.per_module import compare_modules, summarize
 from modelexport.tools.regions import RegionIndex
-from modelexport.verify import check_model_file, check_parity
+from modelexport.validation.file_checks import check_file
 
 ERROR, WARNING = "error", "warning"
 _LISTED = 10  # offending nodes named per finding
@@ -58,6 +54,7 @@ class ValidationReport:
     modules: int
     findings: list[CheckFailure] = field(default_factory=list)
     parity: dict | None = None
+    ownership: dict | None = None
     per_module: dict | None = None
 
     @property
@@ -73,12 +70,15 @@ class ValidationReport:
         return payload
 
 
-def _check_file(path: Path) -> CheckFailure | None:
-    try:
-        check_model_file(path)
-    except RuntimeError as exc:
-        return CheckFailure("checker", ERROR, str(exc))
-    return None
+def _file_findings(view: ModuleView) -> list[CheckFailure]:
+    if view.path is None:
+        return []
+    verdict = check_file(view.path, view.model)
+    found = [CheckFailure("checker", ERROR, verdict.checker)] if verdict.checker else []
+    if verdict.runtime is not None:
+        found.append(CheckFailure("runtime-load", ERROR,
+                                  f"ONNX Runtime cannot load the file: {verdict.runtime}"))
+    return found
 
 
 def _sidecar_tags(view: ModuleView) -> dict[str, str]:
@@ -212,35 +212,10 @@ def validate_structure(view: ModuleView) -> ValidationReport:
     """Run every structural check on ``view`` (its file, when it has one)."""
     report = ValidationReport(str(view.path or ""), view.origin, len(view.nodes),
                               len(view.tree()))
-    if view.path is not None and (found := _check_file(view.path)) is not None:
-        report.findings.append(found)
+    report.findings.extend(_file_findings(view))
     report.findings.extend(_tag_findings(view))
     for check in (_malformed_tags, _duplicate_keys):
         if (found := check(view)) is not None:
             report.findings.append(found)
     report.findings.extend(_convexity(view))
-    return report
-
-
-def validate_file(view: ModuleView, model: torch.nn.Module | None = None,
-                  example: ModelInputs | None = None, atol: float = 1e-4, rtol: float = 1e-3,
-                  per_module: bool = False) -> ValidationReport:
-    """The structural checks, and with a PyTorch model the numerical ones too.
-
-    Parity compares the file with ``model`` on a fresh input like ``example``;
-    ``per_module`` also compares every module call with its ONNX region.  The
-    graph inputs are named from the model given, never from the file's
-    sidecar: a sidecar's names bound to another model's tensors would feed
-    pixels as token ids.
-    """
-    report = validate_structure(view)
-    if model is None or example is None:
-        if per_module:
-            raise ModelExportError("per-module comparison needs the PyTorch model")
-        return report
-    names = graph_input_names(model, example)
-    report.parity = check_parity(str(view.path), model, example, names,
-                                 atol=atol, rtol=rtol).as_dict()
-    if per_module:
-        report.per_module = summarize(compare_modules(view, model, example, names, atol, rtol))
     return report
