@@ -38,7 +38,7 @@ run-wide-auto: setup
 run-idioms: setup
 	$(BIN)/modelexport zoo run --tier idioms --out $(OUT)/idioms
 
-# Refit modelexport/selection_rules.json from the three tiers' results (run
+# Refit modelexport/selection/selection_rules.json from the three tiers' results (run
 # make run-wide, make run and make run-idioms first); prints in-sample and
 # cross-validated accuracy per objective.
 fit-selector: setup

@@ -36,10 +36,11 @@ from typing import Any
 
 import torch
 
-from modelexport.analysis import ModelAnalyzer
+from modelexport.analysis.analyzer import ModelAnalyzer
+from modelexport.analysis.execution_evidence import ExecutionEvidence, observing
+from modelexport.capture.export_friendly import export_friendly
+from modelexport.capture.with_past import decoding_step
 from modelexport.errors import InputMismatchError, StrategyFailedError
-from modelexport.execution_evidence import ExecutionEvidence, observing
-from modelexport.export_friendly import export_friendly
 from modelexport.hierarchy import ModuleTree
 from modelexport.inputs import (
     ModelInputs,
@@ -49,20 +50,20 @@ from modelexport.inputs import (
     run_checked,
     without_unrequested_cache,
 )
-from modelexport.markdown_report import render_markdown
 from modelexport.monitoring import PhaseMonitor
 from modelexport.names import ExportStrategy, Objective
-from modelexport.onnx_payload import model_bytes
-from modelexport.outputs import (
+from modelexport.output.files import (
     PROTOBUF_LIMIT_BYTES,
     StagedOutput,
     external_data_path_for,
     report_path_for,
     sidecar_path_for,
 )
+from modelexport.output.markdown_report import render_markdown
+from modelexport.output.onnx_payload import model_bytes
+from modelexport.output.sidecar import build_sidecar
 from modelexport.report import Attempt, ExportReport, Outputs, Summary
-from modelexport.selection import needs_execution, recommend_strategy
-from modelexport.sidecar import build_sidecar
+from modelexport.selection.selector import needs_execution, recommend_strategy
 from modelexport.strategies import ExportRequest, StrategyResult, get_strategy
 from modelexport.tagging import complete_tags, paused_gc
 from modelexport.tags import NodeTag, strip_tags, write_namespaces, write_tags
@@ -70,7 +71,6 @@ from modelexport.validation.figures import tag_figures
 from modelexport.validation.parity import ParityResult, check_parity
 from modelexport.validation.self_check import SelfCheck, self_check
 from modelexport.version import __version__
-from modelexport.with_past import decoding_step
 
 DEFAULT_OPSET = 18
 # TorchScript's exporter starts at opset 7; nothing can write past onnx's newest.

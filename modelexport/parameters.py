@@ -20,7 +20,7 @@ import torch
 from onnx import numpy_helper
 
 from modelexport.hierarchy import ModuleTree
-from modelexport.onnx_payload import tensor_elements
+from modelexport.output.onnx_payload import tensor_elements
 
 
 def _same_values(init: onnx.TensorProto, tensor: torch.Tensor) -> bool:

@@ -35,7 +35,7 @@ TASK_AUTO_CLASSES: dict[str, str] = {
     "token-classification": "AutoModelForTokenClassification",
     "question-answering": "AutoModelForQuestionAnswering",
     "text-generation": "AutoModelForCausalLM",
-    # one decoding step, past key/values in and present key/values out (see with_past.py)
+    # one decoding step, past key/values in and present key/values out (see capture/with_past.py)
     "text-generation-with-past": "AutoModelForCausalLM",
     "text2text-generation": "AutoModelForSeq2SeqLM",
     "image-classification": "AutoModelForImageClassification",

@@ -15,7 +15,7 @@ import model_zoo
 import modelexport
 from modelexport import ExportStrategy, UnifiedExporter
 from modelexport.errors import InputMismatchError, OutputPathError, StrategyFailedError
-from modelexport.sidecar import SIDECAR_SCHEMA, read_sidecar
+from modelexport.output.sidecar import SIDECAR_SCHEMA, read_sidecar
 from modelexport.tags import OUR_KEYS
 
 
@@ -138,7 +138,7 @@ def test_auto_falls_back_past_a_failure_and_past_a_failed_self_check(tmp_path, m
     """FX cannot trace it; HTP exports but cannot tell ``inner.fc`` from ``block.fc``
     and leaves the Gemm on the root, which the self-check refuses; DYNAMO is right."""
     import modelexport.api as api
-    from modelexport.selection import Recommendation, recommend_strategy
+    from modelexport.selection.selector import Recommendation, recommend_strategy
 
     def fx_first(model, prioritize_speed=True, characteristics=None, **options):
         pick = recommend_strategy(model, prioritize_speed, characteristics, **options)
@@ -170,8 +170,8 @@ def test_auto_on_data_dependent_branch_goes_straight_to_htp(tmp_path):
 def test_auto_selects_for_the_requested_objective(tmp_path, monkeypatch):
     """The objective reaches the selector; the probe is watched only when a rule needs it."""
     import modelexport.api as api
-    from modelexport import selection
-    from modelexport.selection import recommend_strategy
+    from modelexport.selection import selector as selection
+    from modelexport.selection.selector import recommend_strategy
 
     seen = {}
 

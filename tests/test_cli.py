@@ -13,7 +13,7 @@ import onnx
 import pytest
 import transformers as hf
 
-from modelexport.cli import EXIT_USER_ERROR, main
+from modelexport.cli.commands import EXIT_USER_ERROR, main
 from modelexport.tags import read_tags
 
 

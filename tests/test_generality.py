@@ -81,7 +81,7 @@ def test_a_file_onnx_runtime_cannot_load_never_reports_ok(tmp_path):
 def test_auto_moves_on_from_a_file_that_fails_its_self_check(tmp_path, monkeypatch):
     import_plugin(FAULTY)
     import modelexport.api as api
-    from modelexport.selection import Recommendation, recommend_strategy
+    from modelexport.selection.selector import Recommendation, recommend_strategy
 
     def first_unloadable(model, prioritize_speed=True, characteristics=None, **options):
         pick = recommend_strategy(model, prioritize_speed, characteristics, **options)
@@ -99,7 +99,7 @@ def test_auto_moves_on_from_a_file_that_fails_its_self_check(tmp_path, monkeypat
 
 def test_cli_exits_1_with_one_error_line_when_the_self_check_fails(tmp_path):
     code = ("import sys; from modelexport.harness.workers import import_plugin; "
-            f"import_plugin({FAULTY!r}); from modelexport.cli import main; "
+            f"import_plugin({FAULTY!r}); from modelexport.cli.commands import main; "
             "sys.exit(main(sys.argv[1:]))")
     run = subprocess.run([sys.executable, "-c", code, "export", "--model", "zoo:small_cnn",
                           "--strategy", "unloadable", "-o", str(tmp_path / "c.onnx")],
@@ -135,7 +135,7 @@ def test_reversed_input_specs_bind_by_name(tmp_path):
     folder = tmp_path / "bert"
     model_zoo.get_entry("bert").build().save_pretrained(folder)
     (tmp_path / "specs.json").write_text(json.dumps(specs))
-    from modelexport.cli import main
+    from modelexport.cli.commands import main
 
     code = main(["export", "--model", str(folder), "--input-specs",
                  str(tmp_path / "specs.json"), "-o", str(tmp_path / "r.onnx"), "--validate",

@@ -16,14 +16,14 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 
 from modelexport.hierarchy import ModuleTree
-from modelexport.onnx_payload import (
+from modelexport.onnx_runtime.values import intermediate_values, ort_session
+from modelexport.output.onnx_payload import (
     carries_payload,
     model_bytes,
     save_streamed,
     skeleton,
     tensor_bytes,
 )
-from modelexport.ort_values import intermediate_values, ort_session
 from modelexport.validation.self_check import self_check
 
 

@@ -9,11 +9,16 @@ import torch
 from torch import nn
 
 import model_zoo
-from modelexport import selection
-from modelexport.analysis import ModelAnalyzer
-from modelexport.cli import main
+from modelexport.analysis.analyzer import ModelAnalyzer
+from modelexport.cli.commands import main
 from modelexport.names import ExportStrategy, Objective
-from modelexport.selection import load_rules, matching_rule, recommend_strategy, rule_confidence
+from modelexport.selection import selector as selection
+from modelexport.selection.selector import (
+    load_rules,
+    matching_rule,
+    recommend_strategy,
+    rule_confidence,
+)
 
 
 class Branchy(nn.Module):
@@ -237,7 +242,7 @@ def test_execution_evidence_rests_on_torch_op_tags_and_call_counts():
 
 
 def test_execution_features_are_exactly_what_a_watched_forward_adds():
-    from modelexport.analysis import EXECUTION_FEATURES
+    from modelexport.analysis.analyzer import EXECUTION_FEATURES
 
     static = ModelAnalyzer.analyze_model(Selective()).features()
     watched = ModelAnalyzer.analyze_model(Selective(), torch.randn(2, 4)).features()

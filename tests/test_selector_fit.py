@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from modelexport.cli import main
+from modelexport.cli.commands import main
 from modelexport.harness.cells import CellResult
 from modelexport.harness.results import write_results
 from modelexport.harness.selector_fit import (
@@ -17,7 +17,7 @@ from modelexport.harness.selector_fit import (
     fit_rules,
 )
 from modelexport.names import Objective
-from modelexport.selection import RULES_SCHEMA, matching_rule
+from modelexport.selection.selector import RULES_SCHEMA, matching_rule
 
 
 def cell(model, strategy, family, features, seconds, status="ok", latency=1.0):
@@ -174,7 +174,7 @@ def test_fit_selector_dry_run_writes_nothing_and_bad_results_fail_in_one_line(tm
 
 @pytest.mark.parametrize("objective", list(Objective))
 def test_shipped_rules_cover_every_objective(objective):
-    from modelexport.selection import load_rules
+    from modelexport.selection.selector import load_rules
 
     table = load_rules()["objectives"][objective.value]
     assert table["rules"][-1]["when"] == []

@@ -19,8 +19,8 @@ import torch
 from onnx import numpy_helper
 
 import modelexport
-from modelexport.cli import main
-from modelexport.outputs import sidecar_path_for
+from modelexport.cli.commands import main
+from modelexport.output.files import sidecar_path_for
 from modelexport.tags import KEY_MODULE, KEY_NAMESPACE, KEY_TAG, read_tags
 from modelexport.tools.analyze import analyze, tensor_bytes
 from modelexport.tools.extract import boundary_error, extract_module

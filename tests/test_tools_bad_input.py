@@ -17,8 +17,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import modelexport
-from modelexport.cli import EXIT_USER_ERROR, main
-from modelexport.outputs import sidecar_path_for
+from modelexport.cli.commands import EXIT_USER_ERROR, main
+from modelexport.output.files import sidecar_path_for
 
 
 class Tiny(torch.nn.Module):

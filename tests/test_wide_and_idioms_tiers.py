@@ -8,7 +8,7 @@ from transformers.models.auto import modeling_auto
 import model_zoo
 from model_zoo import wide
 from model_zoo.shrink import shrink_dict
-from modelexport.cli import main
+from modelexport.cli.commands import main
 from modelexport.harness.cells import NOT_RUNNABLE, OK, CellResult
 from modelexport.harness.scoreboard import family_pass_rates
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import model_zoo
-from modelexport.cli import main
+from modelexport.cli.commands import main
 from modelexport.harness import CellSpec, run_cell, run_matrix
 from modelexport.harness.cells import CellResult
 from modelexport.harness.results import check_expectations, updated_expectations

@@ -32,7 +32,7 @@ from modelexport.attribution.module_calls import record_calls
 from modelexport.capture.base import Captured
 from modelexport.capture.request import ExportRequest
 from modelexport.hierarchy import ROOT
-from modelexport.ort_values import intermediate_values
+from modelexport.onnx_runtime.values import intermediate_values
 from modelexport.tagging import Assignment, graph_edges
 from modelexport.tags import TagSource
 

@@ -20,14 +20,14 @@ from typing import Any
 
 import onnx
 
-from modelexport.analysis import ModelAnalyzer
+from modelexport.analysis.analyzer import ModelAnalyzer
 from modelexport.api import export_model
 from modelexport.errors import InputMismatchError, StrategyFailedError, one_line
 from modelexport.harness.latency import ort_latency
 from modelexport.inputs import ModelInputs, in_signature_order
 from modelexport.monitoring import PeakSampler, current_rss_bytes
 from modelexport.names import Objective
-from modelexport.selection import recommend_strategy
+from modelexport.selection.selector import recommend_strategy
 from modelexport.tags import read_tags
 
 OK, EXPORT_FAILED, CHECK_FAILED, PARITY_FAILED, TIMEOUT, CRASHED, NOT_RUNNABLE = (

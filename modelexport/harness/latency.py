@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from modelexport.inputs import ModelInputs
-from modelexport.runtime import open_session, ort_feed, session_options
+from modelexport.onnx_runtime.sessions import open_session, ort_feed, session_options
 
 WARMUP_RUNS = 2
 MIN_RUNS, MAX_RUNS = 10, 200

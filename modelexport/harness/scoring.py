@@ -34,7 +34,7 @@ from typing import Any
 
 from modelexport.harness.cells import AUTO, OK, PARITY_FAILED, CellResult
 from modelexport.names import Objective
-from modelexport.selection import auto_order, load_rules
+from modelexport.selection.selector import auto_order, load_rules
 
 # Objectives whose best set is ranked by a timing (export seconds, ORT latency):
 # on a shared machine their accuracy moves with co-tenant load, so a regression
@@ -118,7 +118,7 @@ def best_cells(cells: list[CellResult], objective: Objective | str) -> list[Cell
 class ModelVerdict:
     model: str
     objective: str
-    best: list[str]
+    best: list[str]  # a set, listed by name: its order must not follow timing noise
     pick: str | None
     auto_path: list[str]
     auto_result: str | None
@@ -199,7 +199,7 @@ def score_selector(cells: list[CellResult], objective: Objective | str,
         best = best_cells(list(by_strategy.values()), goal)
         pick, order = choose(model, model_evidence(by_strategy))
         path, landed = _auto_path(pick, order, by_strategy) if pick else ([], None)
-        verdict = ModelVerdict(model, goal.value, [c.strategy for c in best], pick, path,
+        verdict = ModelVerdict(model, goal.value, sorted(c.strategy for c in best), pick, path,
                                landed, None, None)
         if best and pick is not None:
             score.scored_models += 1

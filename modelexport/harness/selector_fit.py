@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from modelexport.analysis import ModelAnalyzer
+from modelexport.analysis.analyzer import ModelAnalyzer
 from modelexport.errors import ModelExportError, one_line
 from modelexport.harness.cells import NOT_RUNNABLE, CellResult
 from modelexport.harness.results import read_results
@@ -47,7 +47,7 @@ from modelexport.harness.scoring import (
     score_selector,
 )
 from modelexport.names import ExportStrategy, Objective
-from modelexport.selection import RULES_SCHEMA, describe_tests, matching_rule
+from modelexport.selection.selector import RULES_SCHEMA, describe_tests, matching_rule
 
 MAX_RULES = 8  # per objective: beyond this a list stops being readable
 MAX_FOLDS = 10  # cross-validation folds at most

@@ -14,11 +14,11 @@ from dataclasses import dataclass
 
 import onnx
 
-from modelexport.comparison import max_abs_difference
 from modelexport.errors import ModelExportError
 from modelexport.input_generation.for_graph import generated_feeds
-from modelexport.ort_values import intermediate_values, ort_session
-from modelexport.runtime import ort_call
+from modelexport.onnx_runtime.comparison import max_abs_difference
+from modelexport.onnx_runtime.sessions import ort_call
+from modelexport.onnx_runtime.values import intermediate_values, ort_session
 from modelexport.tools.module_view import ModuleView, iter_within
 from modelexport.tools.regions import Boundary, RegionIndex
 

@@ -26,8 +26,8 @@ import onnx
 from modelexport.attribution.scopes import CLASS_HIERARCHY_KEY, NAME_SCOPES_KEY, scope_path
 from modelexport.errors import ModelExportError, one_line
 from modelexport.hierarchy import ROOT, ancestors, is_within, parent_path
-from modelexport.outputs import sidecar_path_for
-from modelexport.sidecar import read_sidecar
+from modelexport.output.files import sidecar_path_for
+from modelexport.output.sidecar import read_sidecar
 from modelexport.tags import KEY_CALL, KEY_MODULE, KEY_SOURCE, KEY_TAG, node_props
 from modelexport.tools.onnx_file import load_graph
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import onnx
 
 from modelexport.errors import ModelExportError, one_line
-from modelexport.runtime import open_session, session_options
+from modelexport.onnx_runtime.sessions import open_session, session_options
 
 OPTIMIZERS = ("onnxscript", "ort", "onnxslim")
 

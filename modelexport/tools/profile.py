@@ -22,7 +22,7 @@ import numpy as np
 import onnx
 
 from modelexport.hierarchy import ROOT, ancestors
-from modelexport.runtime import ORT_LEVELS, open_session, ort_call, session_options
+from modelexport.onnx_runtime.sessions import ORT_LEVELS, open_session, ort_call, session_options
 from modelexport.tools.module_view import ModuleView, module_view
 from modelexport.tools.retag import RetagResult, retag
 

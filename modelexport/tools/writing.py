@@ -1,7 +1,7 @@
 """Write a tool's output file whole or not at all.
 
 Everything goes through the same staging folder as exports
-(:class:`modelexport.outputs.StagedOutput`): an unwritable path fails before
+(:class:`modelexport.output.files.StagedOutput`): an unwritable path fails before
 work is lost, and an interrupted write leaves no half-written file.
 """
 
@@ -12,13 +12,13 @@ from pathlib import Path
 import onnx
 
 from modelexport.errors import ModelExportError
-from modelexport.onnx_payload import model_bytes
-from modelexport.outputs import (
+from modelexport.output.files import (
     PROTOBUF_LIMIT_BYTES,
     StagedOutput,
     external_data_path_for,
     sidecar_path_for,
 )
+from modelexport.output.onnx_payload import model_bytes
 
 
 def check_writable(path: str | Path, *sources: str | Path) -> None:

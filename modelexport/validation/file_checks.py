@@ -23,8 +23,8 @@ from pathlib import Path
 import onnx
 
 from modelexport.errors import one_line
-from modelexport.onnx_payload import skeleton
-from modelexport.runtime import open_session, session_options
+from modelexport.onnx_runtime.sessions import open_session, session_options
+from modelexport.output.onnx_payload import skeleton
 
 
 def checker_problem(graph: onnx.ModelProto) -> str | None:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import onnx
 import torch
 
-from modelexport.analysis import direct_parameter_readers
+from modelexport.analysis.analyzer import direct_parameter_readers
 from modelexport.hierarchy import ModuleTree, common_ancestor, parent_path
 from modelexport.parameters import Holding, match_initializers
 

@@ -1,7 +1,7 @@
 """ONNX Runtime parity: the file and the PyTorch model on one fresh seeded input.
 
 It can fail: a file ONNX Runtime cannot load or run, an output of another
-shape, or an error above the tolerance (``modelexport.comparison``) is a
+shape, or an error above the tolerance (``modelexport.onnx_runtime.comparison``) is a
 failed parity with the reason.  Inputs are fed strictly by name.
 """
 
@@ -12,11 +12,11 @@ from pathlib import Path
 
 import torch
 
-from modelexport.comparison import max_abs_difference, output_scale
 from modelexport.errors import InputMismatchError, one_line
 from modelexport.input_generation.like_example import fresh_like
 from modelexport.inputs import ModelInputs, flatten_outputs
-from modelexport.runtime import open_session, ort_feed
+from modelexport.onnx_runtime.comparison import max_abs_difference, output_scale
+from modelexport.onnx_runtime.sessions import open_session, ort_feed
 
 
 @dataclass

@@ -24,12 +24,12 @@ import numpy as np
 import torch
 
 from modelexport.attribution.module_calls import record_calls
-from modelexport.comparison import max_abs_difference, output_scale
 from modelexport.input_generation.for_graph import graph_inputs
 from modelexport.input_generation.like_example import fresh_like
 from modelexport.inputs import ModelInputs
-from modelexport.ort_values import intermediate_values
-from modelexport.runtime import ort_feed
+from modelexport.onnx_runtime.comparison import max_abs_difference, output_scale
+from modelexport.onnx_runtime.sessions import ort_feed
+from modelexport.onnx_runtime.values import intermediate_values
 from modelexport.tools.module_view import ModuleView, all_regions
 from modelexport.tools.regions import RegionIndex
 

@@ -16,14 +16,14 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-from modelexport.cli_args import (
+from modelexport.cli.args import (
     OneLineParser,
     non_negative_float,
     positive_float,
     positive_int,
     shard,
 )
-from modelexport.cli_tools import TOOL_COMMANDS, add_tool_parsers
+from modelexport.cli.file_tools import TOOL_COMMANDS, add_tool_parsers
 from modelexport.errors import ModelExportError
 from modelexport.names import Objective
 
@@ -248,7 +248,7 @@ def _objective_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _cmd_recommend(args: argparse.Namespace) -> int:
     from modelexport.input_generation.from_signature import generate_inputs
-    from modelexport.selection import recommend_strategy
+    from modelexport.selection.selector import recommend_strategy
     from modelexport.sources import load_model
 
     loaded = load_model(args.model, task=args.task, trust_remote_code=args.trust_remote_code)
@@ -454,10 +454,10 @@ def _zoo_fit_selector(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from modelexport.harness.selector_fit import fit_report, load_cells, refresh_features
-    from modelexport.selection import describe_tests
+    from modelexport.selection.selector import RULES_PATH, describe_tests
     from modelexport.tools.writing import check_writable, write_text
 
-    target = Path(args.out) if args.out else Path(__file__).parent / "selection_rules.json"
+    target = Path(args.out) if args.out else RULES_PATH
     if not args.dry_run:
         check_writable(target)
     cells, sources = load_cells([Path(p) for p in args.results])

@@ -1,6 +1,6 @@
 """What one eager forward shows about a model that reading its source cannot.
 
-Source analysis (:mod:`modelexport.analysis`) sees branches; it cannot see
+Source analysis (:mod:`modelexport.analysis.analyzer`) sees branches; it cannot see
 which ops actually run, whether a module runs twice or never, or whether
 complex numbers flow through the graph.  Those decide which exporter copes:
 a TorchScript trace freezes an op whose output *shape* depends on values,
@@ -38,7 +38,7 @@ from torch.overrides import TorchFunctionMode
 from torch.utils import _pytree as pytree
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from modelexport.export_friendly import export_friendly
+from modelexport.capture.export_friendly import export_friendly
 
 _DATA_DEPENDENT = (torch.Tag.data_dependent_output, torch.Tag.dynamic_output_shape)
 # The opset the TorchScript exporter is asked for by default (api.DEFAULT_OPSET).
@@ -89,7 +89,7 @@ def observing(model: torch.nn.Module) -> Iterator[RunLog]:
     """Record the torch functions and ATen ops of a forward of ``model`` inside the block.
 
     Inside, the model uses the implementations an export switches it to
-    (:mod:`modelexport.export_friendly`), so the evidence describes the code
+    (:mod:`modelexport.capture.export_friendly`), so the evidence describes the code
     that will be captured, not an eager-only kernel.
     """
     log = RunLog(FunctionLog(), OpLog())

@@ -18,7 +18,7 @@ from pathlib import Path
 import onnx
 
 from modelexport.errors import OutputPathError
-from modelexport.onnx_payload import save_streamed
+from modelexport.output.onnx_payload import save_streamed
 
 PROTOBUF_LIMIT_BYTES = 2 * 1024**3
 

@@ -12,7 +12,7 @@ class, since large models repeat the same few classes many times.
 The module tree also gives structural facts (root container, shared
 instances, tied parameters, a forward reading a descendant's weights).
 Given example inputs, the analyzer also watches one forward
-(:mod:`modelexport.execution_evidence`): what only running can show.
+(:mod:`modelexport.analysis.execution_evidence`): what only running can show.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from modelexport.execution_evidence import ExecutionEvidence, observing
+from modelexport.analysis.execution_evidence import ExecutionEvidence, observing
 
 # Tensor methods and torch functions whose result depends on tensor *values*.
 _VALUE_METHODS = frozenset({

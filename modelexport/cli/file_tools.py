@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from modelexport.cli_args import non_negative_float, non_negative_int, positive_int
+from modelexport.cli.args import non_negative_float, non_negative_int, positive_int
 from modelexport.errors import ModelExportError
 from modelexport.tools.module_view import open_view
 
@@ -24,7 +24,7 @@ EXIT_OK, EXIT_FAILED = 0, 1
 
 def add_tool_parsers(sub: Any) -> None:
     """Register the file tools on the ``modelexport`` subparsers."""
-    from modelexport.runtime import OPTIMIZING_LEVELS
+    from modelexport.onnx_runtime.sessions import OPTIMIZING_LEVELS
     from modelexport.sources import TASK_AUTO_CLASSES
     from modelexport.tools.optimizers import OPTIMIZERS
     from modelexport.tools.profile import LEVELS
@@ -213,7 +213,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def cmd_extract(args: argparse.Namespace) -> int:
     from modelexport.input_generation.for_graph import parse_dims
-    from modelexport.sidecar import derive_sidecar
+    from modelexport.output.sidecar import derive_sidecar
     from modelexport.tools.extract import boundary_error, extract_module
     from modelexport.tools.writing import check_writable, write_model
 
@@ -266,7 +266,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
 
 def _retagged_output(view, rewritten, output: str, note: str, as_json: bool,
                      label: str) -> int:
-    from modelexport.sidecar import derive_sidecar
+    from modelexport.output.sidecar import derive_sidecar
     from modelexport.tools.retag import retag
     from modelexport.tools.writing import write_model
 

@@ -11,8 +11,8 @@ from collections.abc import Iterable
 import numpy as np
 import onnx
 
-from modelexport.onnx_payload import left_out_weights, skeleton
-from modelexport.runtime import open_session, ort_call, session_options
+from modelexport.onnx_runtime.sessions import open_session, ort_call, session_options
+from modelexport.output.onnx_payload import left_out_weights, skeleton
 
 
 def ort_session(model: onnx.ModelProto | str, optimize: bool = False) -> object:
@@ -28,7 +28,7 @@ def intermediate_values(graph: onnx.ModelProto, feeds: dict[str, np.ndarray],
     Tensors need a type to become graph outputs, so shapes are inferred
     first; a tensor inference cannot type is left out.  Both the inference
     and the session work on the graph's skeleton, its weights fed as inputs
-    (:mod:`modelexport.onnx_payload`): copying a bert-base's 440 MB of
+    (:mod:`modelexport.output.onnx_payload`): copying a bert-base's 440 MB of
     weights through protobuf for each took three times as long as the run.
     """
     probe = skeleton(graph)

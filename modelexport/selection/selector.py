@@ -17,14 +17,18 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import torch
 
-from modelexport.analysis import EXECUTION_FEATURES, ModelAnalyzer, ModelCharacteristics
+from modelexport.analysis.analyzer import EXECUTION_FEATURES, ModelAnalyzer, ModelCharacteristics
 from modelexport.names import ExportStrategy, Objective
 
 RULES_SCHEMA = "modelexport.selection-rules/2"
+# The fitted rules, beside this module in the package (``zoo fit-selector`` rewrites it).
+RULES_FILE = "selection_rules.json"
+RULES_PATH = Path(__file__).with_name(RULES_FILE)
 
 
 @dataclass
@@ -51,7 +55,7 @@ def auto_order(pick: str, fallback_order: list[str]) -> list[str]:
 
 @functools.lru_cache(maxsize=1)
 def load_rules() -> dict[str, Any]:
-    text = resources.files("modelexport").joinpath("selection_rules.json").read_text()
+    text = resources.files("modelexport.selection").joinpath(RULES_FILE).read_text()
     table = json.loads(text)
     if table.get("schema") != RULES_SCHEMA:
         raise ValueError(f"selection_rules.json is not a {RULES_SCHEMA} file")

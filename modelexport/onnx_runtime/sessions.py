@@ -5,7 +5,8 @@ and the tools (extract, profile, optimize) each need a CPU session with
 slightly different options.  They all come from :func:`session_options` and
 :func:`open_session`, so the choices (quiet logs, CPU only, which
 optimisation level a name means) cannot drift apart, and a runtime failure
-reads the same everywhere (:func:`ort_call`).
+reads the same everywhere (:func:`ort_call`).  Feeds are built strictly by
+input name (:func:`ort_feed`).
 """
 
 from __future__ import annotations
