@@ -9,11 +9,13 @@ import pytest
 import torch
 
 import model_zoo
+import modelexport
 from modelexport.cli.commands import main
 from modelexport.harness import CellSpec, run_cell, run_matrix
 from modelexport.harness.cells import CellResult
+from modelexport.harness.latency import runtime_fingerprint
 from modelexport.harness.results import check_expectations, updated_expectations
-from modelexport.harness.scoring import best_cells, score_selector
+from modelexport.harness.scoring import best_cells, pooled_latencies, score_selector
 
 FAULTY = str(Path(__file__).parent / "plugins" / "faulty_strategies.py")
 TINY = [e.name for e in model_zoo.entries("tiny")]
@@ -70,6 +72,7 @@ def test_run_cell_records_every_figure():
     assert set(cell.recommendation) == {"speed", "quality", "runtime"}
     assert cell.features["is_huggingface"] and cell.features["op_calls"] > 0
     assert cell.ort_latency_ms > 0 and cell.ort_latency_runs >= 10
+    assert len(cell.runtime_fingerprint) == 16
     assert sum(sum(ops.values()) for ops in cell.module_ops.values()) == cell.nodes
 
 
@@ -168,6 +171,41 @@ def test_runtime_regret_is_the_latency_lost_as_a_share_of_the_best():
     assert score.correct == 0 and score.verdicts[0].best == ["dynamo"]
     assert score.regret == pytest.approx(0.5)
     assert score.to_dict()["regret_unit"] == "x latency"
+
+
+def test_equal_files_are_ranked_on_their_pooled_latency():
+    """Two copies of one graph timed 1.0 and 1.3 ms are one file at 1.15 ms, in or out together."""
+    cells = [fake("m", "htp", 0.1, latency=1.3), fake("m", "usage_based", 0.2, latency=1.0),
+             fake("m", "dynamo", 1.0, latency=1.1)]
+    cells[0].runtime_fingerprint = cells[1].runtime_fingerprint = "same graph"
+    cells[2].runtime_fingerprint = "another graph"
+    score = score_selector(cells, "runtime")
+    assert score.verdicts[0].best == ["dynamo", "htp", "usage_based"]
+    cells[2].ort_latency_ms = 0.9  # the other graph now runs more than 10% faster
+    assert score_selector(cells, "runtime").verdicts[0].best == ["dynamo"]
+    cells[2].runtime_fingerprint = None  # no fingerprint: every file stands alone
+    cells[0].runtime_fingerprint = None
+    assert [c.strategy for c in pooled_latencies(cells)] == ["htp", "usage_based", "dynamo"]
+    assert [c.ort_latency_ms for c in pooled_latencies(cells)] == [1.3, 1.0, 0.9]
+
+
+def test_strategies_sharing_a_capture_write_files_with_one_runtime_fingerprint(tmp_path):
+    """HTP and USAGE_BASED differ only in tags; DYNAMO's graph is another one."""
+    model, example = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.GELU(),
+                                         torch.nn.Linear(64, 8)), torch.randn(2, 64)
+    prints = {}
+    for strategy in ("htp", "usage_based", "dynamo"):
+        path = tmp_path / f"{strategy}.onnx"
+        modelexport.export_model(model, example, path, strategy=strategy)
+        prints[strategy] = runtime_fingerprint(path)
+    assert prints["htp"] == prints["usage_based"] != prints["dynamo"]
+    with torch.no_grad():
+        model[0].weight.mul_(2)  # new weight values: the same work for every kernel
+    modelexport.export_model(model, example, tmp_path / "scaled.onnx", strategy="htp")
+    assert runtime_fingerprint(tmp_path / "scaled.onnx") == prints["htp"]
+    wider = torch.nn.Sequential(torch.nn.Linear(64, 96), torch.nn.GELU(), torch.nn.Linear(96, 8))
+    modelexport.export_model(wider, example, tmp_path / "wider.onnx", strategy="htp")
+    assert runtime_fingerprint(tmp_path / "wider.onnx") != prints["htp"]
 
 
 def test_gate_fails_on_an_expected_cell_and_on_accuracy():

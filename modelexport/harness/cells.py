@@ -23,7 +23,7 @@ import onnx
 from modelexport.analysis.analyzer import ModelAnalyzer
 from modelexport.api import export_model
 from modelexport.errors import InputMismatchError, StrategyFailedError, one_line
-from modelexport.harness.latency import ort_latency
+from modelexport.harness.latency import ort_latency, runtime_fingerprint
 from modelexport.inputs import ModelInputs, in_signature_order
 from modelexport.monitoring import PeakSampler, current_rss_bytes
 from modelexport.names import Objective
@@ -83,6 +83,7 @@ class CellResult:
     cell_seconds: float | None = None  # the whole cell, build to latency: its cost to run
     ort_latency_ms: float | None = None  # warm median, fixed session options (latency.py)
     ort_latency_runs: int | None = None
+    runtime_fingerprint: str | None = None  # equal: the same graph to run (latency.py)
     reference_agreement: float | None = None
     final_strategy: str | None = None  # which strategy wrote the file (differs under auto)
     category: str = ""  # the entry's scoreboard family
@@ -211,6 +212,7 @@ def _record_latency(result: CellResult, model: Any, inputs: Any, report: Any,
         result.warnings.append(f"latency not measured: {type(exc).__name__}: {one_line(exc)}")
         return
     result.ort_latency_ms, result.ort_latency_runs = latency.median_ms, latency.runs
+    result.runtime_fingerprint = runtime_fingerprint(path)
 
 
 def _record_figures(result: CellResult, report: Any, path: Path) -> None:

@@ -10,7 +10,8 @@ Definitions (also in README, "Selector and AUTO"):
   strategy knew rather than projected);
 * speed ranks eligible cells by median export CPU time (``judged_seconds``:
   unlike wall time it does not move with co-tenant load); runtime by the
-  file's median ONNX Runtime latency (``latency.py``);
+  file's median ONNX Runtime latency (``latency.py``), pooled over the
+  strategies that wrote the same graph (``pooled_latencies``);
 * the best is a *set*: cells whose rank figures tie, where export times
   within 10% or 50 ms of the fastest, and latencies within 10% or 10 us,
   count as a tie (small figures on a shared machine are noisier than that);
@@ -27,9 +28,10 @@ Definitions (also in README, "Selector and AUTO"):
 
 from __future__ import annotations
 
+import statistics
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from modelexport.harness.cells import AUTO, OK, PARITY_FAILED, CellResult
@@ -173,12 +175,38 @@ def shipped_rules_chooser(objective: Objective) -> Chooser:
 
 
 def by_model(cells: list[CellResult]) -> dict[str, dict[str, CellResult]]:
-    """Candidate cells per model, by strategy: AUTO is what is scored, not a candidate."""
-    grouped: dict[str, dict[str, CellResult]] = {}
+    """Candidate cells per model, by strategy: AUTO is what is scored, not a candidate.
+
+    Latencies are pooled over equal files (``pooled_latencies``).
+    """
+    grouped: dict[str, list[CellResult]] = {}
     for cell in cells:
         if cell.strategy != AUTO:
-            grouped.setdefault(cell.model, {})[cell.strategy] = cell
-    return grouped
+            grouped.setdefault(cell.model, []).append(cell)
+    return {model: {c.strategy: c for c in pooled_latencies(found)}
+            for model, found in grouped.items()}
+
+
+def pooled_latencies(cells: list[CellResult]) -> list[CellResult]:
+    """One model's cells, each file's latency replaced by the mean over the equal files.
+
+    Files with one ``runtime_fingerprint`` are one graph to run (``latency``
+    module doc): their measured latencies are samples of one figure, so the
+    runtime objective ranks them on the same number, and a best set never
+    holds one copy of a graph without the other.  Cells without a fingerprint
+    (older results) keep their own figure.
+    """
+    timed: dict[str, list[float]] = {}
+    for cell in cells:
+        if cell.runtime_fingerprint and cell.ort_latency_ms is not None:
+            timed.setdefault(cell.runtime_fingerprint, []).append(cell.ort_latency_ms)
+    pooled = []
+    for cell in cells:
+        samples = timed.get(cell.runtime_fingerprint or "", [])
+        if len(samples) > 1 and cell.ort_latency_ms is not None:
+            cell = replace(cell, ort_latency_ms=statistics.fmean(samples))
+        pooled.append(cell)
+    return pooled
 
 
 def model_evidence(by_strategy: dict[str, CellResult]) -> dict[str, Any]:
