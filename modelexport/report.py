@@ -8,7 +8,7 @@ work.  ``to_dict()`` is what the CLI prints with ``--json``.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, is_dataclass
 from typing import Any
 
 
@@ -63,13 +63,21 @@ class ExportReport(Mapping):
         return asdict(self)
 
     def __getitem__(self, key: str) -> Any:
-        return self.to_dict()[key]
+        """The seed's mapping view, one section at a time (no copy of the whole report).
+
+        Plain sections come back as they are held; the typed ones
+        (``summary``, ``outputs``) as dicts.
+        """
+        if key not in self.__dataclass_fields__:
+            raise KeyError(key)
+        value = getattr(self, key)
+        return asdict(value) if is_dataclass(value) else value
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self.to_dict())
+        return iter(self.__dataclass_fields__)
 
     def __len__(self) -> int:
-        return len(self.to_dict())
+        return len(self.__dataclass_fields__)
 
     @property
     def success(self) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -43,6 +44,16 @@ def test_seed_class_example_runs_verbatim(tmp_path, capsys):
     assert report["selection"]["rule"] == "default" and report["selection"]["reasons"]
     assert report["memory_peak_mb"]["export:htp"] > 0
     assert set(report["timings"]) >= {"probe", "select", "export:htp", "tag", "save"}
+
+
+def test_the_report_reads_as_a_mapping_one_section_at_a_time(tmp_path):
+    report = modelexport.export_model(small_cnn(), torch.randn(1, 3, 32, 32), tmp_path / "m.onnx")
+    assert report["check"] is report.check  # a section, not a copy of the whole report
+    assert report["summary"] == dataclasses.asdict(report.summary)
+    assert list(report) == list(report.to_dict()) and len(report) == len(report.to_dict())
+    assert dict(report)["coverage"] == report.to_dict()["coverage"]
+    with pytest.raises(KeyError):
+        report["no_such_section"]
 
 
 def test_tuple_and_dict_inputs(tmp_path):

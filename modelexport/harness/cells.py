@@ -27,6 +27,7 @@ from modelexport.harness.latency import ort_latency, runtime_fingerprint
 from modelexport.inputs import ModelInputs, in_signature_order
 from modelexport.monitoring import PeakSampler, current_rss_bytes
 from modelexport.names import Objective
+from modelexport.report import ExportReport
 from modelexport.selection.selector import recommend_strategy
 from modelexport.tags import read_tags
 
@@ -202,12 +203,12 @@ def _measured_cell(spec: CellSpec) -> CellResult:
     return result
 
 
-def _record_latency(result: CellResult, model: Any, inputs: Any, report: Any,
+def _record_latency(result: CellResult, model: Any, inputs: Any, report: ExportReport,
                     path: Path) -> None:
     """ONNX Runtime latency of the file on the export's own inputs, fed by name."""
     example = in_signature_order(model, ModelInputs.from_user(inputs))
     try:
-        latency = ort_latency(path, example, report["settings"]["input_names"])
+        latency = ort_latency(path, example, report.settings["input_names"])
     except Exception as exc:  # an ok file that cannot be timed is a finding, not a crash
         result.warnings.append(f"latency not measured: {type(exc).__name__}: {one_line(exc)}")
         return
@@ -215,26 +216,26 @@ def _record_latency(result: CellResult, model: Any, inputs: Any, report: Any,
     result.runtime_fingerprint = runtime_fingerprint(path)
 
 
-def _record_figures(result: CellResult, report: Any, path: Path) -> None:
+def _record_figures(result: CellResult, report: ExportReport, path: Path) -> None:
     """Figures of the first (validated) export, and its verdict.
 
     ``ok`` needs all of: the self-check (file loads, inputs bound by name,
     parameter-reading nodes on their owners), full coverage, and parity.
     """
-    coverage = report["coverage"]
-    result.final_strategy = report["summary"]["final_strategy"]
-    result.warnings += list(report["warnings"])
-    result.nodes = report["graph"]["nodes"]
+    coverage = report.coverage
+    result.final_strategy = report.summary.final_strategy
+    result.warnings += list(report.warnings)
+    result.nodes = report.graph["nodes"]
     result.file_bytes = path.stat().st_size
     for key in ("coverage", "exact", "inherited", "projected", "root"):
         setattr(result, key, coverage[key])
-    result.anchored_accuracy = report["anchored"]["accuracy"]
-    result.anchored_nodes = report["anchored"]["anchored_nodes"]
-    parity = report["parity"]
+    result.anchored_accuracy = report.anchored["accuracy"]
+    result.anchored_nodes = report.anchored["anchored_nodes"]
+    parity = report.parity
     result.parity_max_abs, result.parity_max_rel = parity["max_abs"], parity["max_rel"]
     result.parity_atol, result.parity_rtol = parity["atol"], parity["rtol"]
     result.module_ops = module_op_counts(path)
-    check = report["check"]
+    check = report.check
     if not check["passed"]:
         result.status = CHECK_FAILED
         result.error = "self-check: " + "; ".join(check["failures"])
