@@ -161,3 +161,32 @@ def test_a_round_ratio_needs_both_the_paired_median_and_the_best_times_to_move()
     assert _round_ratio(disturbed) == pytest.approx(1.0)
     slower = [{"base": b, "head": b * 1.1} for b in (0.020, 0.021, 0.020, 0.022, 0.020)]
     assert _round_ratio(slower) == pytest.approx(1.1)
+
+
+def test_a_silent_timing_worker_is_killed_with_a_line_naming_the_cell(tmp_path):
+    from modelexport.errors import ModelExportError
+    from modelexport.gate.paired_timing import _Worker
+
+    worker = _Worker.__new__(_Worker)
+    worker.tree, worker._log = tmp_path, open(tmp_path / "log", "w")  # noqa: SIM115
+    worker._process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"],
+                                       stdout=subprocess.PIPE, text=True)
+    with pytest.raises(ModelExportError, match="gave no answer for bert/htp within 1 s"):
+        worker.read("bert/htp", timeout=1)
+    assert worker._process.poll() is not None  # killed, not left running
+    worker._log.close()
+
+
+def test_cells_that_stalled_in_the_matrix_run_are_not_timed():
+    from modelexport.gate.paired_timing import time_pairs
+    from modelexport.gate.run import _stalled_cells
+
+    runs = {"base": {"cells": [{"model": "m", "strategy": "hanging", "status": "timeout"},
+                               {"model": "m", "strategy": "htp", "status": "ok"}]},
+            "head": {"cells": [{"model": "m", "strategy": "crashing", "status": "crashed"}]}}
+    stalled = _stalled_cells(runs)
+    assert stalled == {"m/hanging": "base: timeout in the matrix run",
+                       "m/crashing": "head: crashed in the matrix run"}
+    timings = time_pairs({}, ["m"], ["hanging", "crashing"], rounds=6, repeat=10, skip=stalled)
+    assert {k: t.error for k, t in timings.items()} == stalled
+    assert not any(t.ratios for t in timings.values())

@@ -13,12 +13,17 @@ for a cell is the lower of the median paired HEAD / BASE ratio and the ratio
 of the two sides' best exports (``_round_ratio``); fresh workers per
 round turn each process's own luck (memory layout) into noise the gate's
 median over rounds discards.
+
+A cell that timed out or crashed in either side's matrix run is not timed
+(``skip``); any other export that gives no answer within ``ANSWER_TIMEOUT``
+ends the gate with a one-line error naming it, instead of hanging it.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import select
 import statistics
 import subprocess
 import sys
@@ -32,6 +37,8 @@ from modelexport.errors import ModelExportError
 
 WORKER = Path(__file__).with_name("timing_worker.py")
 SIDES = ("base", "head")
+# Seconds a worker may take for one answer (start-up, or one export of a tiny cell).
+ANSWER_TIMEOUT = 600.0
 
 
 @dataclass
@@ -57,8 +64,17 @@ class _Worker:
             [sys.executable, "-c", launcher, str(WORKER)], cwd=tree, env=env, text=True,
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log_file)
 
-    def read(self) -> dict[str, Any]:
-        line = self._process.stdout.readline() if self._process.stdout else ""
+    def read(self, waiting_for: str = "start-up", timeout: float = ANSWER_TIMEOUT,
+             ) -> dict[str, Any]:
+        """The worker's next answer; a worker silent for ``timeout`` seconds is killed."""
+        assert self._process.stdout is not None
+        ready, _, _ = select.select([self._process.stdout], [], [], timeout)
+        if not ready:
+            self._process.kill()
+            self._process.wait()
+            raise ModelExportError(f"timing worker in {self.tree} gave no answer for "
+                                   f"{waiting_for} within {timeout:.0f} s")
+        line = self._process.stdout.readline()
         if not line:
             self._log.flush()
             tail = Path(self._log.name).read_text().strip().splitlines()[-1:]
@@ -69,7 +85,7 @@ class _Worker:
         assert self._process.stdin is not None
         self._process.stdin.write(json.dumps({"model": model, "strategy": strategy}) + "\n")
         self._process.stdin.flush()
-        return self.read()
+        return self.read(f"{model}/{strategy}")
 
     def close(self) -> None:
         if self._process.stdin:
@@ -133,11 +149,19 @@ def _round(trees: dict[str, Path], cells: list[tuple[str, str]], repeat: int,
 
 
 def time_pairs(trees: dict[str, Path], models: list[str], strategies: list[str],
-               rounds: int, repeat: int,
-               log: Callable[[str], None] = lambda _: None) -> dict[str, CellTiming]:
-    """Every cell's paired timings over ``rounds`` rounds of fresh workers."""
-    cells = [(model, strategy) for model in models for strategy in strategies]
-    timings = {f"{m}/{s}": CellTiming() for m, s in cells}
+               rounds: int, repeat: int, log: Callable[[str], None] = lambda _: None,
+               skip: dict[str, str] | None = None) -> dict[str, CellTiming]:
+    """Every cell's paired timings over ``rounds`` rounds of fresh workers.
+
+    ``skip`` maps cells not to time (``model/strategy``) to the reason.
+    """
+    skip = skip or {}
+    timings = {f"{m}/{s}": CellTiming(error=skip.get(f"{m}/{s}", ""))
+               for m in models for s in strategies}
+    cells = [(model, strategy) for model in models for strategy in strategies
+             if f"{model}/{strategy}" not in skip]
+    if not cells:
+        return timings
     with tempfile.TemporaryDirectory(prefix="modelexport-gate-timing-") as scratch:
         for index in range(rounds):
             log(f"timing round {index + 1}/{rounds}: {len(cells)} cells x {repeat} pairs")

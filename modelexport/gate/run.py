@@ -43,7 +43,7 @@ from typing import Any
 from modelexport.benchmarking.worktrees import git, worktree
 from modelexport.errors import ModelExportError
 from modelexport.gate.paired_timing import CellTiming, time_pairs
-from modelexport.harness.cells import OK, CellResult
+from modelexport.harness.cells import CRASHED, OK, TIMEOUT, CellResult
 from modelexport.harness.results import EXPECTATIONS_SCHEMA
 from modelexport.harness.scoring import TIMED_OBJECTIVES
 from modelexport.strategies import strategy_names
@@ -142,13 +142,24 @@ def run_gate(repo: Path, base: str, head: str = "HEAD", rounds: int = 6,
             log(f"quality: matrix run of {side} ({sides[side][:10]})")
             runs[side] = _measure(trees[side], models, strategies, scratch / side,
                                   no_expectations)
-        timings = time_pairs(trees, models, strategies, rounds, repeat, log)
+        timings = time_pairs(trees, models, strategies, rounds, repeat, log,
+                             skip=_stalled_cells(runs))
     report = GateReport(base=sides["base"], head=sides["head"], rounds=rounds,
                         threshold=threshold)
     _compare_timings(report, timings)
     _compare_quality(report, runs["base"], runs["head"])
     report.wall_seconds = time.perf_counter() - started
     return report
+
+
+def _stalled_cells(runs: dict[str, dict]) -> dict[str, str]:
+    """Cells that timed out or crashed in a side's matrix run: timing them would stall too."""
+    stalled = {}
+    for side, results in runs.items():
+        for key, cell in _cells(results).items():
+            if cell.status in (TIMEOUT, CRASHED):
+                stalled.setdefault(key, f"{side}: {cell.status} in the matrix run")
+    return stalled
 
 
 def _cells(results: dict) -> dict[str, CellResult]:

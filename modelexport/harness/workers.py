@@ -29,7 +29,7 @@ from modelexport.harness.cells import CRASHED, TIMEOUT, CellResult, CellSpec
 
 
 def import_plugin(path: str) -> None:
-    """Execute a user's Python file so its ``@zoo_entry`` / ``@register_strategy`` run."""
+    """Execute a user's Python file so its ``@zoo_entry`` and ``register_strategy`` calls run."""
     resolved = Path(path).resolve()
     name = f"modelexport_plugin_{abs(hash(str(resolved)))}"
     if name in sys.modules:
