@@ -39,6 +39,8 @@ class MatrixRun:
     selector_cv: dict[str, Any] = field(default_factory=dict)
     wall_seconds: float = 0.0
     shard: dict[str, Any] | None = None  # index, count, and the tier's models before the split
+    # read when the run starts: a commit made while a long run works is not its code
+    environment: dict[str, Any] = field(default_factory=environment)
 
     def accuracy(self) -> dict[str, float | None]:
         """Cross-validated selector accuracy per objective: what the CI floors apply to."""
@@ -46,7 +48,7 @@ class MatrixRun:
 
     def payload(self) -> dict[str, Any]:
         return {
-            "environment": environment(),
+            "environment": self.environment,
             "settings": {"tier": self.tier, "models": self.models,
                          "strategies": self.strategies, "repeat": self.repeat,
                          "shard": self.shard},
@@ -151,7 +153,8 @@ def merge_runs(paths: list[Path]) -> MatrixRun:
     order = {m: i for i, m in enumerate(settings["models"])}
     ranked = {s: i for i, s in enumerate(settings["strategies"])}
     run = MatrixRun(tier=settings["tier"], models=settings["models"],
-                    strategies=settings["strategies"], repeat=settings["repeat"])
+                    strategies=settings["strategies"], repeat=settings["repeat"],
+                    environment=results[0]["environment"])
     run.cells = sorted(cells.values(), key=lambda c: (order.get(c.model, len(order)),
                                                       ranked[c.strategy]))
     run.wall_seconds = sum(r["wall_seconds"] for r in results)
