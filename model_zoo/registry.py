@@ -81,7 +81,8 @@ class ZooEntry:
 
             return load_model(self.pretrained).model.eval()
         if tier not in self.tiers:
-            raise ValueError(f"zoo entry {self.name!r} has no {tier!r} tier")
+            raise ValueError(f"zoo entry {self.name!r} has no {tier!r} tier "
+                             f"(it has: {', '.join(self.tiers)})")
         torch.manual_seed(seed)
         model = self.builder(tier).eval()
         randomize_parameters(model, seed=seed)

@@ -81,13 +81,17 @@ def load_model(spec: str, task: str | None = None, trust_remote_code: bool = Fal
 
 
 def _load_zoo_entry(spec: str) -> LoadedModel:
-    """``zoo:NAME[:TIER]``: a zoo model with its own inputs (seeded, offline)."""
+    """``zoo:NAME[:TIER]``: a zoo model with its own inputs (seeded, offline).
+
+    Entries of every tier resolve, the wide tier's generated ones included.
+    """
     from model_zoo import get_entry
 
     _, name, *rest = spec.split(":")
-    tier = rest[0] if rest else "tiny"
     try:
         entry = get_entry(name)
+        # without a tier: tiny where the entry has one (a wide-tier entry has only "wide")
+        tier = rest[0] if rest else ("tiny" if "tiny" in entry.tiers else entry.tiers[0])
         model = entry.build(tier)
     except (KeyError, ValueError) as exc:
         raise ModelLoadError(str(exc).strip("'\"")) from None

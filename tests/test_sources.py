@@ -33,6 +33,12 @@ def test_unknown_zoo_name_is_one_short_line_with_the_nearest_names():
     assert "did you mean" in message and "bert" in message
 
 
-def test_unknown_zoo_tier_is_a_load_error():
-    with pytest.raises(ModelLoadError):
+def test_unknown_zoo_tier_is_a_load_error_naming_the_tiers_there_are():
+    with pytest.raises(ModelLoadError, match=r"no 'enormous' tier \(it has: tiny, full\)"):
         modelexport.load_model("zoo:small_cnn:enormous")
+
+
+def test_a_wide_tier_entry_resolves_without_naming_its_tier():
+    """``zoo:hf-gpt2`` exists only in the generated wide tier; it used to ask for "tiny"."""
+    loaded = modelexport.load_model("zoo:hf-gpt2")
+    assert type(loaded.model).__name__ == "GPT2Model" and loaded.inputs is not None
