@@ -267,6 +267,23 @@ def test_validate_with_model_fails_tags_that_put_every_node_on_the_root(exported
     assert good["ownership"]["accuracy"] == 1.0 and good["ownership"]["anchored_nodes"] > 0
 
 
+def test_validate_says_when_the_file_holds_other_weights_than_the_model(exported, capsys):
+    """A model rebuilt with another seed: parity fails, and validate says why."""
+    good = json.loads(cli(capsys, "validate", exported("small_cnn", "htp").path, "--model",
+                          "zoo:small_cnn", "--json")[1])
+    assert "other-weights" not in [f["check"] for f in good["findings"]]
+    factory = Path(exported("small_cnn", "htp").path).parent / "reseeded.py"
+    factory.write_text("import torch\nimport model_zoo\n\ndef build():\n"
+                       "    torch.manual_seed(1)\n"
+                       "    model = model_zoo.get_entry('small_cnn').builder('tiny').eval()\n"
+                       "    return model, torch.randn(1, 3, 32, 32)\n")
+    code, out, _ = cli(capsys, "validate", exported("small_cnn", "htp").path, "--model",
+                       f"{factory}:build", "--json")
+    report = json.loads(out)
+    assert code == 1 and not report["parity"]["passed"]
+    assert "other-weights" in [f["check"] for f in report["findings"]]
+
+
 def test_validate_against_another_model_names_what_each_side_has(exported, capsys):
     """The example's own names, never the file's bound to another model's tensors."""
     code, _, err = cli(capsys, "validate", exported("bert", "htp").path, "--model", "zoo:vit")

@@ -21,6 +21,7 @@ from modelexport.validation.parity import check_parity
 from modelexport.validation.per_module import compare_modules, summarize
 from modelexport.validation.structure import (
     ERROR,
+    WARNING,
     CheckFailure,
     ValidationReport,
     validate_structure,
@@ -69,3 +70,9 @@ def _check_ownership(report: ValidationReport, graph: onnx.ModelProto,
                         "accuracy": found.accuracy, "misplaced": found.misplaced}
     if (problem := ownership_problem(found)) is not None:
         report.findings.append(CheckFailure("ownership", ERROR, problem))
+    if found.anchored_nodes == 0 and report.parity is not None and not report.parity["passed"] \
+            and any(True for _ in model.parameters()):
+        report.findings.append(CheckFailure(
+            "other-weights", WARNING, "parity failed and no initializer holds one of the model's "
+            "tensors: the file was exported from other weights (a model rebuilt without a "
+            "seed, or another checkpoint)"))
