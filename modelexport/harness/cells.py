@@ -117,9 +117,8 @@ class CellResult:
         return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
 
 
-def module_op_counts(path: Path) -> dict[str, dict[str, int]]:
+def module_op_counts(graph: onnx.ModelProto) -> dict[str, dict[str, int]]:
     """Per module, how many nodes of each op type it holds (for reference agreement)."""
-    graph = onnx.load(str(path), load_external_data=False)
     tags = read_tags(graph)
     counts: dict[str, Counter] = {}
     for node in graph.graph.node:
@@ -197,14 +196,15 @@ def _measured_cell(spec: CellSpec) -> CellResult:
         result.seconds_all, result.cpu_seconds_all = times, cpu_times
         result.seconds = statistics.median(times)
         result.cpu_seconds = statistics.median(cpu_times)
-        _record_figures(result, first, path)
+        graph = onnx.load(str(path), load_external_data=False)  # read once, for both
+        _record_figures(result, first, path, graph)
         if result.status == OK:
-            _record_latency(result, model, inputs, first, path)
+            _record_latency(result, model, inputs, first, path, graph)
     return result
 
 
 def _record_latency(result: CellResult, model: Any, inputs: Any, report: ExportReport,
-                    path: Path) -> None:
+                    path: Path, graph: onnx.ModelProto) -> None:
     """ONNX Runtime latency of the file on the export's own inputs, fed by name."""
     example = in_signature_order(model, ModelInputs.from_user(inputs))
     try:
@@ -213,10 +213,11 @@ def _record_latency(result: CellResult, model: Any, inputs: Any, report: ExportR
         result.warnings.append(f"latency not measured: {type(exc).__name__}: {one_line(exc)}")
         return
     result.ort_latency_ms, result.ort_latency_runs = latency.median_ms, latency.runs
-    result.runtime_fingerprint = runtime_fingerprint(path)
+    result.runtime_fingerprint = runtime_fingerprint(graph)
 
 
-def _record_figures(result: CellResult, report: ExportReport, path: Path) -> None:
+def _record_figures(result: CellResult, report: ExportReport, path: Path,
+                    graph: onnx.ModelProto) -> None:
     """Figures of the first (validated) export, and its verdict.
 
     ``ok`` needs all of: the self-check (file loads, inputs bound by name,
@@ -234,7 +235,7 @@ def _record_figures(result: CellResult, report: ExportReport, path: Path) -> Non
     parity = report.parity
     result.parity_max_abs, result.parity_max_rel = parity["max_abs"], parity["max_rel"]
     result.parity_atol, result.parity_rtol = parity["atol"], parity["rtol"]
-    result.module_ops = module_op_counts(path)
+    result.module_ops = module_op_counts(graph)
     check = report.check
     if not check["passed"]:
         result.status = CHECK_FAILED

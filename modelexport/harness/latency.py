@@ -62,8 +62,8 @@ def ort_latency(path: Path, example: ModelInputs, input_names: list[str]) -> Lat
     return Latency(statistics.median(times), len(times))
 
 
-def runtime_fingerprint(path: Path) -> str:
-    """A digest of what decides the file's run time, and nothing else.
+def runtime_fingerprint(model: onnx.ModelProto) -> str:
+    """A digest of what decides a saved file's run time (``model``, as read), and nothing else.
 
     Kept: every operator with its inputs, outputs and attributes, the graph's
     inputs and outputs, small initializers with their values (a Reshape's
@@ -71,7 +71,6 @@ def runtime_fingerprint(path: Path) -> str:
     other metadata, node names, doc strings, and the values of large weights,
     which change no kernel's work.
     """
-    model = onnx.load(str(path), load_external_data=False)
     structure = shell(model, keep_external=False)
     del structure.metadata_props[:]
     for node in structure.graph.node:
