@@ -56,14 +56,18 @@ class FileVerdict:
     def loads(self) -> bool:
         return self.runtime is None
 
-    def problems(self) -> list[str]:
-        """One line per objection; empty when the file is valid."""
-        lines = []
+    def findings(self) -> list[tuple[str, str]]:
+        """(check name, line) per objection; empty when the file is valid."""
+        found = []
         if self.checker is not None:
-            lines.append(f"ONNX checker: {self.checker}")
+            found.append(("checker", f"ONNX checker: {self.checker}"))
         if self.runtime is not None:
-            lines.append(f"ONNX Runtime cannot load the file: {self.runtime}")
-        return lines
+            found.append(("runtime-load", f"ONNX Runtime cannot load the file: {self.runtime}"))
+        return found
+
+    def problems(self) -> list[str]:
+        """One line per objection (the self-check's failures); empty when the file is valid."""
+        return [line for _, line in self.findings()]
 
 
 def check_file(path: str | Path, graph: onnx.ModelProto | None = None) -> FileVerdict:

@@ -74,11 +74,7 @@ def _file_findings(view: ModuleView) -> list[CheckFailure]:
     if view.path is None:
         return []
     verdict = check_file(view.path, view.model)
-    found = [CheckFailure("checker", ERROR, verdict.checker)] if verdict.checker else []
-    if verdict.runtime is not None:
-        found.append(CheckFailure("runtime-load", ERROR,
-                                  f"ONNX Runtime cannot load the file: {verdict.runtime}"))
-    return found
+    return [CheckFailure(check, ERROR, line) for check, line in verdict.findings()]
 
 
 def _sidecar_tags(view: ModuleView) -> dict[str, str]:
