@@ -38,9 +38,11 @@ def add_tool_parsers(sub: Any) -> None:
                          help="only modules down to this depth (root 0)")
     analyze.add_argument("-o", "--output", help="write here instead of stdout")
 
-    validate = sub.add_parser("validate", help="checker, tag and region checks, parity")
+    validate = sub.add_parser("validate",
+                              help="checker and ORT load, tag and region checks, parity")
     validate.add_argument("file")
-    validate.add_argument("--model", help="the PyTorch model (as for export) for parity")
+    validate.add_argument("--model", help="the PyTorch model (as for export): parity and "
+                          "parameter ownership")
     validate.add_argument("--task", choices=sorted(TASK_AUTO_CLASSES))
     validate.add_argument("--trust-remote-code", action="store_true")
     validate.add_argument("--per-module", action="store_true",
