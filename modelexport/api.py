@@ -4,7 +4,12 @@ One export runs these phases, each timed (and memory-sampled with
 monitoring on):
 
 ``probe``     one eager forward with hooks: checks the inputs fit and records
-              which module instances ran and how often;
+              which module instances ran and how often.  Skipped when the
+              first strategy's capture runs the forward itself (a
+              TorchScript trace) and the model cannot return an unasked-for
+              KV cache: the calls are counted during that capture, and the
+              probe runs only if the capture fails (then it tells inputs
+              that don't fit from an exporter that can't);
 ``export``    strategies in order until one succeeds (AUTO tries several);
 ``tag``       projection of scope-less nodes, call indices;
 ``save``      the tagged graph serialised once and written to the staging
@@ -47,6 +52,7 @@ from modelexport.inputs import (
     dynamic_axes_for,
     graph_input_names,
     in_signature_order,
+    may_return_unrequested_cache,
     run_checked,
     without_unrequested_cache,
 )
@@ -177,52 +183,37 @@ class UnifiedExporter:
         tree = ModuleTree(model)
         auto = self.strategy_name == ExportStrategy.AUTO.value
         # AUTO's selector reads what the probe saw run (no second forward),
-        # when its rules test any of it.
+        # when its rules test any of it: then the probe comes first.
         watch = auto and needs_execution(self.objective)
-        with monitor.phase("probe"), tree.recording_calls(), \
-                (observing(model) if watch else contextlib.nullcontext()) as ops:
-            probed = run_checked(traced, example)
-        execution = ExecutionEvidence.from_run(ops, tree.call_counts()) if watch else None
-        example, dropped_cache = without_unrequested_cache(traced, example, probed)
-        del probed
+        execution, dropped_cache = None, False
+        if watch:
+            example, dropped_cache, execution = _probe(model, traced, example, tree, monitor,
+                                                       watch=True)
+        order, selection, traits = self._order(model, execution, monitor)
+        # The probe forward is skipped where the first capture runs the
+        # forward itself and counts the calls there; it runs after all if
+        # that capture fails, to tell inputs that don't fit from an exporter
+        # that can't, and to catch a KV cache the signature did not reveal.
+        deferred = (not watch and step is None and get_strategy(order[0]).counts_calls
+                    and not may_return_unrequested_cache(traced, example))
+        if not watch and not deferred:
+            example, dropped_cache, _ = _probe(model, traced, example, tree, monitor)
+        request = self._request(model, traced, example, tree, step, staging)
+        with export_friendly(model) as switched:
+            first = None
+            if deferred:
+                with monitor.phase(f"export:{order[0]}"):
+                    first = get_strategy(order[0]).run(request, count_calls=True)
+                if not first.success:
+                    example, dropped_cache, _ = _probe(model, traced, example, tree, monitor)
+                    if dropped_cache:  # the capture failed on the cache: start over without it
+                        request = self._request(model, traced, example, tree, step, staging)
+                        first = None
+            attempts, chosen = self._run_strategies(request, order, monitor, staging, first)
         if dropped_cache:
             notes.append("use_cache=False: the model returns a KV cache the inputs did not "
                          "ask for, so the graph has no past key/values (pass use_cache=True "
                          "in the inputs, or with_past=True, to export them)")
-        names = step.input_names if step is not None else graph_input_names(traced, example)
-        axes = dynamic_axes_for(names, example.tensors(), self.dynamic_batch,
-                                self.dynamic_sequence)
-        if step is not None:
-            for name, dims in step.dynamic_axes.items():
-                axes.setdefault(name, {}).update(dims)
-        request = ExportRequest(
-            model=model,
-            inputs=example,
-            tree=tree,
-            input_names=names,
-            opset=self.opset,
-            dynamic_axes=axes,
-            optimize=self.enable_optimizations,
-            workdir=staging.staging,
-            capture_model=traced if step is not None else None,
-            adapter_depth=1 if step is not None else 0,
-            output_names=step.output_names if step is not None else None,
-        )
-        selection = None
-        order = [self.strategy_name]
-        traits = None
-        if auto:
-            with monitor.phase("select"):
-                traits = ModelAnalyzer.analyze_model(model, execution=execution)
-                pick = recommend_strategy(model, objective=self.objective,
-                                          characteristics=traits)
-            order = [str(s) for s in pick.fallback_order]
-            selection = {"strategy": str(pick.strategy), "objective": str(pick.objective),
-                         "confidence": pick.confidence, "rule": pick.rule,
-                         "reasons": pick.reasons}
-            self._say(f"recommended {pick.strategy} ({pick.confidence:.2f}): {pick.reasons[0]}")
-        with export_friendly(model) as switched:
-            attempts, chosen = self._run_strategies(request, order, monitor, staging)
         result, tags, check = chosen.result, chosen.tags, chosen.check
         graph = result.model
         assert graph is not None
@@ -238,7 +229,7 @@ class UnifiedExporter:
             "clean": self.clean,
             "model_explorer": self.model_explorer and not self.clean,
             "external_data": external,
-            "input_names": names,
+            "input_names": request.input_names,
             "use_cache_dropped": dropped_cache,
             "with_past": self.with_past,
             "implementations": switched,
@@ -303,21 +294,63 @@ class UnifiedExporter:
         report.summary.total_seconds = time.perf_counter() - started
         return report
 
+    def _order(self, model: torch.nn.Module, execution: ExecutionEvidence | None,
+               monitor: PhaseMonitor) -> tuple[list[str], dict[str, Any] | None, Any]:
+        """The strategies to try, AUTO's selection for the report, and the traits it read."""
+        if self.strategy_name != ExportStrategy.AUTO.value:
+            return [self.strategy_name], None, None
+        with monitor.phase("select"):
+            traits = ModelAnalyzer.analyze_model(model, execution=execution)
+            pick = recommend_strategy(model, objective=self.objective, characteristics=traits)
+        selection = {"strategy": str(pick.strategy), "objective": str(pick.objective),
+                     "confidence": pick.confidence, "rule": pick.rule, "reasons": pick.reasons}
+        self._say(f"recommended {pick.strategy} ({pick.confidence:.2f}): {pick.reasons[0]}")
+        return [str(s) for s in pick.fallback_order], selection, traits
+
+    def _request(self, model: torch.nn.Module, traced: torch.nn.Module, example: ModelInputs,
+                 tree: ModuleTree, step: Any, staging: StagedOutput) -> ExportRequest:
+        """What every strategy is asked to export: inputs named, axes made dynamic as asked."""
+        names = step.input_names if step is not None else graph_input_names(traced, example)
+        axes = dynamic_axes_for(names, example.tensors(), self.dynamic_batch,
+                                self.dynamic_sequence)
+        if step is not None:
+            for name, dims in step.dynamic_axes.items():
+                axes.setdefault(name, {}).update(dims)
+        return ExportRequest(
+            model=model,
+            inputs=example,
+            tree=tree,
+            input_names=names,
+            opset=self.opset,
+            dynamic_axes=axes,
+            optimize=self.enable_optimizations,
+            workdir=staging.staging,
+            capture_model=traced if step is not None else None,
+            adapter_depth=1 if step is not None else 0,
+            output_names=step.output_names if step is not None else None,
+        )
+
     def _run_strategies(self, request: ExportRequest, order: list[str],
                         monitor: PhaseMonitor, staging: StagedOutput,
+                        first: StrategyResult | None = None,
                         ) -> tuple[list[Attempt], _Candidate]:
         """Try ``order`` until an export passes its self-check.
 
-        A strategy that exports but fails the check counts as failed under
-        AUTO, which moves on; if none passes, the best failed candidate is
-        kept (one ONNX Runtime can load, then the most parameter-reading
-        nodes on their owners) and its report says what failed.
+        ``first`` is the first strategy's result when it already ran (it
+        counted the calls for a skipped probe).  A strategy that exports but
+        fails the check counts as failed under AUTO, which moves on; if none
+        passes, the best failed candidate is kept (one ONNX Runtime can load,
+        then the most parameter-reading nodes on their owners) and its report
+        says what failed.
         """
         attempts: list[Attempt] = []
         best: _Candidate | None = None
-        for name in order:
-            with monitor.phase(f"export:{name}"):
-                result = get_strategy(name).run(request)
+        for index, name in enumerate(order):
+            if index == 0 and first is not None:
+                result = first
+            else:
+                with monitor.phase(f"export:{name}"):
+                    result = get_strategy(name).run(request)
             exc = result.exception
             attempt = Attempt(strategy=name, success=result.success,
                               seconds=result.total_seconds,
@@ -406,6 +439,23 @@ class _Candidate:
         accuracy = self.check.ownership.accuracy
         return (self.check.loads, self.check.passed,
                 1.0 if accuracy is None else accuracy)
+
+
+def _probe(model: torch.nn.Module, traced: torch.nn.Module, example: ModelInputs,
+           tree: ModuleTree, monitor: PhaseMonitor, watch: bool = False,
+           ) -> tuple[ModelInputs, bool, ExecutionEvidence | None]:
+    """One eager forward with hooks (module doc): the inputs checked, calls counted.
+
+    Returns the inputs to export with (``use_cache=False`` added when the
+    model returned a cache nobody asked for), whether that happened, and,
+    when ``watch``, what ran for AUTO's selector.
+    """
+    with monitor.phase("probe"), tree.recording_calls(), \
+            (observing(model) if watch else contextlib.nullcontext()) as ops:
+        probed = run_checked(traced, example)
+    execution = ExecutionEvidence.from_run(ops, tree.call_counts()) if watch else None
+    example, dropped_cache = without_unrequested_cache(traced, example, probed)
+    return example, dropped_cache, execution
 
 
 def _check_opset(opset: int) -> None:

@@ -117,6 +117,23 @@ def without_unrequested_cache(model: torch.nn.Module, inputs: ModelInputs, outpu
     return ModelInputs(args=inputs.args, kwargs={**inputs.kwargs, "use_cache": False}), True
 
 
+def may_return_unrequested_cache(model: torch.nn.Module, inputs: ModelInputs) -> bool:
+    """Whether calling ``model`` on ``inputs`` might return a KV cache nobody asked for.
+
+    Read from the signature and config, without running the model: a model
+    that names ``use_cache``, or takes it through ``**kwargs`` with a config
+    that turns it on.  An export may skip its probe forward only when this
+    is false; if it is wrong, the capture fails on the cache, the probe runs
+    then and the export starts over without it, so a wrong "no" costs time,
+    never a result.
+    """
+    if "use_cache" in inputs.kwargs or not accepts_argument(model, "use_cache", True):
+        return False
+    if accepts_argument(model, "use_cache"):
+        return True
+    return bool(getattr(getattr(model, "config", None), "use_cache", False))
+
+
 def flatten_outputs(outputs: Any, numbers: bool = False) -> list[torch.Tensor]:
     """Tensor leaves of a forward's result, in the order exporters emit outputs.
 

@@ -56,6 +56,10 @@ class Capture(ABC):
     # True for captures that trace one execution: a data-dependent branch is
     # frozen to the side the example took (the report then warns).
     freezes_control_flow: ClassVar[bool] = False
+    # True for captures that run the model's own forward exactly once, module
+    # hooks firing: the call counts the export needs can be taken during the
+    # capture instead of in a separate forward (``Strategy.run``).
+    runs_forward_once: ClassVar[bool] = False
 
     @abstractmethod
     def __call__(self, request: ExportRequest) -> Captured:

@@ -110,6 +110,7 @@ class TorchScriptCapture(Capture):
     name = "torchscript"
     provides = frozenset({Evidence.SCOPE_NAMES})
     freezes_control_flow = True
+    runs_forward_once = True  # the tracer calls forward once; hooks fire (tests/test_probe.py)
 
     def __call__(self, request: ExportRequest) -> Captured:
         return Captured(torchscript_export(request.traced, request, self.name))

@@ -76,19 +76,30 @@ class Strategy:
     def freezes_control_flow(self) -> bool:
         return self.capture.freezes_control_flow
 
-    def run(self, request: ExportRequest) -> StrategyResult:
+    @property
+    def counts_calls(self) -> bool:
+        """Whether ``run(..., count_calls=True)`` can stand in for a separate probe forward."""
+        return self.capture.runs_forward_once
+
+    def run(self, request: ExportRequest, count_calls: bool = False) -> StrategyResult:
         """Capture then attribute, timing both and catching any failure into the result.
 
-        Exporter chatter on stdout is swallowed at the file-descriptor level
-        (the TorchScript exporter dumps its IR graph from C++ on failure), so
-        a CLI's stdout stays clean for ``--json``; failures travel as the
-        exception instead.
+        With ``count_calls`` (only for a capture that ``counts_calls``), the
+        module tree counts calls during the capture's own forward, which
+        saves the export its probe forward (``api``).  Exporter chatter on
+        stdout is swallowed at the file-descriptor level (the TorchScript
+        exporter dumps its IR graph from C++ on failure), so a CLI's stdout
+        stays clean for ``--json``; failures travel as the exception instead.
         """
+        if count_calls and not self.counts_calls:
+            raise ValueError(f"capture {self.capture.name!r} does not run the forward once")
         result = StrategyResult(strategy=self.name)
+        counting = request.tree.recording_calls() if count_calls else contextlib.nullcontext()
         try:
             with _silenced_stdout(), _preserved_modes(request.traced):
                 start = time.perf_counter()
-                captured = self.capture(request)
+                with counting:
+                    captured = self.capture(request)
                 result.seconds["capture"] = time.perf_counter() - start
                 start = time.perf_counter()
                 with paused_gc():

@@ -1,0 +1,126 @@
+"""The probe forward is skipped where the capture counts calls itself, and nothing changes.
+
+An export needs each module's call count (call indices in the tags, the
+sidecar's "ran" flags, parameter ownership).  A TorchScript trace runs the
+forward once with module hooks firing, so HTP and USAGE_BASED count there
+instead of in a separate eager forward.  These tests hold the result to the
+one the probe gives, and keep the probe's other jobs (inputs that don't fit,
+a KV cache nobody asked for) working when it runs late.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+import model_zoo
+import modelexport.api
+from modelexport import export_model
+from modelexport.errors import InputMismatchError
+from modelexport.inputs import ModelInputs, may_return_unrequested_cache
+from modelexport.output.files import sidecar_path_for
+from modelexport.tags import read_tags
+
+# plain PyTorch, a Hugging Face CNN and ViT, shared and tied modules: none returns a cache
+DEFERRED_MODELS = ["resnet", "vit", "small_cnn", "shared_block", "nested_calls", "tied_weights"]
+
+
+def _export(name: str, strategy: str, path: Path, **options: object):
+    entry = model_zoo.get_entry(name)
+    model = entry.build("tiny").eval()
+    return export_model(model, entry.inputs(model, "tiny"), path, strategy=strategy, **options)
+
+
+def _tags_and_modules(path: Path) -> tuple[dict, list]:
+    """Every node's tag (module, call index, source) and the sidecar's module rows."""
+    sidecar = json.loads(sidecar_path_for(path).read_text())
+    return read_tags(str(path)), sidecar["modules"]
+
+
+@pytest.mark.parametrize("strategy", ["htp", "usage_based"])
+@pytest.mark.parametrize("name", DEFERRED_MODELS)
+def test_counting_in_the_capture_gives_the_probes_tags(name: str, strategy: str,
+                                                       tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    skipped = _export(name, strategy, tmp_path / "skipped.onnx")
+    assert "probe" not in skipped.timings  # the capture counted: no probe forward ran
+    monkeypatch.setattr(modelexport.api, "may_return_unrequested_cache", lambda *_: True)
+    probed = _export(name, strategy, tmp_path / "probed.onnx")
+    assert "probe" in probed.timings
+    assert _tags_and_modules(tmp_path / "skipped.onnx") == _tags_and_modules(
+        tmp_path / "probed.onnx")
+    assert skipped.anchored == probed.anchored
+    assert skipped.coverage == probed.coverage
+
+
+def test_a_model_that_may_return_a_cache_is_probed_first(tmp_path: Path) -> None:
+    report = _export("gpt2", "htp", tmp_path / "g.onnx")
+    assert "probe" in report.timings
+    assert any(note.startswith("use_cache=False") for note in report.warnings)
+
+
+def test_inputs_that_do_not_fit_are_still_named_as_such(tmp_path: Path) -> None:
+    model = model_zoo.get_entry("resnet").build("tiny").eval()
+    with pytest.raises(InputMismatchError, match="do not fit ResNetModel"):
+        export_model(model, torch.randn(3, 5), tmp_path / "bad.onnx", strategy="htp")
+    assert not list(tmp_path.iterdir())  # nothing half-written
+
+
+def test_a_cache_the_signature_hides_is_dropped_after_the_capture_fails(tmp_path: Path,
+                                                                        ) -> None:
+    entry = model_zoo.get_entry("gpt2")
+    inner = entry.build("tiny").eval()
+
+    class KeywordsOnly(nn.Module):
+        """No ``use_cache`` in the signature, no config: the cache is a surprise."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, **kwargs: torch.Tensor) -> object:
+            return self.inner(**kwargs)
+
+    model = KeywordsOnly()
+    inputs = entry.inputs(inner, "tiny")
+    assert not may_return_unrequested_cache(model, ModelInputs.from_user(inputs))
+    report = export_model(model, inputs, tmp_path / "k.onnx", strategy="htp", validate=True)
+    assert any(note.startswith("use_cache=False") for note in report.warnings)
+    assert "probe" in report.timings  # run late, after the capture failed on the cache
+    assert [a.strategy for a in report.summary.attempts] == ["htp"]
+    assert report.summary.attempts[0].success and report.parity["passed"]
+
+
+class _Plain(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+class _Named(nn.Module):
+    def forward(self, x: torch.Tensor, use_cache: bool = True) -> torch.Tensor:
+        return x
+
+
+class _Configured(nn.Module):
+    def __init__(self, use_cache: bool) -> None:
+        super().__init__()
+        self.config = type("Config", (), {"use_cache": use_cache})()
+
+    def forward(self, x: torch.Tensor, **kwargs: object) -> torch.Tensor:
+        return x
+
+
+@pytest.mark.parametrize(("model", "kwargs", "expected"), [
+    (_Plain(), {}, False),  # cannot take use_cache at all
+    (_Named(), {}, True),  # names it
+    (_Named(), {"use_cache": False}, False),  # the caller decided
+    (_Configured(True), {}, True),  # through **kwargs, config on
+    (_Configured(False), {}, False),  # through **kwargs, config off
+])
+def test_may_return_unrequested_cache(model: nn.Module, kwargs: dict, expected: bool) -> None:
+    inputs = ModelInputs(args=(torch.zeros(1),), kwargs=kwargs)
+    assert may_return_unrequested_cache(model, inputs) is expected
