@@ -1,6 +1,7 @@
 """Module calls as they happen: which module ran, with which tensors in and out.
 
-Forward hooks on every module record each call's tensors as numpy copies.
+Forward hooks on every module record each call's tensors as numpy copies
+(one per distinct tensor: a tensor seen by several calls is copied once).
 USAGE_BASED attributes graph nodes by finding those tensors among the
 graph's intermediate values; the per-module comparison of the tools compares
 each module's recorded outputs with its ONNX region's.
@@ -8,6 +9,7 @@ each module's recorded outputs with its ONNX region's.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -27,6 +29,30 @@ class ModuleCall:
     outputs: list[np.ndarray] = field(default_factory=list)
 
 
+class _Copies:
+    """Numpy copies of tensors, one per tensor object and version, shared between calls.
+
+    A module's input is usually the output of the call before it, and a
+    container's output is its last child's: copying each sighting copied
+    bert-base's activations 3x (248 MB against 83 MB distinct) and
+    ResNet-50's 3.5x (502 MB against 144 MB).  A copy is reused only while
+    the very same tensor object is alive (a weak reference, so a recycled
+    ``id`` cannot match) and unmodified (its version counter, which every
+    in-place op bumps).  Copies are read, never written, downstream.
+    """
+
+    def __init__(self) -> None:
+        self._seen: dict[int, tuple[weakref.ref, int, np.ndarray]] = {}
+
+    def __call__(self, tensor: torch.Tensor) -> np.ndarray:
+        seen = self._seen.get(id(tensor))
+        if seen is not None and seen[0]() is tensor and seen[1] == tensor._version:
+            return seen[2]
+        array = tensor.detach().cpu().numpy().copy()
+        self._seen[id(tensor)] = (weakref.ref(tensor), tensor._version, array)
+        return array
+
+
 def record_calls(model: torch.nn.Module, run: Callable[[], object], keep_inputs: bool = True,
                  ) -> list[ModuleCall]:
     """Run ``run()`` with hooks on every module; return the calls in order.
@@ -35,16 +61,15 @@ def record_calls(model: torch.nn.Module, run: Callable[[], object], keep_inputs:
     """
     calls: list[ModuleCall] = []
     handles = []
+    copy = _Copies()
 
     def arrays(value: object) -> list[np.ndarray]:
-        return [t.detach().cpu().numpy().copy() for t in pytree.tree_leaves(value)
-                if isinstance(t, torch.Tensor)]
+        return [copy(t) for t in pytree.tree_leaves(value) if isinstance(t, torch.Tensor)]
 
     for path, module in model.named_modules():
         def hook(_m, args, kwargs, output, path=path):
             calls.append(ModuleCall(path, arrays((args, kwargs)) if keep_inputs else [],
-                                    [o.detach().cpu().numpy().copy()
-                                     for o in flatten_outputs(output)]))
+                                    [copy(o) for o in flatten_outputs(output)]))
         handles.append(module.register_forward_hook(hook, with_kwargs=True))
     try:
         with torch.no_grad():
