@@ -404,18 +404,21 @@ class UnifiedExporter:
             saved = staging.write_onnx(graph, external, folder=result.strategy)
         with monitor.phase("check"):
             check = self_check(graph, saved, tags, request.tree, request.model,
-                               request.input_names, held=held)
+                               request.input_names, held=held, keep_session=self.validate)
+        loaded = check.take_session()  # the check's session: parity runs on it, then it goes
         parity = None
         if self.validate and check.passed:
             # Inside the loop, so that AUTO can move on from a file that
             # disagrees with PyTorch.
             with monitor.phase("validate"):
-                parity = self._parity(saved, request)
+                parity = self._parity(saved, request, loaded)
+        del loaded
         return _Candidate(result, tags, check, parity, external)
 
-    def _parity(self, source: Path | bytes, request: ExportRequest) -> ParityResult:
+    def _parity(self, source: Path | bytes, request: ExportRequest,
+                session: Any = None) -> ParityResult:
         return check_parity(source, request.traced, request.inputs, request.input_names,
-                            atol=self.atol, rtol=self.rtol)
+                            atol=self.atol, rtol=self.rtol, session=session)
 
 
 class _Candidate:

@@ -1,4 +1,7 @@
-"""The probe forward is skipped where the capture counts calls itself, and nothing changes.
+"""Work an export no longer does twice, and the results it must keep.
+
+The probe forward is skipped where the capture counts calls itself; the
+file is loaded into ONNX Runtime once for the self-check and parity.
 
 An export needs each module's call count (call indices in the tags, the
 sidecar's "ran" flags, parameter ownership).  A TorchScript trace runs the
@@ -124,3 +127,25 @@ class _Configured(nn.Module):
 def test_may_return_unrequested_cache(model: nn.Module, kwargs: dict, expected: bool) -> None:
     inputs = ModelInputs(args=(torch.zeros(1),), kwargs=kwargs)
     assert may_return_unrequested_cache(model, inputs) is expected
+
+
+def test_validate_runs_parity_on_the_self_checks_session(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The saved file is loaded into ONNX Runtime once, not once to check and once for parity."""
+    import modelexport.validation.file_checks as file_checks
+    import modelexport.validation.parity as parity
+
+    opened: list[str] = []
+
+    def counting(original):
+        def open_session(source, options=None):
+            opened.append(str(source))
+            return original(source, options)
+        return open_session
+
+    monkeypatch.setattr(file_checks, "open_session", counting(file_checks.open_session))
+    monkeypatch.setattr(parity, "open_session", counting(parity.open_session))
+    report = _export("small_cnn", "htp", tmp_path / "v.onnx", validate=True)
+    assert report.parity["passed"] and report.check["passed"]
+    assert len(opened) == 1
+    assert "session" not in report.check  # the session never reaches the report

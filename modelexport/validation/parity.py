@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -38,11 +39,13 @@ class ParityResult:
 
 def check_parity(onnx_path: str | Path | bytes, model: torch.nn.Module, example: ModelInputs,
                  input_names: list[str], atol: float = 1e-4, rtol: float = 1e-3,
-                 seed: int = 1234) -> ParityResult:
+                 seed: int = 1234, session: Any = None) -> ParityResult:
     """Run ONNX Runtime and PyTorch on a fresh input derived from ``example``.
 
-    ``onnx_path`` is a file or the serialised model.  A runtime that cannot
-    load or run the file is a failed parity with the reason, not an error.
+    ``onnx_path`` is a file or the serialised model; ``session``, when given,
+    is a session already open on that same file (the self-check's), run
+    instead of loading it again.  A runtime that cannot load or run the file
+    is a failed parity with the reason, not an error.
 
     Passes when every output has the reference's shape and its largest error
     is within ``atol + rtol * max|reference|``: the tolerance scales with the
@@ -56,7 +59,8 @@ def check_parity(onnx_path: str | Path | bytes, model: torch.nn.Module, example:
         result = fresh.call(model)
     expected = [t.detach().cpu().numpy() for t in flatten_outputs(result)]
     try:
-        session = open_session(onnx_path)
+        if session is None:
+            session = open_session(onnx_path)
         wanted = [i.name for i in session.get_inputs()]
         feed = ort_feed(wanted, fresh, input_names)
         got = session.run(None, feed)

@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import onnx
 import torch
@@ -39,23 +40,37 @@ class SelfCheck:
     loads: bool = False
     failures: list[str] = field(default_factory=list)
     ownership: Ownership = field(default_factory=Ownership)
+    # the ONNX Runtime session that loaded the file, when the caller asked to keep
+    # it for parity (``FileVerdict.session``); never part of the report
+    session: Any = field(default=None, repr=False, compare=False)
 
     @property
     def passed(self) -> bool:
         return not self.failures
 
+    def take_session(self) -> Any:
+        """The kept session, handed over: the check holds no reference to it after."""
+        session, self.session = self.session, None
+        return session
+
     def as_dict(self) -> dict:
-        return {**asdict(self), "passed": self.passed,
+        return {"loads": self.loads, "failures": list(self.failures),
+                "ownership": asdict(self.ownership), "passed": self.passed,
                 "ownership_accuracy": self.ownership.accuracy}
 
 
 def self_check(graph: onnx.ModelProto, path: Path, tags: Sequence[NodeTag | None],
                tree: ModuleTree, model: torch.nn.Module, input_names: Sequence[str],
-               held: dict[str, Holding] | None = None) -> SelfCheck:
-    """Run the three checks of the module doc on ``graph``, saved (tags written) at ``path``."""
+               held: dict[str, Holding] | None = None, keep_session: bool = False,
+               ) -> SelfCheck:
+    """Run the three checks of the module doc on ``graph``, saved (tags written) at ``path``.
+
+    ``keep_session`` keeps ONNX Runtime's session on the file in the result
+    (``take_session``), for a parity check that follows.
+    """
     check = SelfCheck()
-    verdict = check_file(path, graph)
-    check.loads = verdict.loads
+    verdict = check_file(path, graph, keep_session=keep_session)
+    check.loads, check.session = verdict.loads, verdict.session
     check.failures.extend(verdict.problems())
     known = set(input_names)
     stray = [i.name for i in graph.graph.input if i.name not in known]
