@@ -8,7 +8,7 @@ monitoring on):
               first strategy's capture runs the forward itself (a
               TorchScript trace) and the model cannot return an unasked-for
               KV cache: the calls are counted during that capture, and the
-              probe runs only if the capture fails (then it tells inputs
+              probe runs only if that strategy fails (then it tells inputs
               that don't fit from an exporter that can't);
 ``export``    strategies in order until one succeeds (AUTO tries several);
 ``tag``       projection of scope-less nodes, call indices;
@@ -192,7 +192,7 @@ class UnifiedExporter:
         order, selection, traits = self._order(model, execution, monitor)
         # The probe forward is skipped where the first capture runs the
         # forward itself and counts the calls there; it runs after all if
-        # that capture fails, to tell inputs that don't fit from an exporter
+        # that strategy fails, to tell inputs that don't fit from an exporter
         # that can't, and to catch a KV cache the signature did not reveal.
         deferred = (not watch and step is None and get_strategy(order[0]).counts_calls
                     and not may_return_unrequested_cache(traced, example))
