@@ -40,3 +40,12 @@ def test_a_tensor_seen_twice_is_copied_once_and_an_overwritten_one_again() -> No
     # and the root returns it unchanged: shared again
     assert calls[""].outputs[0] is relu_out
     assert np.array_equal(calls[""].inputs[0], x.numpy())
+
+
+def test_inference_mode_tensors_have_no_version_and_are_copied_each_time() -> None:
+    model = nn.Sequential(nn.Identity(), nn.Identity())
+    with torch.inference_mode():
+        x = torch.randn(2, 3)
+    calls = {c.path: c for c in record_calls(model, lambda: model(x))}
+    assert np.array_equal(calls["0"].outputs[0], x.numpy())
+    assert calls["1"].inputs[0] is not calls["0"].outputs[0]  # nothing to prove it unchanged

@@ -38,18 +38,23 @@ class _Copies:
     ResNet-50's 3.5x (502 MB against 144 MB).  A copy is reused only while
     the very same tensor object is alive (a weak reference, so a recycled
     ``id`` cannot match) and unmodified (its version counter, which every
-    in-place op bumps).  Copies are read, never written, downstream.
+    in-place op bumps).  A tensor made under ``torch.inference_mode`` has no
+    version counter, so it is copied at every sighting, as before.  Copies
+    are read, never written, downstream.
     """
 
     def __init__(self) -> None:
         self._seen: dict[int, tuple[weakref.ref, int, np.ndarray]] = {}
 
     def __call__(self, tensor: torch.Tensor) -> np.ndarray:
+        version = None if tensor.is_inference() else tensor._version
         seen = self._seen.get(id(tensor))
-        if seen is not None and seen[0]() is tensor and seen[1] == tensor._version:
+        if seen is not None and version is not None and seen[0]() is tensor \
+                and seen[1] == version:
             return seen[2]
         array = tensor.detach().cpu().numpy().copy()
-        self._seen[id(tensor)] = (weakref.ref(tensor), tensor._version, array)
+        if version is not None:
+            self._seen[id(tensor)] = (weakref.ref(tensor), version, array)
         return array
 
 
