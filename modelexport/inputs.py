@@ -101,6 +101,11 @@ def holds_non_tensors(outputs: Any) -> bool:
                for leaf in pytree.tree_leaves(outputs))
 
 
+def _cache_left_to_model(model: torch.nn.Module, inputs: ModelInputs) -> bool:
+    """Whether the caller left ``use_cache`` unset and the model could take it."""
+    return "use_cache" not in inputs.kwargs and accepts_argument(model, "use_cache", True)
+
+
 def without_unrequested_cache(model: torch.nn.Module, inputs: ModelInputs, outputs: Any,
                               ) -> tuple[ModelInputs, bool]:
     """``use_cache=False`` added when ``outputs`` hold a cache the caller did not ask for.
@@ -111,8 +116,7 @@ def without_unrequested_cache(model: torch.nn.Module, inputs: ModelInputs, outpu
     ``inputs``.  Returns the inputs to export with and whether the cache was
     dropped, which the report states.
     """
-    if ("use_cache" in inputs.kwargs or not accepts_argument(model, "use_cache", True)
-            or not holds_non_tensors(outputs)):
+    if not _cache_left_to_model(model, inputs) or not holds_non_tensors(outputs):
         return inputs, False
     return ModelInputs(args=inputs.args, kwargs={**inputs.kwargs, "use_cache": False}), True
 
@@ -127,7 +131,7 @@ def may_return_unrequested_cache(model: torch.nn.Module, inputs: ModelInputs) ->
     then and the export starts over without it, so a wrong "no" costs time,
     never a result.
     """
-    if "use_cache" in inputs.kwargs or not accepts_argument(model, "use_cache", True):
+    if not _cache_left_to_model(model, inputs):
         return False
     if accepts_argument(model, "use_cache"):
         return True
