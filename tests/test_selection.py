@@ -242,12 +242,12 @@ def test_execution_evidence_rests_on_torch_op_tags_and_call_counts():
     assert ModelAnalyzer.analyze_model(Noisy(), torch.randn(2, 4)).execution.random_ops
 
 
-def test_execution_features_are_exactly_what_a_watched_forward_adds():
-    from modelexport.analysis.analyzer import EXECUTION_FEATURES
+def test_execution_features_are_exactly_what_a_watched_forward_and_its_trace_add():
+    from modelexport.analysis.analyzer import EXECUTION_FEATURES, TRACE_FEATURES
 
     static = ModelAnalyzer.analyze_model(Selective()).features()
     watched = ModelAnalyzer.analyze_model(Selective(), torch.randn(2, 4)).features()
-    assert set(watched) - set(static) == EXECUTION_FEATURES
+    assert set(watched) - set(static) == EXECUTION_FEATURES | TRACE_FEATURES
 
 
 def test_structural_features():

@@ -2,7 +2,8 @@
 
 ``analyzer`` reads its structure and the source of its ``forward``s
 (``ModelAnalyzer``, ``ModelCharacteristics``); ``execution_evidence``
-watches one forward at the ATen level.  The selector decides from these,
+watches one forward at the ATen level; ``trace_evidence`` traces the model
+as the TorchScript exporter would.  The selector decides from these,
 the export's report warns from them, and the ownership check reads which
 modules use a descendant's parameters directly.
 """

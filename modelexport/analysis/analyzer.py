@@ -12,7 +12,10 @@ class, since large models repeat the same few classes many times.
 The module tree also gives structural facts (root container, shared
 instances, tied parameters, a forward reading a descendant's weights).
 Given example inputs, the analyzer also watches one forward
-(:mod:`modelexport.analysis.execution_evidence`): what only running can show.
+(:mod:`modelexport.analysis.execution_evidence`): what only running can show,
+and traces the model as the TorchScript exporter would
+(:mod:`modelexport.analysis.trace_evidence`): whether that trace, the first
+step of HTP and USAGE_BASED, goes through.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from typing import Any
 import torch
 
 from modelexport.analysis.execution_evidence import ExecutionEvidence, observing
+from modelexport.analysis.trace_evidence import TraceEvidence, trace_model
 
 # Tensor methods and torch functions whose result depends on tensor *values*.
 _VALUE_METHODS = frozenset({
@@ -269,7 +273,8 @@ class ModelCharacteristics:
     """What the selector knows about a model; every flag has its evidence listed.
 
     ``execution`` is filled when the analyzer saw the model run (inputs
-    given, or AUTO's probe); rules that need it do not match without it.
+    given, or AUTO's probe), ``trace`` when it also traced it (inputs given);
+    rules that need either do not match without it.
     """
 
     model_class: str
@@ -291,6 +296,7 @@ class ModelCharacteristics:
     tied_parameters: int = 0
     tree_depth: int = 0
     execution: ExecutionEvidence | None = None
+    trace: TraceEvidence | None = None
 
     def features(self) -> dict[str, bool | float]:
         """The flat view the fitted rules test: booleans and numbers, by name."""
@@ -326,6 +332,13 @@ class ModelCharacteristics:
             })
             if run.untranslatable_ops is not None:
                 found["untranslatable_ops"] = bool(run.untranslatable_ops)
+        trace = self.trace
+        if trace is not None and trace.registry_known:
+            found.update({
+                "trace_fails": not trace.traced,
+                "traced_untranslatable_ops": bool(trace.untranslatable_ops),
+                "trace_blocked": not trace.traced or bool(trace.untranslatable_ops),
+            })
         return found
 
 
@@ -336,6 +349,8 @@ EXECUTION_FEATURES = frozenset({
     "pointwise_share", "reduction_share", "view_share", "complex_values",
     "unexecuted_module_share", "repeated_modules", "untranslatable_ops",
 })
+# Features only a TorchScript trace gives (ModelCharacteristics.trace).
+TRACE_FEATURES = frozenset({"trace_fails", "traced_untranslatable_ops", "trace_blocked"})
 
 
 class ModelAnalyzer:
@@ -348,13 +363,15 @@ class ModelAnalyzer:
     @staticmethod
     def analyze_model(model: torch.nn.Module, inputs: Any = None,
                       execution: ExecutionEvidence | None = None) -> ModelCharacteristics:
-        """Characteristics of ``model``; with ``inputs``, also one observed forward.
+        """Characteristics of ``model``; with ``inputs``, also one observed forward and a trace.
 
         ``execution`` passes evidence already recorded (AUTO's probe) so the
-        model is not run twice.
+        model is not run twice; the model is then not traced either (AUTO's
+        first TorchScript attempt is that trace).
         """
+        trace = None
         if execution is None and inputs is not None:
-            execution = observe_forward(model, inputs)
+            execution, trace = observe_forward(model, inputs)
         modules = list(model.modules())
         hints: set[str] = set()
         data: list[ControlFlowSite] = []
@@ -408,16 +425,24 @@ class ModelAnalyzer:
             tied_parameters=tied,
             tree_depth=_tree_depth(model),
             execution=execution,
+            trace=trace,
         )
 
 
-def observe_forward(model: torch.nn.Module, inputs: Any) -> ExecutionEvidence:
-    """Run ``model`` once on ``inputs`` (no grad), recording ops and module calls."""
+def observe_forward(model: torch.nn.Module, inputs: Any,
+                    ) -> tuple[ExecutionEvidence, TraceEvidence]:
+    """Run ``model`` once on ``inputs`` (no grad), recording ops and module calls, then trace it.
+
+    The trace gets the inputs an export would use: a KV cache the forward
+    returned unasked is turned off first, as the exporter does.
+    """
     from modelexport.hierarchy import ModuleTree
-    from modelexport.inputs import ModelInputs, run_checked
+    from modelexport.inputs import ModelInputs, run_checked, without_unrequested_cache
 
     tree = ModuleTree(model)
     example = ModelInputs.from_user(inputs)
     with tree.recording_calls(), observing(model) as log:
-        run_checked(model, example)
-    return ExecutionEvidence.from_run(log, tree.call_counts())
+        outputs = run_checked(model, example)
+    evidence = ExecutionEvidence.from_run(log, tree.call_counts())
+    example, _ = without_unrequested_cache(model, example, outputs)
+    return evidence, trace_model(model, example)

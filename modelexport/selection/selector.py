@@ -122,9 +122,10 @@ def recommend_strategy(model: torch.nn.Module, prioritize_speed: bool = True,
     """Analyse ``model`` (unless ``characteristics`` are given) and pick a strategy.
 
     ``objective`` (speed, quality or runtime) overrides ``prioritize_speed``.
-    With ``inputs`` the analyzer also watches one forward, which the rules
-    that test execution evidence (ops that ran, modules that ran twice)
-    need; without it those rules cannot match and the pick falls through.
+    With ``inputs`` the analyzer also watches one forward and traces the
+    model, which the rules that test execution or trace evidence (ops that
+    ran, modules that ran twice, a trace that fails) need; without it those
+    rules cannot match and the pick falls through.
     """
     goal = Objective.resolve(objective, prioritize_speed)
     traits = characteristics or ModelAnalyzer.analyze_model(model, inputs)
@@ -141,6 +142,12 @@ def recommend_strategy(model: torch.nn.Module, prioritize_speed: bool = True,
             f"shape-dependent branch at {traits.shape_evidence[0]}: a traced graph is "
             "specific to the example's shapes unless exported with dynamic axes"
         )
+    trace = traits.trace
+    if trace is not None and not trace.traced:
+        reasons.append(f"the TorchScript trace fails: {trace.error}")
+    if trace is not None and trace.untranslatable_ops:
+        reasons.append("the TorchScript trace holds ops its ONNX exporter cannot translate: "
+                       + ", ".join(trace.untranslatable_ops[:5]))
     run = traits.execution
     if run is not None and run.untranslatable_ops:
         reasons.append("ops with no TorchScript ONNX translation of their own ran (the "
