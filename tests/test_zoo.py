@@ -141,6 +141,42 @@ def test_best_is_a_set_when_timings_tie_and_quality_breaks_it():
     assert [c.strategy for c in best_cells(cells, "speed")] == ["htp"]
 
 
+def test_quality_ranks_tags_of_operator_nodes_not_where_constants_live():
+    """HTP writes constants as scope-less nodes that DYNAMO keeps as initializers."""
+    cells = [fake("m", "dynamo", 1.0), fake("m", "htp", 0.1, exact=0.9)]
+    assert [c.strategy for c in best_cells(cells, "quality")] == ["dynamo"]
+    cells[0].operator_known, cells[1].operator_known = 1.0, 1.0
+    assert [c.strategy for c in best_cells(cells, "quality")] == ["htp"]  # tie: faster
+    cells[1].operator_known = 0.98
+    assert [c.strategy for c in best_cells(cells, "quality")] == ["dynamo"]
+
+
+def test_operator_known_share_leaves_out_nodes_that_only_hold_data():
+    from onnx import TensorProto, helper
+
+    from modelexport.harness.cells import holds_data_only, operator_known_share
+    from modelexport.tags import NodeTag, TagSource, write_node_tag
+
+    weight = helper.make_tensor("w", TensorProto.FLOAT, [1], [2.0])
+    nodes = [helper.make_node("Constant", [], ["c"], name="const",
+                              value=helper.make_tensor("v", TensorProto.FLOAT, [1], [1.0])),
+             helper.make_node("Identity", ["w"], ["w2"], name="alias"),
+             helper.make_node("Identity", ["x"], ["x2"], name="copy"),
+             helper.make_node("Add", ["x2", "c"], ["y0"], name="add"),
+             helper.make_node("Mul", ["y0", "w2"], ["y"], name="mul")]
+    sources = [TagSource.PROJECTED, TagSource.PROJECTED, TagSource.EXACT, TagSource.EXACT,
+               TagSource.PROJECTED]
+    for node, source in zip(nodes, sources):
+        write_node_tag(node, NodeTag("fc", "/M/Linear", source))
+    graph = helper.make_model(helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])], [weight]))
+    initializers = {"w"}
+    assert [holds_data_only(n, initializers) for n in nodes] == [True, True, False, False,
+                                                                  False]
+    assert operator_known_share(graph) == pytest.approx(2 / 3)  # the projected Mul counts
+
+
 def test_misplaced_tags_are_not_eligible_however_fast():
     cells = [fake("m", "htp", 0.01, anchored=0.2), fake("m", "fx", 0.5)]
     assert [c.strategy for c in best_cells(cells, "speed")] == ["fx"]

@@ -6,8 +6,9 @@ Definitions (also in README, "Selector and AUTO"):
   puts at least 95% of its parameter-consuming nodes on their owners (tags
   that misplace more are not a usable export, however fast);
 * quality ranks eligible cells by anchored accuracy first (the one figure that
-  checks a tag is *right*), then by exact + inherited share (how much the
-  strategy knew rather than projected);
+  checks a tag is *right*), then by the exact + inherited share of operator
+  nodes (how much the strategy knew rather than projected; nodes that only
+  hold data are left out, ``cells.operator_known_share``);
 * speed ranks eligible cells by median export CPU time (``judged_seconds``:
   unlike wall time it does not move with co-tenant load); runtime by the
   file's median ONNX Runtime latency (``latency.py``), pooled over the
@@ -21,7 +22,7 @@ Definitions (also in README, "Selector and AUTO"):
 * the selector is right for a model when its pick is in the best set; its
   regret is what following AUTO (the pick, then the fallback order, up to the
   first cell that exported) costs against the best: seconds for speed,
-  quality points (anchored accuracy + exact/inherited share) for quality,
+  quality points (anchored accuracy + operator nodes' exact/inherited share) for quality,
   the latency's excess over the best as a share of it for runtime (1.0 when
   AUTO lands on no usable file).
 """
@@ -75,8 +76,14 @@ def eligible(cell: CellResult) -> bool:
 
 
 def quality_key(cell: CellResult) -> tuple[float, float]:
+    """Anchored accuracy, then the exact + inherited share of operator nodes.
+
+    Results recorded before ``operator_known`` existed fall back to the share
+    over all nodes.
+    """
     anchored = 1.0 if cell.anchored_accuracy is None else cell.anchored_accuracy
-    return (round(anchored, 3), round(cell.quality or 0.0, 3))
+    known = cell.operator_known if cell.operator_known is not None else cell.quality
+    return (round(anchored, 3), round(known or 0.0, 3))
 
 
 def _within_tie(cells: list[CellResult], figure: Callable[[CellResult], float],
