@@ -129,9 +129,7 @@ def test_may_return_unrequested_cache(model: nn.Module, kwargs: dict, expected: 
     assert may_return_unrequested_cache(model, inputs) is expected
 
 
-def test_validate_runs_parity_on_the_self_checks_session(tmp_path: Path,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    """The saved file is loaded into ONNX Runtime once, not once to check and once for parity."""
+def _count_session_opens(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     import modelexport.validation.file_checks as file_checks
     import modelexport.validation.parity as parity
 
@@ -145,7 +143,28 @@ def test_validate_runs_parity_on_the_self_checks_session(tmp_path: Path,
 
     monkeypatch.setattr(file_checks, "open_session", counting(file_checks.open_session))
     monkeypatch.setattr(parity, "open_session", counting(parity.open_session))
+    return opened
+
+
+def test_validate_runs_parity_on_the_self_checks_session(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The saved file is loaded into ONNX Runtime once, not once to check and once for parity."""
+    opened = _count_session_opens(monkeypatch)
     report = _export("small_cnn", "htp", tmp_path / "v.onnx", validate=True)
     assert report.parity["passed"] and report.check["passed"]
     assert len(opened) == 1
     assert "session" not in report.check  # the session never reaches the report
+
+
+def test_the_validate_command_opens_the_file_once(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """``modelexport validate --model``: the structural check's session runs the parity too."""
+    from modelexport.cli.commands import main
+
+    _export("small_cnn", "htp", tmp_path / "v.onnx")
+    opened = _count_session_opens(monkeypatch)
+    assert main(["validate", str(tmp_path / "v.onnx"), "--model", "zoo:small_cnn"]) == 0
+    assert len(opened) == 1
+    opened.clear()
+    assert main(["validate", str(tmp_path / "v.onnx")]) == 0  # structure only: one load too
+    assert len(opened) == 1

@@ -16,6 +16,7 @@ from modelexport.errors import ModelExportError
 from modelexport.hierarchy import ModuleTree
 from modelexport.inputs import ModelInputs, graph_input_names
 from modelexport.tools.module_view import ModuleView
+from modelexport.validation.file_checks import check_file
 from modelexport.validation.ownership import ownership, ownership_problem
 from modelexport.validation.parity import check_parity
 from modelexport.validation.per_module import compare_modules, summarize
@@ -39,14 +40,18 @@ def validate_file(view: ModuleView, model: torch.nn.Module | None = None,
     sidecar: a sidecar's names bound to another model's tensors would feed
     pixels as token ids.
     """
-    report = validate_structure(view)
-    if model is None or example is None:
-        if per_module:
-            raise ModelExportError("per-module comparison needs the PyTorch model")
+    comparing = model is not None and example is not None
+    if per_module and not comparing:
+        raise ModelExportError("per-module comparison needs the PyTorch model")
+    # ONNX Runtime opens the file once: the structural check's session runs parity.
+    verdict = (check_file(view.path, view.model, keep_session=comparing)
+               if view.path is not None else None)
+    report = validate_structure(view, verdict)
+    if not comparing:
         return report
     names = graph_input_names(model, example)
-    report.parity = check_parity(str(view.path), model, example, names,
-                                 atol=atol, rtol=rtol).as_dict()
+    report.parity = check_parity(str(view.path), model, example, names, atol=atol, rtol=rtol,
+                                 session=verdict.session if verdict else None).as_dict()
     _check_ownership(report, view.model, [info.module for info in view.nodes], model, example)
     if per_module:
         report.per_module = summarize(compare_modules(view, model, example, names, atol, rtol))

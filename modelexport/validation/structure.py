@@ -24,7 +24,7 @@ from modelexport.hierarchy import ROOT, ancestors
 from modelexport.tags import KEY_TAG, node_props, tag_value_problem
 from modelexport.tools.module_view import ORIGIN_TAGS, ModuleView, all_regions
 from modelexport.tools.regions import RegionIndex
-from modelexport.validation.file_checks import check_file
+from modelexport.validation.file_checks import FileVerdict, check_file
 
 ERROR, WARNING = "error", "warning"
 _LISTED = 10  # offending nodes named per finding
@@ -70,10 +70,10 @@ class ValidationReport:
         return payload
 
 
-def _file_findings(view: ModuleView) -> list[CheckFailure]:
+def _file_findings(view: ModuleView, verdict: FileVerdict | None) -> list[CheckFailure]:
     if view.path is None:
         return []
-    verdict = check_file(view.path, view.model)
+    verdict = verdict or check_file(view.path, view.model)
     return [CheckFailure(check, ERROR, line) for check, line in verdict.findings()]
 
 
@@ -204,11 +204,16 @@ def _convexity(view: ModuleView) -> list[CheckFailure]:
     return findings
 
 
-def validate_structure(view: ModuleView) -> ValidationReport:
-    """Run every structural check on ``view`` (its file, when it has one)."""
+def validate_structure(view: ModuleView, verdict: FileVerdict | None = None,
+                       ) -> ValidationReport:
+    """Run every structural check on ``view`` (its file, when it has one).
+
+    ``verdict`` is the checker's and ONNX Runtime's word on the file when the
+    caller already asked (to keep the runtime session for parity).
+    """
     report = ValidationReport(str(view.path or ""), view.origin, len(view.nodes),
                               len(view.tree()))
-    report.findings.extend(_file_findings(view))
+    report.findings.extend(_file_findings(view, verdict))
     report.findings.extend(_tag_findings(view))
     for check in (_malformed_tags, _duplicate_keys):
         if (found := check(view)) is not None:
