@@ -78,6 +78,7 @@ def test_a_rule_one_family_alone_supports_flatters_in_sample_and_fails_cross_val
     import modelexport.harness.selector_fit as selector_fit
 
     monkeypatch.setattr(selector_fit, "MIN_FAMILIES", 1)
+    monkeypatch.setattr(selector_fit, "MIN_FAMILY_FOLDS", 2)  # leave one of its families out
     cells = _vision_quirk()
     examples = examples_for(cells, Objective.SPEED)
     unpruned = fit_objective(examples, rule_limit=8)["rules"]
@@ -144,9 +145,28 @@ def test_fit_selector_cli_writes_rules_that_the_selector_reads(tmp_path, capsys)
     table = json.loads(rules.read_text())
     assert table["schema"] == RULES_SCHEMA and set(table["objectives"]) == {
         "speed", "quality", "runtime"}
-    assert table["fitted_from"][0]["tier"] == "wide"
-    assert table == json.loads(json.dumps(fit_rules(_qualified(world()),
-                                                    table["fitted_from"])))
+    sources = table["objectives"]["speed"]["fitted_from"]
+    assert sources[0]["tier"] == "wide"
+    assert table == json.loads(json.dumps(fit_rules(_qualified(world()), sources)))
+
+
+def test_fit_selector_refits_only_the_objectives_named(tmp_path, capsys):
+    """``--objective quality``: speed and runtime keep the shipped tables, sources included."""
+    from modelexport.selection.selector import load_rules
+
+    results = tmp_path / "results.json"
+    write_results(results, {"environment": {"git_commit": "abc"},
+                            "settings": {"tier": "wide", "models": ["m"]},
+                            "cells": [c.to_dict() for c in world()]})
+    rules = tmp_path / "rules.json"
+    assert main(["zoo", "fit-selector", str(results), "--out", str(rules),
+                 "--objective", "quality"]) == 0
+    assert "speed (kept as shipped)" in capsys.readouterr().out
+    table, shipped = json.loads(rules.read_text()), load_rules()
+    for kept in ("speed", "runtime"):
+        assert table["objectives"][kept] == shipped["objectives"][kept]
+    assert table["objectives"]["quality"]["fitted_from"][0]["git_commit"] == "abc"
+    assert table["objectives"]["quality"] != shipped["objectives"]["quality"]
 
 
 def _qualified(cells):
@@ -180,3 +200,16 @@ def test_shipped_rules_cover_every_objective(objective):
     assert table["rules"][-1]["when"] == []
     assert all(0 <= r["right"] <= r["matched"] for r in table["rules"])
     assert sorted(table["fallback_order"]) == sorted(["dynamo", "htp", "usage_based", "fx"])
+
+
+def test_too_few_families_hold_out_models_instead():
+    """Leaving out one of three families would fit on a fragment of the data."""
+    from modelexport.harness.selector_fit import MIN_FAMILY_FOLDS, held_out_groups
+
+    cells = _vision_quirk()
+    examples = examples_for(cells, Objective.SPEED)
+    families = {e.family for e in examples}
+    assert len(families) < MIN_FAMILY_FOLDS
+    groups = held_out_groups(examples)
+    assert not families & set().union(*groups)  # models, not families, are held out
+    assert "too few to leave one out" in cross_validate(cells, Objective.SPEED).validation

@@ -153,6 +153,9 @@ def _build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--out", help="where to write the rules (default: the package's own "
                      "selection_rules.json)")
     fit.add_argument("--dry-run", action="store_true", help="score the fit, write nothing")
+    fit.add_argument("--objective", action="append", choices=[o.value for o in Objective],
+                     help="refit only this objective (repeatable); the others keep the "
+                          "shipped rules (default: refit all)")
     fit.add_argument("--refresh-features", action="store_true",
                      help="recompute each model's features with the installed analyzer "
                           "(rebuilds the zoo entries; the matrix is not run again)")
@@ -454,7 +457,7 @@ def _zoo_fit_selector(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from modelexport.harness.selector_fit import fit_report, load_cells, refresh_features
-    from modelexport.selection.selector import RULES_PATH, describe_tests
+    from modelexport.selection.selector import RULES_PATH, describe_tests, load_rules
     from modelexport.tools.writing import check_writable, write_text
 
     target = Path(args.out) if args.out else RULES_PATH
@@ -468,9 +471,12 @@ def _zoo_fit_selector(args: argparse.Namespace) -> int:
         if failed:
             print(f"kept the recorded features of {len(failed)} models that no longer build "
                   f"here: {', '.join(failed)}", file=sys.stderr)
-    rules, scores = fit_report(cells, sources)
+    refit = [Objective(o) for o in args.objective] if args.objective else list(Objective)
+    kept = None if len(refit) == len(Objective) else load_rules()
+    rules, scores = fit_report(cells, sources, refit, kept)
     for objective, table in rules["objectives"].items():
-        print(f"{objective}: {table['fitted_models']} models; AUTO order "
+        state = "refitted" if Objective(objective) in refit else "kept as shipped"
+        print(f"{objective} ({state}): {table['fitted_models']} models; AUTO order "
               f"{' -> '.join(table['fallback_order'])}")
         for rule in table["rules"]:
             tests = describe_tests(rule["when"]) or "otherwise"

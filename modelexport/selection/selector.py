@@ -25,7 +25,7 @@ import torch
 from modelexport.analysis.analyzer import EXECUTION_FEATURES, ModelAnalyzer, ModelCharacteristics
 from modelexport.names import ExportStrategy, Objective
 
-RULES_SCHEMA = "modelexport.selection-rules/2"
+RULES_SCHEMA = "modelexport.selection-rules/3"  # /3: fitted_from per objective
 # The fitted rules, beside this module in the package (``zoo fit-selector`` rewrites it).
 RULES_FILE = "selection_rules.json"
 RULES_PATH = Path(__file__).with_name(RULES_FILE)
