@@ -277,20 +277,23 @@ def test_cli_zoo_run_gates_and_expectations_update_is_explicit(tmp_path, capsys)
     assert updated["must_pass"] == ["tied_weights/htp"]
 
 
-def test_updated_expectations_keep_one_model_of_slack():
+def test_updated_expectations_keep_two_binomial_deviations_of_slack():
     results = {"settings": {"tier": "tiny"}, "cells": [],
                "selector": {"speed": {"correct": 10, "scored_models": 10, "accuracy": 1.0}},
-               "selector_cv": {"speed": {"correct": 9, "scored_models": 10, "accuracy": 0.9}}}
+               "selector_cv": {"speed": {"correct": 9, "scored_models": 10, "accuracy": 0.9},
+                               "quality": {"correct": 10, "scored_models": 10,
+                                           "accuracy": 1.0}}}
     floors = updated_expectations({}, results)["tiers"]["tiny"]["selector_accuracy_floor"]
-    assert floors == {"speed": 0.8}
+    # 2 * sqrt(10 * 0.9 * 0.1) = 1.9 -> 2 models; a perfect score still keeps one
+    assert floors == {"speed": 0.7, "quality": 0.9}
 
 
-def test_updated_expectations_keep_five_percent_of_slack_on_a_large_tier():
+def test_updated_expectations_slack_grows_slower_than_the_tier():
     results = {"settings": {"tier": "wide"}, "cells": [],
                "selector_cv": {"speed": {"correct": 300, "scored_models": 350,
                                          "accuracy": 0.86}}}
     floors = updated_expectations({}, results)["tiers"]["wide"]["selector_accuracy_floor"]
-    assert floors == {"speed": 0.8085}  # 17 models: 5% of 350; 283/350 = 0.80857...
+    assert floors == {"speed": 0.8171}  # 2 * sqrt(350 * 0.857 * 0.143) = 13.1 -> 14 models
 
 
 def test_a_floor_is_never_above_the_share_it_allows():

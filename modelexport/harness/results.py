@@ -120,12 +120,13 @@ def updated_expectations(current: dict[str, Any], results: dict[str, Any]) -> di
     tiers = dict(current.get("tiers", {}))
     tiers[tier] = {
         "must_pass": sorted(c.key for c in cells if c.status == OK),
-        # Slack of one model, or 5% of them on a large tier: which strategy is
-        # fastest can flip between runs of a noisy machine, and the gate must
-        # not fail on noise alone.
+        # Slack of two binomial standard deviations (at least one model): which
+        # strategy is fastest can flip between runs of a noisy machine, and the
+        # gate must not fail on noise alone.
         "selector_accuracy_floor": {
-            objective: _rounded_down(max(0, score["correct"] - _slack(score["scored_models"]))
-                                     / score["scored_models"])
+            objective: _rounded_down(
+                max(0, score["correct"] - _slack(score["correct"], score["scored_models"]))
+                / score["scored_models"])
             for objective, score in results["selector_cv"].items()
             if score["scored_models"]
         },
@@ -138,8 +139,15 @@ def _rounded_down(share: float) -> float:
     return math.floor(share * 10_000) / 10_000
 
 
-def _slack(models: int) -> int:
-    return max(1, int(0.05 * models))
+def _slack(correct: int, models: int) -> int:
+    """Models a re-run may lose to noise: two standard deviations of a binomial count.
+
+    One model of slack, as before, was too little: on the 23-model tiny
+    tier, unchanged code measured a cross-validated runtime accuracy of 52%
+    against a floor of 83% set from an earlier run on the same machine.
+    """
+    share = correct / models
+    return max(1, math.ceil(2 * math.sqrt(models * share * (1 - share))))
 
 
 def load_expectations(path: Path) -> dict[str, Any]:
