@@ -386,8 +386,8 @@ def cross_validate(cells: list[CellResult], objective: Objective) -> SelectorSco
     score = score_selector(cells, objective, _chooser(picks))
     families = len({e.family for e in examples})
     score.validation = (f"leave one family out ({families} families)" if by_family
-                        else f"models held out in folds ({families} families: too few to "
-                             "leave one out)")
+                        else f"models held out in folds ({families} "
+                             f"famil{'y' if families == 1 else 'ies'}: too few to leave one out)")
     return score
 
 
