@@ -132,11 +132,17 @@ def test_a_model_missing_a_feature_never_matches_a_rule_on_it():
     assert matching_rule(table["rules"], {})["when"] == []
 
 
-def test_fit_selector_cli_writes_rules_that_the_selector_reads(tmp_path, capsys):
-    results = tmp_path / "results.json"
+def _world_results(folder):
+    """``world()`` written as a wide-tier results.json of commit abc."""
+    results = folder / "results.json"
     write_results(results, {"environment": {"git_commit": "abc"},
                             "settings": {"tier": "wide", "models": ["m"]},
                             "cells": [c.to_dict() for c in world()]})
+    return results
+
+
+def test_fit_selector_cli_writes_rules_that_the_selector_reads(tmp_path, capsys):
+    results = _world_results(tmp_path)
     rules = tmp_path / "rules.json"
     assert main(["zoo", "fit-selector", str(results), "--out", str(rules)]) == 0
     out = capsys.readouterr().out
@@ -154,10 +160,7 @@ def test_fit_selector_refits_only_the_objectives_named(tmp_path, capsys):
     """``--objective quality``: speed and runtime keep the shipped tables, sources included."""
     from modelexport.selection.selector import load_rules
 
-    results = tmp_path / "results.json"
-    write_results(results, {"environment": {"git_commit": "abc"},
-                            "settings": {"tier": "wide", "models": ["m"]},
-                            "cells": [c.to_dict() for c in world()]})
+    results = _world_results(tmp_path)
     rules = tmp_path / "rules.json"
     assert main(["zoo", "fit-selector", str(results), "--out", str(rules),
                  "--objective", "quality"]) == 0
