@@ -100,7 +100,7 @@ def test_trace_rules_match_only_when_the_model_was_traced():
 
 
 def test_without_torchs_registry_no_trace_feature_is_claimed(monkeypatch):
-    monkeypatch.setattr(trace_evidence, "_torchscript_registry", lambda: None)
+    monkeypatch.setattr(trace_evidence, "torchscript_registry", lambda: None)
     traits = ModelAnalyzer.analyze_model(Spectral(), torch.randn(2, 8))
     assert traits.trace is not None and not traits.trace.registry_known
     assert not TRACE_FEATURES & set(traits.features())

@@ -98,7 +98,7 @@ def observing(model: torch.nn.Module) -> Iterator[RunLog]:
 
 
 @functools.lru_cache(maxsize=1)
-def _torchscript_registry() -> Any:
+def torchscript_registry() -> Any:
     """The TorchScript exporter's table of ONNX translations, every opset loaded.
 
     A private module of torch: where it moved, None, and the evidence that
@@ -122,7 +122,7 @@ def without_torchscript_translation(names: set[str]) -> list[str] | None:
     ops (``add_``) are rewritten to out-of-place ones before translation, so
     neither is judged.  None when the registry cannot be read.
     """
-    registry = _torchscript_registry()
+    registry = torchscript_registry()
     if registry is None:
         return None
     missing = []

@@ -15,9 +15,8 @@ the extra translations of :mod:`modelexport.capture.torchscript_ops`
 registered), then put through the exporter's own passes that run before
 translation (``_prepare_for_translation``: they erase number casts such as
 ``aten::Int`` and rewrite in-place ops), so its evidence describes the
-export that would follow.  It
-costs about one forward; the zoo records it for every model, and
-``recommend_strategy(model, inputs=...)`` computes it.  AUTO does not: its
+export that would follow.  It costs about one forward; the zoo records it
+for every model, and ``recommend_strategy(model, inputs=...)`` computes it.  AUTO does not: its
 first TorchScript attempt *is* this trace, and a failure falls back.
 """
 
@@ -29,7 +28,7 @@ from typing import Any
 
 import torch
 
-from modelexport.analysis.execution_evidence import TORCHSCRIPT_OPSET, _torchscript_registry
+from modelexport.analysis.execution_evidence import TORCHSCRIPT_OPSET, torchscript_registry
 from modelexport.capture.export_friendly import export_friendly
 from modelexport.capture.torchscript import CallAdapter, autograd_off
 from modelexport.capture.torchscript_ops import register_missing_symbolics
@@ -117,7 +116,7 @@ def trace_model(model: torch.nn.Module, inputs: ModelInputs) -> TraceEvidence:
     asked for already turned off), since a cache object is itself something
     the tracer refuses.
     """
-    registry = _torchscript_registry()
+    registry = torchscript_registry()
     if registry is not None:
         register_missing_symbolics(TORCHSCRIPT_OPSET)
     adapter = CallAdapter(model, inputs.args, inputs.kwargs)
