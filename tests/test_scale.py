@@ -24,7 +24,7 @@ FAULTY = str(Path(__file__).parent / "plugins" / "faulty_strategies.py")
 MODELS = ["small_cnn", "shared_block", "bert"]
 STRATEGIES = ["htp", "usage_based", "dynamo"]
 UNTIMED = ("status", "coverage", "anchored_accuracy", "nodes", "exact", "inherited", "root",
-           "reference_agreement")
+           "operator_known", "reference_agreement")
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
@@ -98,7 +98,11 @@ def test_shards_split_the_models_and_merge_into_the_single_runs_verdicts(single_
     single, merged = read(out / "single" / "results.json"), read(out / "merged" / "results.json")
     assert merged["settings"]["models"] == single["settings"]["models"]
     assert untimed(merged) == untimed(single)
-    assert merged["selector"]["quality"] == single["selector"]["quality"]
+    # The picks rest on features alone; the best sets also on export times
+    # (quality breaks its ties by speed), which two runs measure differently.
+    picks = [[(v["model"], v["pick"]) for v in run["selector"]["quality"]["verdicts"]]
+             for run in (merged, single)]
+    assert picks[0] == picks[1] and picks[0]
     assert (out / "merged" / "scoreboard.md").read_text().startswith("# Zoo scoreboard")
 
 
