@@ -12,11 +12,13 @@ import torch
 import model_zoo
 import modelexport
 from modelexport.cli.commands import main
-from modelexport.harness import CellSpec, run_cell, run_matrix
+from modelexport.harness import CellSpec, ModelSpec, run_cell, run_matrix, run_model
+from modelexport.harness import cells as cells_module
 from modelexport.harness.cells import CellResult
-from modelexport.harness.latency import runtime_fingerprint
+from modelexport.harness.latency import MIN_RUNS, interleaved_latencies, runtime_fingerprint
 from modelexport.harness.results import check_expectations, updated_expectations
 from modelexport.harness.scoring import best_cells, pooled_latencies, score_selector
+from modelexport.inputs import ModelInputs
 
 FAULTY = str(Path(__file__).parent / "plugins" / "faulty_strategies.py")
 TINY = [e.name for e in model_zoo.entries("tiny")]
@@ -75,6 +77,44 @@ def test_run_cell_records_every_figure():
     assert cell.ort_latency_ms > 0 and cell.ort_latency_runs >= 10
     assert len(cell.runtime_fingerprint) == 16
     assert sum(sum(ops.values()) for ops in cell.module_ops.values()) == cell.nodes
+
+
+def test_a_model_is_analysed_once_and_its_strategies_timed_turn_about(monkeypatch):
+    observed = []  # analyses that run the model (a watched forward and a trace)
+    real = cells_module.ModelAnalyzer.analyze_model
+
+    def counted(model, inputs=None, execution=None):
+        observed.extend([inputs] if inputs is not None else [])
+        return real(model, inputs, execution)
+
+    monkeypatch.setattr(cells_module.ModelAnalyzer, "analyze_model", staticmethod(counted))
+    steps: list[str | None] = []
+    cells = run_model(ModelSpec("small_cnn", ("htp", "usage_based"), repeat=3),
+                      on_step=steps.append)
+    assert len(observed) == 1
+    # build and analysis, one validated export each, 3 timed rounds with the
+    # order rotated, then the shared latency step
+    assert steps == [None, "htp", "usage_based", "htp", "usage_based", "usage_based", "htp",
+                     "htp", "usage_based", None]
+    for cell in cells:
+        assert cell.status == "ok" and len(cell.cpu_seconds_all) == 3
+        assert cell.ort_latency_ms is not None and cell.features == cells[0].features
+        assert cell.cell_seconds is not None and cell.cell_seconds > 0
+
+
+def test_latencies_are_taken_turn_about_and_a_broken_file_is_told(tmp_path):
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.ReLU())
+    example = torch.randn(2, 4)
+    good = tmp_path / "good.onnx"
+    report = modelexport.export_model(model, example, good, strategy="htp")
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(good.read_bytes()[:100])
+    inputs, names = ModelInputs.from_user(example), report.settings["input_names"]
+    measured = interleaved_latencies({"a": (good, inputs, names), "b": (good, inputs, names),
+                                      "broken": (broken, inputs, names)})
+    assert isinstance(measured["broken"], Exception)
+    assert measured["a"].runs == measured["b"].runs >= MIN_RUNS
+    assert measured["a"].median_ms > 0
 
 
 def test_frozen_branch_is_flagged_parity_failed():

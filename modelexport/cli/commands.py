@@ -112,10 +112,12 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--jobs", type=positive_int, default=None,
                      help="worker processes (default 2, 1 for full and pretrained: full-size "
                           "exports need several times the model's memory)")
-    run.add_argument("--repeat", type=positive_int, default=1,
-                     help="exports per cell; time = median")
+    run.add_argument("--repeat", type=positive_int, default=3,
+                     help="timed exports per cell, a model's strategies turn about; "
+                          "time = median (default 3)")
     run.add_argument("--timeout", type=positive_float, default=None,
-                     help="seconds per cell (default 300 tiny, 3600 full)")
+                     help="seconds per step of a cell: one export, or a model's build and "
+                          "analysis (default 300 tiny, 3600 full)")
     run.add_argument("--out", default="out/zoo", help="folder for results.json and scoreboard")
     run.add_argument("--zoo-file", action="append", default=[],
                      help="Python file registering extra @zoo_entry models (repeatable)")

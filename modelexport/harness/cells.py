@@ -1,10 +1,11 @@
-"""One cell of the matrix: one zoo model exported with one strategy, measured.
+"""The matrix's cells: one zoo model exported with one strategy, measured.
 
-This runs inside a worker process (see ``workers.py``).  It only uses the
-public API and ``validation``, exactly as a user would: build the zoo model, export
-it ``repeat`` times (the first with validation), and record the verdict and
-the figures.  Every outcome, including an exception, becomes a plain dict so
-it can cross a process boundary.
+A worker process (``workers.py``, or Dask's) runs one *model* at a time,
+all of its cells (``run_model``): the model is built and analysed once, and
+its strategies are timed turn about in one process, so their timings compare.
+It only uses the public API and ``validation``, exactly as a user would, and
+every outcome, including an exception, becomes a plain dict so it can cross
+a process boundary.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import statistics
 import tempfile
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +25,7 @@ import onnx
 from modelexport.analysis.analyzer import ModelAnalyzer
 from modelexport.api import export_model
 from modelexport.errors import InputMismatchError, StrategyFailedError, one_line
-from modelexport.harness.latency import ort_latency, runtime_fingerprint
+from modelexport.harness.latency import interleaved_latencies, runtime_fingerprint
 from modelexport.inputs import ModelInputs, in_signature_order
 from modelexport.monitoring import PeakSampler, current_rss_bytes
 from modelexport.names import Objective
@@ -50,6 +52,26 @@ class CellSpec:
     @property
     def key(self) -> str:
         return f"{self.model}/{self.strategy}"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One model's cells: what a worker runs as a unit (see ``run_model``)."""
+
+    model: str
+    strategies: tuple[str, ...]
+    tier: str = "tiny"
+    repeat: int = 1
+    keep_dir: str | None = None
+
+    def without(self, strategies: set[str]) -> ModelSpec | None:
+        """The same job for the strategies not in ``strategies``; None if none is left."""
+        left = tuple(s for s in self.strategies if s not in strategies)
+        return replace(self, strategies=left) if left else None
+
+
+# Told which strategy's step starts next (None: a step all of the model's cells share).
+StepListener = Callable[[str | None], None]
 
 
 @dataclass
@@ -162,91 +184,186 @@ def module_op_counts(graph: onnx.ModelProto) -> dict[str, dict[str, int]]:
 
 def run_cell(spec: CellSpec) -> CellResult:
     """Build, export, validate and measure one cell; never raises."""
-    started = time.perf_counter()
-    result = _measured_cell(spec)
-    result.cell_seconds = time.perf_counter() - started
-    return result
+    return run_model(ModelSpec(spec.model, (spec.strategy,), spec.tier, spec.repeat,
+                               spec.keep_dir))[0]
 
 
-def _measured_cell(spec: CellSpec) -> CellResult:
+def run_model(spec: ModelSpec, on_step: StepListener | None = None) -> list[CellResult]:
+    """Every cell of one model, in ``spec.strategies`` order; never raises.
+
+    The model is built and analysed once (its features are the model's, not
+    a cell's).  Each strategy's validated export gives the cell's file,
+    figures and verdict, untimed.  The timed exports then run in rounds, one
+    per strategy per round with the order rotated each round, and ONNX
+    Runtime times the ``ok`` files turn about (``latency.interleaved_latencies``):
+    a model's strategies are timed in one process, minutes apart at most,
+    each beside the same mix of whatever else runs on the machine.  Timed
+    one cell at a time on two workers, HTP's export usually ran beside the
+    same model's dynamo export and read 40% slower than USAGE_BASED on
+    hf-vit, though alone the two are even (README, "Timing").
+
+    ``on_step(strategy)`` is called before each step (None: a step shared by
+    the model's cells), so a supervisor can tell which cell hung or crashed.
+    """
+    step = on_step or (lambda strategy: None)
+    shared_start = time.perf_counter()
+    results = {s: CellResult(model=spec.model, strategy=s, status=NOT_RUNNABLE)
+               for s in spec.strategies}
+    step(None)
+    built = _build(spec, results)
+    if built is None:
+        return list(results.values())
+    entry, model, inputs = built
+    _analyse(model, inputs, results)
+    own = dict.fromkeys(spec.strategies, 0.0)
+    shared = time.perf_counter() - shared_start
+    with tempfile.TemporaryDirectory(prefix="zoo-model-") as scratch:
+        folder = Path(spec.keep_dir) if spec.keep_dir else Path(scratch)
+        exported: dict[str, tuple[ExportReport, Path]] = {}
+        for strategy in spec.strategies:
+            step(strategy)
+            began = time.perf_counter()
+            path = folder / f"{spec.model}-{strategy}.onnx"
+            report = _validated_export(results[strategy], entry, model, inputs, path)
+            if report is not None:
+                exported[strategy] = (report, path)
+            own[strategy] += time.perf_counter() - began
+        for strategy, seconds in _timed_rounds(results, list(exported), model, inputs,
+                                               Path(scratch) / "timed", spec.repeat,
+                                               step).items():
+            own[strategy] += seconds
+        began = time.perf_counter()
+        step(None)
+        _record_latencies(results, model, inputs, {
+            s: exported[s] for s in exported if results[s].status == OK})
+        shared += time.perf_counter() - began
+    for strategy, result in results.items():
+        result.cell_seconds = own[strategy] + shared / len(results)
+    return list(results.values())
+
+
+def _build(spec: ModelSpec, results: dict[str, CellResult]) -> tuple[Any, Any, Any] | None:
+    """The zoo entry, its model and inputs; None (every cell told why) when they fail."""
     from model_zoo import get_entry
 
-    result = CellResult(model=spec.model, strategy=spec.strategy, status=NOT_RUNNABLE)
     try:
         entry = get_entry(spec.model)
-        result.category = entry.group
+        category = entry.group
         model = entry.build(spec.tier)
         if entry.categorize is not None:
-            result.category = entry.categorize(model)
+            category = entry.categorize(model)
         inputs = entry.inputs(model, spec.tier)
     except Exception as exc:
-        result.error = f"build: {type(exc).__name__}: {one_line(exc)}"
-        return result
-    result.status = EXPORT_FAILED
+        for result in results.values():
+            result.error = f"build: {type(exc).__name__}: {one_line(exc)}"
+        return None
+    for result in results.values():
+        result.category, result.status = category, EXPORT_FAILED
+    return entry, model, inputs
+
+
+def _analyse(model: Any, inputs: Any, results: dict[str, CellResult]) -> None:
+    """The analyzer's features and the selector's pick per objective, on every cell."""
+    warnings: list[str] = []
     try:
         traits = ModelAnalyzer.analyze_model(model, inputs)  # once, for every objective
     except Exception as exc:  # recorded, so a probe that breaks a model shows in the run
-        result.warnings.append(f"execution evidence not recorded: {type(exc).__name__}: "
-                               f"{one_line(exc)}")
+        warnings.append(f"execution evidence not recorded: {type(exc).__name__}: "
+                        f"{one_line(exc)}")
         traits = ModelAnalyzer.analyze_model(model)
-    result.features = traits.features()
-    result.recommendation = {
+    features = traits.features()
+    recommendation = {
         objective.value: recommend_strategy(model, objective=objective,
                                             characteristics=traits).strategy.value
         for objective in Objective
     }
-    with tempfile.TemporaryDirectory(prefix="zoo-cell-") as scratch:
-        folder = Path(spec.keep_dir) if spec.keep_dir else Path(scratch)
-        path = folder / f"{spec.model}-{spec.strategy}.onnx"
-        times: list[float] = []
-        cpu_times: list[float] = []
-        cell_start = time.perf_counter()
-        try:
-            baseline = current_rss_bytes()
-            with PeakSampler() as sampler:
-                # The validated export gives the figures and is not timed: the
-                # first export of a model in a process also pays one-time costs
-                # (0.1 to 0.2 s on small wide models), which would land on
-                # whichever strategy this worker happened to run first.
-                first = export_model(model, inputs, path, strategy=spec.strategy,
-                                     validate=True, atol=entry.atol, rtol=entry.rtol)
-                timed = Path(scratch) / "timed" / path.name  # the kept file stays the validated one
-                for _ in range(max(1, spec.repeat)):
-                    gc.collect()  # no earlier attempt's garbage collected on this one's clock
-                    start, cpu_start = time.perf_counter(), time.process_time()
-                    export_model(model, inputs, timed, strategy=spec.strategy, validate=False)
-                    times.append(time.perf_counter() - start)
-                    cpu_times.append(time.process_time() - cpu_start)
-            result.peak_mem_mb = max(0.0, (sampler.peak - baseline) / 2**20)
-        except (StrategyFailedError, InputMismatchError) as exc:
-            result.error = one_line(exc)
-            result.seconds = time.perf_counter() - cell_start
-            return result
-        except Exception as exc:
-            result.error = f"{type(exc).__name__}: {one_line(exc)}"
-            result.seconds = time.perf_counter() - cell_start
-            return result
-        result.seconds_all, result.cpu_seconds_all = times, cpu_times
-        result.seconds = statistics.median(times)
-        result.cpu_seconds = statistics.median(cpu_times)
-        graph = onnx.load(str(path), load_external_data=False)  # read once, for both
-        _record_figures(result, first, path, graph)
-        if result.status == OK:
-            _record_latency(result, model, inputs, first, path, graph)
-    return result
+    for result in results.values():
+        result.features, result.recommendation = dict(features), dict(recommendation)
+        result.warnings += warnings
 
 
-def _record_latency(result: CellResult, model: Any, inputs: Any, report: ExportReport,
-                    path: Path, graph: onnx.ModelProto) -> None:
-    """ONNX Runtime latency of the file on the export's own inputs, fed by name."""
-    example = in_signature_order(model, ModelInputs.from_user(inputs))
+def _validated_export(result: CellResult, entry: Any, model: Any, inputs: Any,
+                      path: Path) -> ExportReport | None:
+    """The cell's file, figures and verdict from one validated export (untimed).
+
+    Untimed because the first export of a model in a process also pays
+    one-time costs (0.1 to 0.2 s on small wide models), which would land on
+    whichever strategy ran first.  None when the export raised.
+    """
+    began = time.perf_counter()
     try:
-        latency = ort_latency(path, example, report.settings["input_names"])
-    except Exception as exc:  # an ok file that cannot be timed is a finding, not a crash
-        result.warnings.append(f"latency not measured: {type(exc).__name__}: {one_line(exc)}")
+        baseline = current_rss_bytes()
+        with PeakSampler() as sampler:
+            report = export_model(model, inputs, path, strategy=result.strategy,
+                                  validate=True, atol=entry.atol, rtol=entry.rtol)
+        result.peak_mem_mb = max(0.0, (sampler.peak - baseline) / 2**20)
+    except (StrategyFailedError, InputMismatchError) as exc:
+        result.error = one_line(exc)
+        result.seconds = time.perf_counter() - began
+        return None
+    except Exception as exc:
+        result.error = f"{type(exc).__name__}: {one_line(exc)}"
+        result.seconds = time.perf_counter() - began
+        return None
+    _record_figures(result, report, path, onnx.load(str(path), load_external_data=False))
+    return report
+
+
+def _timed_rounds(results: dict[str, CellResult], strategies: list[str], model: Any,
+                  inputs: Any, folder: Path, repeat: int,
+                  step: StepListener) -> dict[str, float]:
+    """``repeat`` rounds of plain exports, one per strategy, the order rotated each round.
+
+    Records each cell's median wall and CPU time; returns each strategy's
+    seconds spent.  A strategy whose plain export raises after its validated
+    one passed keeps its verdict, with a warning and no timing.
+    """
+    spent = dict.fromkeys(strategies, 0.0)
+    live = list(strategies)
+    for index in range(max(1, repeat)):
+        shift = index % len(live) if live else 0
+        for strategy in live[shift:] + live[:shift]:
+            step(strategy)
+            result = results[strategy]
+            gc.collect()  # no earlier export's garbage collected on this one's clock
+            start, cpu_start = time.perf_counter(), time.process_time()
+            try:
+                export_model(model, inputs, folder / f"{strategy}.onnx", strategy=strategy,
+                             validate=False)
+            except Exception as exc:
+                result.warnings.append(f"timed export failed: {type(exc).__name__}: "
+                                       f"{one_line(exc)}")
+                live.remove(strategy)
+                continue
+            finally:
+                spent[strategy] += time.perf_counter() - start
+            result.seconds_all.append(time.perf_counter() - start)
+            result.cpu_seconds_all.append(time.process_time() - cpu_start)
+    for strategy in live:
+        result = results[strategy]
+        result.seconds = statistics.median(result.seconds_all)
+        result.cpu_seconds = statistics.median(result.cpu_seconds_all)
+    return spent
+
+
+def _record_latencies(results: dict[str, CellResult], model: Any, inputs: Any,
+                      files: dict[str, tuple[ExportReport, Path]]) -> None:
+    """ONNX Runtime latency of each ``ok`` file, timed turn about, fed by name."""
+    if not files:
         return
-    result.ort_latency_ms, result.ort_latency_runs = latency.median_ms, latency.runs
-    result.runtime_fingerprint = runtime_fingerprint(graph)
+    example = in_signature_order(model, ModelInputs.from_user(inputs))
+    measured = interleaved_latencies({
+        strategy: (path, example, report.settings["input_names"])
+        for strategy, (report, path) in files.items()})
+    for strategy, (_report, path) in files.items():
+        result, latency = results[strategy], measured[strategy]
+        if isinstance(latency, Exception):  # an ok file that cannot be timed is a finding
+            result.warnings.append(f"latency not measured: {type(latency).__name__}: "
+                                   f"{one_line(latency)}")
+            continue
+        result.ort_latency_ms, result.ort_latency_runs = latency.median_ms, latency.runs
+        result.runtime_fingerprint = runtime_fingerprint(
+            onnx.load(str(path), load_external_data=False))
 
 
 def _record_figures(result: CellResult, report: ExportReport, path: Path,

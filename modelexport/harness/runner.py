@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from modelexport.errors import ModelExportError
-from modelexport.harness.cells import AUTO, CellResult, CellSpec
+from modelexport.harness.cells import AUTO, CellResult, ModelSpec
 from modelexport.harness.results import environment, read_results_or_fail, write_results
 from modelexport.harness.scoreboard import family_pass_rates, render, summary
 from modelexport.harness.scoring import REFERENCE, reference_agreement, score_selector
@@ -109,7 +109,8 @@ def run_matrix(tier: str = "tiny", models: list[str] | None = None,
     if shard is not None:
         shard_info = {"index": shard.index, "count": shard.count, "tier_models": chosen}
         chosen = shard_models(chosen, costs or {}, shard)
-    specs = [CellSpec(m, s, tier, repeat, keep_dir) for m in chosen for s in strategies]
+    specs = [ModelSpec(m, tuple(strategies), tier, repeat, keep_dir) for m in chosen]
+    total = len(specs) * len(strategies)
     run = MatrixRun(tier=tier, models=chosen, strategies=strategies, repeat=repeat,
                     shard=shard_info)
     started = time.perf_counter()
@@ -117,8 +118,9 @@ def run_matrix(tier: str = "tiny", models: list[str] | None = None,
     for result in _cells_runner(scheduler)(specs, jobs=jobs, timeout=timeout, plugins=plugins):
         done.append(result)
         if progress is not None:
-            progress(len(done), len(specs), result)
-    order = {spec.key: i for i, spec in enumerate(specs)}
+            progress(len(done), total, result)
+    order = {f"{m}/{s}": i for i, (m, s) in enumerate(
+        (m, s) for m in chosen for s in strategies)}
     run.cells = sorted(done, key=lambda c: order[c.key])
     run.wall_seconds = time.perf_counter() - started
     score(run)
