@@ -315,8 +315,8 @@ def _timed_rounds(results: dict[str, CellResult], strategies: list[str], model: 
     """``repeat`` rounds of plain exports, one per strategy, the order rotated each round.
 
     Records each cell's median wall and CPU time; returns each strategy's
-    seconds spent.  A strategy whose plain export raises after its validated
-    one passed keeps its verdict, with a warning and no timing.
+    seconds spent.  A plain export that raises after the validated one
+    passed makes the cell ``export-failed``: the user's plain call failed.
     """
     spent = dict.fromkeys(strategies, 0.0)
     live = list(strategies)
@@ -331,8 +331,8 @@ def _timed_rounds(results: dict[str, CellResult], strategies: list[str], model: 
                 export_model(model, inputs, folder / f"{strategy}.onnx", strategy=strategy,
                              validate=False)
             except Exception as exc:
-                result.warnings.append(f"timed export failed: {type(exc).__name__}: "
-                                       f"{one_line(exc)}")
+                result.status = EXPORT_FAILED
+                result.error = f"timed export failed: {type(exc).__name__}: {one_line(exc)}"
                 live.remove(strategy)
                 continue
             finally:
