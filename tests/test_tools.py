@@ -508,3 +508,16 @@ def test_python_api_open_view_and_extract(exported, tmp_path):
     first = next(m.path for m in analyze(view).modules if m.path and m.nodes_total)
     target = write_model(tmp_path / "part.onnx", extract_module(view, first).model)
     onnx.checker.check_model(str(target), full_check=True)
+
+
+def test_checks_do_not_spin_and_profiling_keeps_ort_default(tmp_path):
+    """A check's few runs do not busy-wait idle threads; a profile times what deployment gets."""
+    from modelexport.onnx_runtime.sessions import session_options
+    from modelexport.validation.file_checks import check_file
+
+    path = tmp_path / "m.onnx"
+    modelexport.export_model(torch.nn.Linear(4, 4), torch.randn(2, 4), path, strategy="htp")
+    options = check_file(path, keep_session=True).session.get_session_options()
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    with pytest.raises(Exception, match="does not have"):  # unset: ONNX Runtime's default, spinning
+        session_options(spinning=True).get_session_config_entry("session.intra_op.allow_spinning")

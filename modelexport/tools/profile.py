@@ -87,7 +87,7 @@ def profile_model(view: ModuleView, model_path: Path, feeds: dict[str, np.ndarra
                   threads: int = 0) -> Profile:
     """Profile ``model_path`` (the file of ``view``) and attribute kernel time to modules."""
     with tempfile.TemporaryDirectory(prefix="modelexport-profile-") as scratch:
-        options = session_options(level=level, threads=threads,
+        options = session_options(level=level, threads=threads, spinning=True,
                                   profile_prefix=Path(scratch) / "profile",
                                   optimized_path=Path(scratch) / "optimized.onnx")
         session = ort_call("load the model", lambda: open_session(model_path, options))
