@@ -27,8 +27,8 @@ run: setup
 	$(BIN)/modelexport zoo run --tier tiny --out $(OUT)/zoo
 
 # Every architecture of the installed transformers x every strategy + AUTO
-# (about 45 minutes on 2 cores); run-wide-auto is the AUTO column alone (about
-# 12 minutes), which CI runs as a gate.
+# (about 82 minutes on 2 cores); run-wide-auto is the AUTO column alone (about
+# 15 minutes), which CI runs as a gate.
 run-wide: setup
 	$(BIN)/modelexport zoo run --tier wide --out $(OUT)/wide
 

@@ -9,8 +9,9 @@ Definitions (also in README, "Selector and AUTO"):
   checks a tag is *right*), then by the exact + inherited share of operator
   nodes (how much the strategy knew rather than projected; nodes that only
   hold data are left out, ``cells.operator_known_share``);
-* speed ranks eligible cells by median export CPU time (``judged_seconds``:
-  unlike wall time it does not move with co-tenant load); runtime by the
+* speed ranks eligible cells by export CPU time, the least of the timed
+  exports (``judged_seconds``: unlike wall time it moves little with
+  co-tenant load, and noise only adds to it); runtime by the
   file's median ONNX Runtime latency (``latency.py``), pooled over the
   strategies that wrote the same graph (``pooled_latencies``);
 * the best is a *set*: cells whose rank figures tie, where export times
