@@ -311,7 +311,10 @@ def _validated_export(result: CellResult, entry: Any, model: Any, inputs: Any,
         result.error = f"{type(exc).__name__}: {one_line(exc)}"
         result.seconds = time.perf_counter() - began
         return None
-    _record_figures(result, report, path, onnx.load(str(path), load_external_data=False))
+    graph = onnx.load(str(path), load_external_data=False)  # read once, for both
+    _record_figures(result, report, path, graph)
+    if result.status == OK:  # the file whose latency is measured (latency.py)
+        result.runtime_fingerprint = runtime_fingerprint(graph)
     return report
 
 
@@ -361,15 +364,13 @@ def _record_latencies(results: dict[str, CellResult], model: Any, inputs: Any,
     measured = interleaved_latencies({
         strategy: (path, example, report.settings["input_names"])
         for strategy, (report, path) in files.items()})
-    for strategy, (_report, path) in files.items():
-        result, latency = results[strategy], measured[strategy]
+    for strategy, latency in measured.items():
+        result = results[strategy]
         if isinstance(latency, Exception):  # an ok file that cannot be timed is a finding
             result.warnings.append(f"latency not measured: {type(latency).__name__}: "
                                    f"{one_line(latency)}")
             continue
         result.ort_latency_ms, result.ort_latency_runs = latency.median_ms, latency.runs
-        result.runtime_fingerprint = runtime_fingerprint(
-            onnx.load(str(path), load_external_data=False))
 
 
 def _record_figures(result: CellResult, report: ExportReport, path: Path,
