@@ -28,7 +28,7 @@ run: setup
 
 # Every architecture of the installed transformers x every strategy + AUTO
 # (about 82 minutes on 2 cores); run-wide-auto is the AUTO column alone (about
-# 15 minutes), which CI runs as a gate.
+# 19 minutes), which CI runs as a gate.
 run-wide: setup
 	$(BIN)/modelexport zoo run --tier wide --out $(OUT)/wide
 
