@@ -50,7 +50,12 @@ def test_every_entry_builds_and_runs_forward(name):
     assert torch.equal(first, next(iter(again.state_dict().values())))
 
 
-def test_user_zoo_file_adds_an_entry(tmp_path, capsys):
+def test_user_zoo_file_adds_an_entry(tmp_path, capsys, monkeypatch):
+    from model_zoo import registry
+
+    # the entry registers in this process too: gone after the test, so later
+    # tests see the tier as shipped
+    monkeypatch.setattr(registry, "_ENTRIES", dict(registry._ENTRIES))
     extra = tmp_path / "my_zoo.py"
     extra.write_text(
         "import torch\n"
