@@ -6,10 +6,11 @@ monitoring on):
 ``probe``     one eager forward with hooks: checks the inputs fit and records
               which module instances ran and how often.  Skipped when the
               first strategy's capture runs the forward itself (a
-              TorchScript trace) and the model cannot return an unasked-for
-              KV cache: the calls are counted during that capture, and the
-              probe runs only if that strategy fails (then it tells inputs
-              that don't fit from an exporter that can't);
+              TorchScript trace): the calls are counted during that
+              capture, which stops as soon as the forward returns a KV cache
+              nobody asked for and runs again without it; the probe runs
+              only if that strategy fails (then it tells inputs that don't
+              fit from an exporter that can't);
 ``export``    strategies in order until one succeeds (AUTO tries several);
 ``tag``       projection of scope-less nodes, call indices;
 ``save``      the tagged graph serialised once and written to the staging
@@ -49,11 +50,12 @@ from modelexport.errors import InputMismatchError, StrategyFailedError
 from modelexport.hierarchy import ModuleTree
 from modelexport.inputs import (
     ModelInputs,
+    UnrequestedCacheError,
     dynamic_axes_for,
     graph_input_names,
     in_signature_order,
-    may_return_unrequested_cache,
     run_checked,
+    without_cache,
     without_unrequested_cache,
 )
 from modelexport.monitoring import PhaseMonitor
@@ -191,22 +193,31 @@ class UnifiedExporter:
                                                        watch=True)
         order, selection, traits = self._order(model, execution, monitor)
         # The probe forward is skipped where the first capture runs the
-        # forward itself and counts the calls there; it runs after all if
-        # that strategy fails, to tell inputs that don't fit from an exporter
-        # that can't, and to catch a KV cache the signature did not reveal.
-        deferred = (not watch and step is None and get_strategy(order[0]).counts_calls
-                    and not may_return_unrequested_cache(traced, example))
+        # forward itself and counts the calls there.  A model that returns a
+        # KV cache nobody asked for stops that capture the moment its forward
+        # returns (UnrequestedCacheError): the capture runs again with the
+        # cache turned off.  The probe runs after all if the capture fails for
+        # any other reason, to tell inputs that don't fit from an exporter
+        # that can't, and to catch a cache hidden from the capture.
+        deferred = not watch and step is None and get_strategy(order[0]).counts_calls
         if not watch and not deferred:
             example, dropped_cache, _ = _probe(model, traced, example, tree, monitor)
         request = self._request(model, traced, example, tree, step, staging)
         with export_friendly(model) as switched:
             first = None
             if deferred:
+                counting = get_strategy(order[0])
                 with monitor.phase(f"export:{order[0]}"):
-                    first = get_strategy(order[0]).run(request, count_calls=True)
+                    first = counting.run(request, count_calls=True)
+                if isinstance(first.exception, UnrequestedCacheError):
+                    example, dropped_cache = without_cache(example), True
+                    request = self._request(model, traced, example, tree, step, staging)
+                    with monitor.phase(f"export:{order[0]}"):
+                        first = counting.run(request, count_calls=True)
                 if not first.success:
-                    example, dropped_cache, _ = _probe(model, traced, example, tree, monitor)
-                    if dropped_cache:  # the capture failed on the cache: start over without it
+                    example, dropped_late, _ = _probe(model, traced, example, tree, monitor)
+                    if dropped_late:  # the capture failed on the cache: start over without it
+                        dropped_cache = True
                         request = self._request(model, traced, example, tree, step, staging)
                         first = None
             attempts, chosen = self._run_strategies(request, order, monitor, staging, first)

@@ -101,7 +101,7 @@ def holds_non_tensors(outputs: Any) -> bool:
                for leaf in pytree.tree_leaves(outputs))
 
 
-def _cache_left_to_model(model: torch.nn.Module, inputs: ModelInputs) -> bool:
+def cache_left_to_model(model: torch.nn.Module, inputs: ModelInputs) -> bool:
     """Whether the caller left ``use_cache`` unset and the model could take it."""
     return "use_cache" not in inputs.kwargs and accepts_argument(model, "use_cache", True)
 
@@ -116,26 +116,24 @@ def without_unrequested_cache(model: torch.nn.Module, inputs: ModelInputs, outpu
     ``inputs``.  Returns the inputs to export with and whether the cache was
     dropped, which the report states.
     """
-    if not _cache_left_to_model(model, inputs) or not holds_non_tensors(outputs):
+    if not cache_left_to_model(model, inputs) or not holds_non_tensors(outputs):
         return inputs, False
-    return ModelInputs(args=inputs.args, kwargs={**inputs.kwargs, "use_cache": False}), True
+    return without_cache(inputs), True
 
 
-def may_return_unrequested_cache(model: torch.nn.Module, inputs: ModelInputs) -> bool:
-    """Whether calling ``model`` on ``inputs`` might return a KV cache nobody asked for.
+def without_cache(inputs: ModelInputs) -> ModelInputs:
+    """``inputs`` with ``use_cache=False`` added: the model returns no KV cache."""
+    return ModelInputs(args=inputs.args, kwargs={**inputs.kwargs, "use_cache": False})
 
-    Read from the signature and config, without running the model: a model
-    that names ``use_cache``, or takes it through ``**kwargs`` with a config
-    that turns it on.  An export may skip its probe forward only when this
-    is false; if it is wrong, the capture fails on the cache, the probe runs
-    then and the export starts over without it, so a wrong "no" costs time,
-    never a result.
+
+class UnrequestedCacheError(RuntimeError):
+    """A capture's forward returned a KV cache the caller did not ask for.
+
+    Raised from inside the capture (``CallAdapter``) as soon as the forward
+    returns, before any conversion: the export then drops the cache
+    (:func:`without_cache`) and captures again, with no probe forward to
+    find out first.
     """
-    if not _cache_left_to_model(model, inputs):
-        return False
-    if accepts_argument(model, "use_cache"):
-        return True
-    return bool(getattr(getattr(model, "config", None), "use_cache", False))
 
 
 def flatten_outputs(outputs: Any, numbers: bool = False) -> list[torch.Tensor]:

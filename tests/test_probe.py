@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import onnx
 import pytest
 import torch
 from torch import nn
@@ -24,7 +25,7 @@ import model_zoo
 import modelexport.api
 from modelexport import export_model
 from modelexport.errors import InputMismatchError
-from modelexport.inputs import ModelInputs, may_return_unrequested_cache
+from modelexport.inputs import ModelInputs, cache_left_to_model
 from modelexport.output.files import sidecar_path_for
 from modelexport.tags import read_tags
 
@@ -51,7 +52,8 @@ def test_counting_in_the_capture_gives_the_probes_tags(name: str, strategy: str,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     skipped = _export(name, strategy, tmp_path / "skipped.onnx")
     assert "probe" not in skipped.timings  # the capture counted: no probe forward ran
-    monkeypatch.setattr(modelexport.api, "may_return_unrequested_cache", lambda *_: True)
+    not_counting = _not_counting(modelexport.api.get_strategy)
+    monkeypatch.setattr(modelexport.api, "get_strategy", not_counting)
     probed = _export(name, strategy, tmp_path / "probed.onnx")
     assert "probe" in probed.timings
     assert _tags_and_modules(tmp_path / "skipped.onnx") == _tags_and_modules(
@@ -60,10 +62,29 @@ def test_counting_in_the_capture_gives_the_probes_tags(name: str, strategy: str,
     assert skipped.coverage == probed.coverage
 
 
-def test_a_model_that_may_return_a_cache_is_probed_first(tmp_path: Path) -> None:
-    report = _export("gpt2", "htp", tmp_path / "g.onnx")
-    assert "probe" in report.timings
+def _not_counting(get_strategy):
+    """``get_strategy`` whose strategies cannot count calls: the export probes first."""
+    class NotCounting:
+        def __init__(self, strategy) -> None:
+            self._strategy = strategy
+
+        counts_calls = False
+
+        def __getattr__(self, name: str):
+            return getattr(self._strategy, name)
+
+    return lambda name: NotCounting(get_strategy(name))
+
+
+@pytest.mark.parametrize("strategy", ["htp", "usage_based"])
+def test_a_cache_returned_in_the_capture_is_dropped_without_a_probe(strategy: str,
+                                                                    tmp_path: Path) -> None:
+    report = _export("gpt2", strategy, tmp_path / "g.onnx", validate=True)
+    assert "probe" not in report.timings
     assert any(note.startswith("use_cache=False") for note in report.warnings)
+    assert [a.strategy for a in report.summary.attempts] == [strategy]
+    assert report.summary.attempts[0].success and report.parity["passed"]
+    assert not any("present" in o.name for o in onnx.load(str(tmp_path / "g.onnx")).graph.output)
 
 
 def test_inputs_that_do_not_fit_are_still_named_as_such(tmp_path: Path) -> None:
@@ -73,13 +94,12 @@ def test_inputs_that_do_not_fit_are_still_named_as_such(tmp_path: Path) -> None:
     assert not list(tmp_path.iterdir())  # nothing half-written
 
 
-def test_a_cache_the_signature_hides_is_dropped_after_the_capture_fails(tmp_path: Path,
-                                                                        ) -> None:
+def test_a_cache_behind_keyword_arguments_is_dropped_in_the_capture(tmp_path: Path) -> None:
     entry = model_zoo.get_entry("gpt2")
     inner = entry.build("tiny").eval()
 
     class KeywordsOnly(nn.Module):
-        """No ``use_cache`` in the signature, no config: the cache is a surprise."""
+        """No ``use_cache`` in the signature, no config: only ``**kwargs`` could take it."""
 
         def __init__(self) -> None:
             super().__init__()
@@ -90,10 +110,9 @@ def test_a_cache_the_signature_hides_is_dropped_after_the_capture_fails(tmp_path
 
     model = KeywordsOnly()
     inputs = entry.inputs(inner, "tiny")
-    assert not may_return_unrequested_cache(model, ModelInputs.from_user(inputs))
     report = export_model(model, inputs, tmp_path / "k.onnx", strategy="htp", validate=True)
     assert any(note.startswith("use_cache=False") for note in report.warnings)
-    assert "probe" in report.timings  # run late, after the capture failed on the cache
+    assert "probe" not in report.timings  # the capture saw the cache and ran again
     assert [a.strategy for a in report.summary.attempts] == ["htp"]
     assert report.summary.attempts[0].success and report.parity["passed"]
 
@@ -108,11 +127,7 @@ class _Named(nn.Module):
         return x
 
 
-class _Configured(nn.Module):
-    def __init__(self, use_cache: bool) -> None:
-        super().__init__()
-        self.config = type("Config", (), {"use_cache": use_cache})()
-
+class _Keywords(nn.Module):
     def forward(self, x: torch.Tensor, **kwargs: object) -> torch.Tensor:
         return x
 
@@ -121,12 +136,11 @@ class _Configured(nn.Module):
     (_Plain(), {}, False),  # cannot take use_cache at all
     (_Named(), {}, True),  # names it
     (_Named(), {"use_cache": False}, False),  # the caller decided
-    (_Configured(True), {}, True),  # through **kwargs, config on
-    (_Configured(False), {}, False),  # through **kwargs, config off
+    (_Keywords(), {}, True),  # could take it through **kwargs
 ])
-def test_may_return_unrequested_cache(model: nn.Module, kwargs: dict, expected: bool) -> None:
+def test_cache_left_to_model(model: nn.Module, kwargs: dict, expected: bool) -> None:
     inputs = ModelInputs(args=(torch.zeros(1),), kwargs=kwargs)
-    assert may_return_unrequested_cache(model, inputs) is expected
+    assert cache_left_to_model(model, inputs) is expected
 
 
 def _count_session_opens(monkeypatch: pytest.MonkeyPatch) -> list[str]:

@@ -25,17 +25,28 @@ from torch.utils import _pytree as pytree
 from modelexport.capture.base import Capture, Captured, Evidence
 from modelexport.capture.request import ExportRequest, normalise_names
 from modelexport.capture.torchscript_ops import register_missing_symbolics
+from modelexport.inputs import UnrequestedCacheError, cache_left_to_model, holds_non_tensors
 
 
 class CallAdapter(torch.nn.Module):
-    """Calls the wrapped model with the original args/kwargs, from flat tensors."""
+    """Calls the wrapped model with the original args/kwargs, from flat tensors.
 
-    def __init__(self, model: torch.nn.Module, args: tuple, kwargs: dict) -> None:
+    With ``refuse_cache``, a result holding a KV cache nobody asked for
+    raises :class:`UnrequestedCacheError` the moment the forward returns.
+    The trace could not flatten the cache anyway, and stopping there tells
+    the export to capture again with ``use_cache=False``, which saves every
+    export of a model that merely *could* return one (a ``BertModel`` takes
+    ``use_cache``) a probe forward to find out first.
+    """
+
+    def __init__(self, model: torch.nn.Module, args: tuple, kwargs: dict,
+                 refuse_cache: bool = False) -> None:
         super().__init__()
         self.wrapped = model
         leaves, self._spec = pytree.tree_flatten((args, kwargs))
         self._is_tensor = [isinstance(leaf, torch.Tensor) for leaf in leaves]
         self._constants = leaves
+        self._refuse_cache = refuse_cache
 
     def forward(self, *tensors: torch.Tensor) -> object:
         supplied = iter(tensors)
@@ -44,7 +55,11 @@ class CallAdapter(torch.nn.Module):
             for is_tensor, constant in zip(self._is_tensor, self._constants)
         ]
         args, kwargs = pytree.tree_unflatten(leaves, self._spec)
-        return self.wrapped(*args, **kwargs)
+        result = self.wrapped(*args, **kwargs)
+        if self._refuse_cache and holds_non_tensors(result):
+            raise UnrequestedCacheError(
+                f"{type(self.wrapped).__name__} returned a KV cache the inputs did not ask for")
+        return result
 
 
 def torchscript_export(model: torch.nn.Module, request: ExportRequest, stem: str,
@@ -57,7 +72,8 @@ def torchscript_export(model: torch.nn.Module, request: ExportRequest, stem: str
     its weights as external data) and is loaded back.
     """
     register_missing_symbolics(request.opset)
-    adapter = CallAdapter(model, request.inputs.args, request.inputs.kwargs)
+    adapter = CallAdapter(model, request.inputs.args, request.inputs.kwargs,
+                          refuse_cache=cache_left_to_model(request.traced, request.inputs))
     adapter.train(request.traced.training)
     in_memory = _state_bytes(model) < IN_MEMORY_LIMIT_BYTES
     path = request.workdir / f"{stem}.onnx"
