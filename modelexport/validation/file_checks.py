@@ -1,10 +1,9 @@
 """Is the file valid?  The same two questions for an export and for ``validate``.
 
 The full ONNX checker (with shape inference), and an ONNX Runtime session
-created from the saved file with the default options a user gets (its graph
-optimisations evaluate shapes that loading alone does not).  This catches
-files that an exporter wrote happily and no runtime can open (type errors,
-bad shapes).
+created from the saved file.  This catches files that an exporter wrote
+happily and no runtime can open (type errors, bad shapes, an op with no CPU
+kernel).
 
 The checker reads the graph's *skeleton*: large initializers become typed
 graph inputs, so shape inference sees every shape and small constant (a
@@ -13,6 +12,16 @@ read them, external data included, checks their size against their shape.
 The session is opened from the file (its C++ loader reads it, with no copy
 through Python) with weight pre-packing off: a kernel-speed relayout that
 says nothing about validity and was about half of bert-base's load time.
+
+A session that only answers "does it load" is made with graph optimisation
+off.  Loading still parses the file, resolves the graph (ONNX Runtime's own
+type and shape inference, initializer values included) and finds a kernel
+for every node; the optimisers (constant folding, fusions) would only
+rewrite a graph that already passed all that, and cost bert-base's load
+0.17 to 0.27 s more (0.37 against 0.54 s).  A session kept for parity is
+made with the default optimisations a user's session gets, so the outputs
+compared are the ones a user would see, and a folding that breaks shows up
+there.
 """
 
 from __future__ import annotations
@@ -37,10 +46,15 @@ def checker_problem(graph: onnx.ModelProto) -> str | None:
     return None
 
 
-def runtime_load(path: str | Path) -> tuple[Any, str | None]:
-    """ONNX Runtime's session on the file at ``path``, or None and why it could not load."""
+def runtime_load(path: str | Path, optimize: bool = False) -> tuple[Any, str | None]:
+    """ONNX Runtime's session on the file at ``path``, or None and why it could not load.
+
+    ``optimize`` gives the session a user's default graph optimisations (for
+    a parity run on it); without, the load only checks (module doc).
+    """
+    level = "all" if optimize else "disable"
     try:
-        return open_session(path, session_options(prepack=False)), None
+        return open_session(path, session_options(level=level, prepack=False)), None
     except Exception as exc:
         return None, one_line(exc, 200)
 
@@ -86,5 +100,5 @@ def check_file(path: str | Path, graph: onnx.ModelProto | None = None,
     """
     if graph is None:
         graph = onnx.load(str(path), load_external_data=False)
-    session, runtime = runtime_load(path)
+    session, runtime = runtime_load(path, optimize=keep_session)
     return FileVerdict(checker_problem(graph), runtime, session if keep_session else None)
