@@ -22,7 +22,6 @@ scope-based attributions as much as an alternative to them.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterator
 
 import numpy as np
 import onnx
@@ -40,11 +39,19 @@ _ATOL, _RTOL = 1e-5, 1e-4
 
 
 class ValueIndex:
-    """Graph tensors bucketed by shape and sorted by sum, for fast value lookup."""
+    """Graph tensors bucketed by shape and sorted by sum, for fast value lookup.
+
+    Lookups are remembered per array object: module calls share their
+    arrays (a call's input is the output of the call before it, and a
+    container's output is its last child's, see ``module_calls``), so
+    ResNet-50's 725 lookups are of a few hundred distinct tensors, and each
+    full comparison is made once.
+    """
 
     def __init__(self, values: dict[str, np.ndarray]) -> None:
         self._buckets: dict[tuple, tuple[list[float], list[str]]] = {}
         self._values = values
+        self._found: dict[int, tuple[np.ndarray, list[str]]] = {}
         rows: dict[tuple, list[tuple[float, str]]] = {}
         for name, value in values.items():
             if value.size == 0:
@@ -55,18 +62,25 @@ class ValueIndex:
             entries.sort()
             self._buckets[key] = ([s for s, _ in entries], [n for _, n in entries])
 
-    def matches(self, array: np.ndarray) -> Iterator[str]:
+    def matches(self, array: np.ndarray) -> list[str]:
+        """Names of the graph tensors whose values are close to ``array``."""
+        found = self._found.get(id(array))
+        if found is None or found[0] is not array:
+            found = (array, self._search(array))  # the array is held, so its id stays its own
+            self._found[id(array)] = found
+        return found[1]
+
+    def _search(self, array: np.ndarray) -> list[str]:
         key = (array.shape, array.dtype.kind)
         if key not in self._buckets or array.size == 0:
-            return
+            return []
         sums, names = self._buckets[key]
         total = float(np.sum(array, dtype=np.float64))
         slack = _ATOL * array.size + _RTOL * float(np.sum(np.abs(array), dtype=np.float64))
         low = bisect.bisect_left(sums, total - slack)
         high = bisect.bisect_right(sums, total + slack)
-        for name in names[low:high]:
-            if np.allclose(self._values[name], array, atol=_ATOL, rtol=_RTOL):
-                yield name
+        return [name for name in names[low:high]
+                if np.allclose(self._values[name], array, atol=_ATOL, rtol=_RTOL)]
 
 
 def call_region(call_outputs: list[str], call_inputs: set[str], producer: dict[str, int],
