@@ -24,6 +24,7 @@ from torch import nn
 import model_zoo
 import modelexport.api
 from modelexport import export_model
+from modelexport.attribution.usage import UsageAttribution
 from modelexport.errors import InputMismatchError
 from modelexport.inputs import ModelInputs, cache_left_to_model
 from modelexport.output.files import sidecar_path_for
@@ -60,6 +61,44 @@ def test_counting_in_the_capture_gives_the_probes_tags(name: str, strategy: str,
         tmp_path / "probed.onnx")
     assert skipped.anchored == probed.anchored
     assert skipped.coverage == probed.coverage
+
+
+@pytest.mark.parametrize(("name", "tier"), [*((n, "tiny") for n in DEFERRED_MODELS),
+                                           ("bert", "tiny"), ("gpt2", "tiny"),
+                                           ("transformer_encoder", "idioms"),
+                                           ("root_sequential", "idioms")])
+def test_usage_based_reads_the_calls_of_the_capture_s_own_forward(
+        name: str, tier: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One forward fewer, and tags that agree with HTP's at least as often.
+
+    Not always the same tags: under a trace, transformers builds a BERT
+    attention mask inside the attention module (a ``Where`` the graph
+    keeps), and the calls recorded in the trace see it there, while an eager
+    forward takes another path and leaves those nodes unplaced.
+    """
+    entry = model_zoo.get_entry(name)
+    model = entry.build(tier).eval()
+    inputs = entry.inputs(model, tier)
+    export_model(model, inputs, tmp_path / "htp.onnx", strategy="htp")
+    forwards: list[int] = []
+    handle = model.register_forward_pre_hook(lambda *_: forwards.append(1))
+    in_capture = export_model(model, inputs, tmp_path / "in_capture.onnx",
+                              strategy="usage_based")
+    ran = len(forwards)
+    monkeypatch.setattr(UsageAttribution, "reads_calls", False)
+    own_forward = export_model(model, inputs, tmp_path / "own_forward.onnx",
+                               strategy="usage_based")
+    handle.remove()
+    assert len(forwards) - ran == ran + 1  # the attribution's own forward
+    assert in_capture.anchored == own_forward.anchored
+    assert in_capture.anchored["accuracy"] in (1.0, None)
+    htp = read_tags(str(tmp_path / "htp.onnx"))
+
+    def agreeing(path: Path) -> int:
+        return sum(tag.module == htp[node].module for node, tag in read_tags(str(path)).items()
+                   if node in htp)
+
+    assert agreeing(tmp_path / "in_capture.onnx") >= agreeing(tmp_path / "own_forward.onnx")
 
 
 def _not_counting(get_strategy):

@@ -21,6 +21,9 @@ class Attribution(ABC):
 
     name: ClassVar[str]
     requires: ClassVar[frozenset[Evidence]] = frozenset()
+    # Reads each module call's tensors (``Captured.calls``): recorded during
+    # the capture's own forward where it runs one, else by a forward of its own.
+    reads_calls: ClassVar[bool] = False
 
     @abstractmethod
     def __call__(self, request: ExportRequest, captured: Captured) -> list[Assignment | None]:

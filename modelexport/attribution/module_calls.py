@@ -9,8 +9,9 @@ each module's recorded outputs with its ONNX region's.
 
 from __future__ import annotations
 
+import contextlib
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -58,11 +59,16 @@ class _Copies:
         return array
 
 
-def record_calls(model: torch.nn.Module, run: Callable[[], object], keep_inputs: bool = True,
-                 ) -> list[ModuleCall]:
-    """Run ``run()`` with hooks on every module; return the calls in order.
+@contextlib.contextmanager
+def recording_calls(model: torch.nn.Module, keep_inputs: bool = True,
+                    ) -> Iterator[list[ModuleCall]]:
+    """Hooks on every module of ``model`` while active; yields the calls as they happen.
 
-    ``keep_inputs=False`` records outputs only, halving the copies held.
+    Whatever runs the forward inside the block is recorded: a plain call
+    (:func:`record_calls`) or a capture's own trace, whose forward computes
+    the same values (the hooks' ``detach`` is traced, unused, and dropped by
+    the exporter's dead-code pass).  ``keep_inputs=False`` records outputs
+    only, halving the copies held.
     """
     calls: list[ModuleCall] = []
     handles = []
@@ -77,9 +83,15 @@ def record_calls(model: torch.nn.Module, run: Callable[[], object], keep_inputs:
                                     [copy(o) for o in flatten_outputs(output)]))
         handles.append(module.register_forward_hook(hook, with_kwargs=True))
     try:
-        with torch.no_grad():
-            run()
+        yield calls
     finally:
         for handle in handles:
             handle.remove()
+
+
+def record_calls(model: torch.nn.Module, run: Callable[[], object], keep_inputs: bool = True,
+                 ) -> list[ModuleCall]:
+    """Run ``run()`` without autograd, recording every module call; return them in order."""
+    with recording_calls(model, keep_inputs) as calls, torch.no_grad():
+        run()
     return calls

@@ -122,11 +122,13 @@ class UsageAttribution(Attribution):
     """Module calls recorded by hooks, matched onto the graph's tensors by value."""
 
     name = "usage"
+    reads_calls = True
 
     def __call__(self, request: ExportRequest, captured: Captured) -> list[Assignment | None]:
         graph = captured.graph
         nodes = list(graph.graph.node)
-        calls = record_calls(request.model, request.call)
+        calls = (captured.calls if captured.calls is not None
+                 else record_calls(request.model, request.call))
         feeds = {name: tensor.detach().cpu().numpy()
                  for name, tensor in zip(request.input_names, request.inputs.tensors())}
         graph_inputs = {i.name for i in graph.graph.input}

@@ -15,7 +15,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import onnx
 
@@ -42,10 +42,16 @@ class Captured:
     (FX wraps every op in ``fxop_N``): the scope's module path in the user's
     model.  Keeping it here, rather than on the capture object, keeps captures
     stateless, so one registered instance serves every export.
+
+    ``calls`` holds the module calls (``attribution.module_calls.ModuleCall``)
+    recorded during the capture's own forward, when the strategy's
+    attribution reads them and the capture runs the forward once
+    (``Strategy.run``); None otherwise.
     """
 
     graph: onnx.ModelProto
     op_paths: Mapping[str, str] = field(default_factory=dict)
+    calls: list[Any] | None = None
 
 
 class Capture(ABC):

@@ -26,6 +26,7 @@ import onnx
 import torch
 
 from modelexport.attribution.base import Attribution
+from modelexport.attribution.module_calls import recording_calls
 from modelexport.capture.base import Capture
 from modelexport.capture.request import ExportRequest, strip_adapter_scopes
 from modelexport.errors import ModelExportError, one_line
@@ -86,7 +87,9 @@ class Strategy:
 
         With ``count_calls`` (only for a capture that ``counts_calls``), the
         module tree counts calls during the capture's own forward, which
-        saves the export its probe forward (``api``).  Exporter chatter on
+        saves the export its probe forward (``api``).  An attribution that
+        reads module calls gets them recorded during that same forward, which
+        saves USAGE_BASED a forward of its own.  Exporter chatter on
         stdout is swallowed at the file-descriptor level (the TorchScript
         exporter dumps its IR graph from C++ on failure), so a CLI's stdout
         stays clean for ``--json``; failures travel as the exception instead.
@@ -95,11 +98,16 @@ class Strategy:
             raise ValueError(f"capture {self.capture.name!r} does not run the forward once")
         result = StrategyResult(strategy=self.name)
         counting = request.tree.recording_calls() if count_calls else contextlib.nullcontext()
+        recording = (recording_calls(request.model)
+                     if self.attribution.reads_calls and self.capture.runs_forward_once
+                     else contextlib.nullcontext(None))
         try:
             with _silenced_stdout(), _preserved_modes(request.traced):
                 start = time.perf_counter()
-                with counting:
+                with counting, recording as calls:
                     captured = self.capture(request)
+                if calls is not None:
+                    captured.calls = calls
                 result.seconds["capture"] = time.perf_counter() - start
                 start = time.perf_counter()
                 with paused_gc():
