@@ -50,6 +50,11 @@ class Overhead:
 
     track_overhead_cpu.unit = "x plain torch.onnx.export (process CPU)"
 
+    def track_overhead_least_cpu(self, cache, size, model, strategy):
+        return self._ratio(cache, size, model, strategy, "least_cpu_ratio")
+
+    track_overhead_least_cpu.unit = "x plain torch.onnx.export (least process CPU of rounds)"
+
     def track_overhead_peak_rss(self, cache, size, model, strategy):
         return self._ratio(cache, size, model, strategy, "peak_ratio")
 

@@ -24,7 +24,9 @@ def test_each_strategy_is_measured_against_its_plain_export(strategy):
     for samples in (figures.plain, figures.ours):
         assert len(samples.seconds) == len(samples.cpu_seconds) == 2
         assert min(samples.seconds) > 0 and min(samples.cpu_seconds) > 0
-    assert figures.wall_ratio > 0 and figures.cpu_ratio > 0
+    assert figures.wall_ratio > 0 and figures.cpu_ratio > 0 and figures.least_cpu_ratio > 0
+    assert figures.least_cpu_ratio == pytest.approx(
+        min(figures.ours.cpu_seconds) / min(figures.plain.cpu_seconds))
 
 
 def test_a_slower_export_raises_the_wall_ratio_and_not_the_cpu_ratio(monkeypatch):

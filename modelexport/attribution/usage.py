@@ -1,9 +1,11 @@
 """Usage attribution (USAGE_BASED's): what each module used and produced, not names.
 
 Forward hooks record, for every module call, the tensors it received and
-returned; parameters record who owns them.  The captured graph (from any
-capture: node names and metadata are ignored) is then run once in ONNX
-Runtime on the same input with every intermediate tensor exposed, and:
+returned (during the TorchScript trace's own forward, which computes the
+same values, so no second forward runs); parameters record who owns
+them.  The captured graph (from any capture: node names and metadata are
+ignored) is then run once in ONNX Runtime on the same input with every
+intermediate tensor exposed, and:
 
 1. each module call's outputs and inputs are found among the graph's tensors
    by value (same shape, close values);

@@ -23,7 +23,8 @@ folder where there is one (``/dev/shm``): both sides write the same bytes,
 and a disk's write-back throttling otherwise moves the plain export's time
 by half from one round to the next.  The ratio is the median of
 modelexport's times over the median of the plain ones; wall time, process
-CPU time and peak RSS above the call's starting RSS are all kept.  modelexport
+CPU time and peak RSS above the call's starting RSS are all kept, and the
+least CPU time over the least (``least_cpu_ratio``), the steadiest of them.  modelexport
 runs with its defaults, so its self-check (checker, ONNX Runtime load, tag
 ownership) is part of what is measured: that is the export a user gets.
 
@@ -90,6 +91,18 @@ class Overhead:
         return self._ratio(self.ours.cpu_seconds, self.plain.cpu_seconds)
 
     @property
+    def least_cpu_ratio(self) -> float:
+        """The least CPU time of modelexport's rounds over the least of the plain ones.
+
+        Noise on a shared machine only ever adds CPU time, so the least of
+        the rounds is the steadiest estimate of what each export costs (the
+        matrix judges export speed the same way).  On this 2-core VM the
+        median ratio of the same code moved by up to 0.4 between runs of 3
+        rounds (HTP on ResNet-50: 0.93x and 1.34x).
+        """
+        return min(self.ours.cpu_seconds) / min(self.plain.cpu_seconds)
+
+    @property
     def peak_ratio(self) -> float:
         """NaN where the plain export's peak is too small to compare (a tiny model)."""
         if statistics.median(self.plain.peak_mb) < MIN_PEAK_MB:
@@ -98,7 +111,7 @@ class Overhead:
 
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "wall_ratio": self.wall_ratio, "cpu_ratio": self.cpu_ratio,
-                "peak_ratio": self.peak_ratio}
+                "least_cpu_ratio": self.least_cpu_ratio, "peak_ratio": self.peak_ratio}
 
 
 def _scratch() -> str | None:
@@ -220,6 +233,7 @@ def _row(figures: Overhead) -> str:
             f"plain {statistics.median(plain.seconds):7.2f}s  "
             f"ours {statistics.median(ours.seconds):7.2f}s  "
             f"wall {figures.wall_ratio:5.2f}x  cpu {figures.cpu_ratio:5.2f}x  "
+            f"least cpu {figures.least_cpu_ratio:5.2f}x  "
             f"peak RSS {statistics.median(plain.peak_mb):6.0f} -> "
             f"{statistics.median(ours.peak_mb):6.0f} MB ({figures.peak_ratio:4.2f}x)")
 
