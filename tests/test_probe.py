@@ -6,9 +6,11 @@ file is loaded into ONNX Runtime once for the self-check and parity.
 An export needs each module's call count (call indices in the tags, the
 sidecar's "ran" flags, parameter ownership).  A TorchScript trace runs the
 forward once with module hooks firing, so HTP and USAGE_BASED count there
-instead of in a separate eager forward.  These tests hold the result to the
-one the probe gives, and keep the probe's other jobs (inputs that don't fit,
-a KV cache nobody asked for) working when it runs late.
+instead of in a separate eager forward, and USAGE_BASED records its module
+calls there too.  These tests hold the result to the one the probe gives,
+and keep the probe's other jobs working without it: inputs that don't fit
+are named by a probe run late, after the capture failed; a KV cache nobody
+asked for stops the capture, which runs again without it.
 """
 
 from __future__ import annotations
