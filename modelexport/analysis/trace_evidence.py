@@ -32,6 +32,7 @@ from modelexport.analysis.execution_evidence import TORCHSCRIPT_OPSET, torchscri
 from modelexport.capture.export_friendly import export_friendly
 from modelexport.capture.torchscript import CallAdapter, autograd_off
 from modelexport.capture.torchscript_ops import register_missing_symbolics
+from modelexport.capture.trace_shims import traceable_arguments
 from modelexport.errors import one_line
 from modelexport.inputs import ModelInputs
 
@@ -121,7 +122,8 @@ def trace_model(model: torch.nn.Module, inputs: ModelInputs) -> TraceEvidence:
         register_missing_symbolics(TORCHSCRIPT_OPSET)
     adapter = CallAdapter(model, inputs.args, inputs.kwargs)
     try:
-        with warnings.catch_warnings(), autograd_off(), export_friendly(model):
+        with (warnings.catch_warnings(), autograd_off(), export_friendly(model),
+              traceable_arguments()):
             warnings.simplefilter("ignore")
             graph, _ = torch.jit._get_trace_graph(adapter, tuple(inputs.tensors()),
                                                   strict=False)

@@ -25,6 +25,7 @@ from torch.utils import _pytree as pytree
 from modelexport.capture.base import Capture, Captured, Evidence
 from modelexport.capture.request import ExportRequest, normalise_names
 from modelexport.capture.torchscript_ops import register_missing_symbolics
+from modelexport.capture.trace_shims import traceable_arguments
 from modelexport.inputs import UnrequestedCacheError, cache_left_to_model, holds_non_tensors
 
 
@@ -78,7 +79,7 @@ def torchscript_export(model: torch.nn.Module, request: ExportRequest, stem: str
     in_memory = _state_bytes(model) < IN_MEMORY_LIMIT_BYTES
     path = request.workdir / f"{stem}.onnx"
     target = _BytesSink() if in_memory else str(path)
-    with warnings.catch_warnings(), autograd_off():
+    with warnings.catch_warnings(), autograd_off(), traceable_arguments():
         warnings.simplefilter("ignore")
         torch.onnx.export(
             adapter,

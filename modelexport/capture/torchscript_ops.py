@@ -1,20 +1,25 @@
-"""ONNX translations for aten ops that TorchScript's ONNX exporter lacks.
+"""ONNX translations for aten ops that TorchScript's ONNX exporter lacks or gets wrong.
 
 The TorchScript exporter stops at the first operator without a symbolic
 function (``Exporting the operator 'aten::diff' ... is not supported``),
 although many such ops are short compositions of standard ONNX ops.  Each
-function here is one such composition, registered with
-``torch.onnx.register_custom_op_symbolic`` the first time a TorchScript
-capture runs.  Add an op here when a model needs it and the composition is
-exact; the export's parity check then guards it on every model that uses it.
+function in ``SYMBOLICS`` is one such composition; each in ``REPAIRS`` wraps
+the exporter's own translation of an op to undo a known defect of it.  Both
+are registered with ``torch.onnx.register_custom_op_symbolic`` the first time
+a TorchScript capture runs.  Add an op here when a model needs it and the
+composition is exact; the export's parity check then guards it on every
+model that uses it.
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch.onnx import symbolic_helper
+from torch.onnx._internal.torchscript_exporter import registration
 
 _INT64_MAX = 2**63 - 1
 _OLDEST_OPSET = 9
@@ -61,17 +66,120 @@ def _expm1(graph, value):
     return graph.op("Sub", graph.op("Exp", value), one)
 
 
-SYMBOLICS = {"aten::diff": _diff, "aten::cumsum": _cumsum, "aten::expm1": _expm1}
+@symbolic_helper.parse_args("v", "is", "v", "f")
+def _rms_norm(graph, value, normalized_shape, weight, eps):
+    """``torch.rms_norm``: ``x / sqrt(mean(x**2) + eps) * weight`` over the trailing dims.
+
+    ``eps=None`` means the machine epsilon of the input's dtype, as in torch.
+    """
+    if eps is None:
+        scalar = symbolic_helper._type_utils.JitScalarType
+        eps = torch.finfo(scalar.from_value(value, scalar.FLOAT).dtype()).eps
+    axes = list(range(-len(normalized_shape), 0))
+    square = graph.op("Mul", value, value)
+    if graph.opset >= 18:
+        mean = graph.op("ReduceMean", square, _constant(graph, axes), keepdims_i=1)
+    else:
+        mean = graph.op("ReduceMean", square, axes_i=axes, keepdims_i=1)
+    epsilon = graph.op("CastLike", graph.op("Constant", value_t=torch.tensor(eps)), value)
+    scaled = graph.op("Div", value, graph.op("Sqrt", graph.op("Add", mean, epsilon)))
+    if symbolic_helper._is_none(weight):
+        return scaled
+    return graph.op("Mul", scaled, weight)
+
+
+def _antialiased_resize(mode: str, cubic_coeff_a: float) -> Callable:
+    """``interpolate(..., antialias=True)``: ONNX ``Resize`` with ``antialias=1`` (opset 18 on).
+
+    The Resize is torch's own translation of the plain interpolation, given
+    the antialias flag.  torch's antialiased kernels leave out the samples
+    that fall outside the image and renormalise the rest (``exclude_outside``);
+    its antialiased bicubic uses the coefficient -0.5 (as PIL does) where its
+    plain bicubic uses -0.75.
+    """
+    translate = symbolic_helper._interpolate_helper(f"upsample_{mode}2d_aa", 4, mode)
+
+    def resize(graph, value, output_size, *args):
+        if graph.opset < 18:
+            return symbolic_helper._unimplemented(
+                f"upsample_{mode}2d_aa", "antialiasing needs ONNX opset 18 or later", value)
+        result = translate(graph, value, output_size, *args)
+        result.node().i_("antialias", 1).i_("exclude_outside", 1).f_("cubic_coeff_a",
+                                                                      cubic_coeff_a)
+        return result
+    return resize
+
+
+SYMBOLICS = {
+    "aten::diff": _diff, "aten::cumsum": _cumsum, "aten::expm1": _expm1,
+    "aten::rms_norm": _rms_norm,
+    "aten::_upsample_bilinear2d_aa": _antialiased_resize("linear", -0.75),
+    "aten::_upsample_bicubic2d_aa": _antialiased_resize("cubic", -0.5),
+}
+
+
+def _private_constant(graph: torch._C.Graph, value: Any) -> Any:
+    """A copy of ``value`` if it is a constant, for a translation that edits its input in place.
+
+    The exporter converts each TorchScript constant once and hands the same
+    ``onnx::Constant`` to every op that read it; a translation that changes
+    the constant's tensor in place changes it for all of them.
+    """
+    if isinstance(value, torch._C.Value) and value.node().kind() == "onnx::Constant":
+        return graph.op("Constant", value_t=value.node().t("value").clone())
+    return value
+
+
+def _repeat_interleave_repair(builtin: Callable) -> Callable:
+    """``repeat_interleave`` with its ``dim`` constant private to it.
+
+    torch's translation turns a negative ``dim`` non-negative with ``dim +=
+    rank`` on the constant's own tensor (pytorch/pytorch#128505).  Models
+    share one ``-1`` constant between ops, so after a rotary embedding's
+    ``repeat_interleave(..., dim=-1)`` on a rank-3 tensor every later
+    ``stack``, ``flatten`` and ``cat`` along ``-1`` works on axis 2: the file
+    fails shape inference (Cohere, GLM, Helium, Moonshine, ...).
+    """
+    def repeat_interleave(graph, value, repeats, dim=None, output_size=None):
+        return builtin(graph, value, repeats, _private_constant(graph, dim), output_size)
+    return repeat_interleave
+
+
+def _permute_repair(builtin: Callable) -> Callable:
+    """``permute`` with negative dims counted from the front.
+
+    torch's translation writes the dims into ``Transpose``'s ``perm`` as
+    given, and ONNX allows no negative entry there (``x.permute(0, -2, -1,
+    1)`` in Nemotron-H's Mamba mixer).  A permutation names every axis, so its
+    own length is the rank and no shape is needed.
+    """
+    @symbolic_helper.parse_args("v", "is")
+    def permute(graph, value, dims):
+        return builtin(graph, value, [dim % len(dims) for dim in dims])
+    return permute
+
+
+REPAIRS: dict[str, Callable[[Callable], Callable]] = {
+    "aten::repeat_interleave": _repeat_interleave_repair,
+    "aten::permute": _permute_repair,
+}
 
 
 @functools.cache
 def register_missing_symbolics(opset: int) -> None:
-    """Register every translation in ``SYMBOLICS`` for ``opset`` (once per process).
+    """Register every translation in ``SYMBOLICS`` and ``REPAIRS`` for ``opset`` (once per process).
 
     The exporter picks, per op, the registration for the newest opset not
     above the target, so a translation registered at an old opset would lose
     to a built-in one registered later (``aten::cumsum`` at 11): each is
-    registered at the target opset itself.
+    registered at the target opset itself.  A repair wraps the translation
+    the exporter would otherwise use at that opset, a user's own included.
     """
+    opset = max(opset, _OLDEST_OPSET)
     for name, function in SYMBOLICS.items():
-        torch.onnx.register_custom_op_symbolic(name, function, max(opset, _OLDEST_OPSET))
+        torch.onnx.register_custom_op_symbolic(name, function, opset)
+    for name, repair in REPAIRS.items():
+        functions = registration.registry.get_function_group(name)
+        builtin = functions.get(opset) if functions is not None else None
+        if builtin is not None:
+            torch.onnx.register_custom_op_symbolic(name, repair(builtin), opset)
