@@ -4,8 +4,10 @@ Each module here is the smallest form of a construct that stopped HTP and
 USAGE_BASED on whole transformers families in the wide tier: a rotary
 embedding's ``repeat_interleave(dim=-1)`` (Cohere, GLM, Helium, Moonshine),
 a permute with negative dims (Nemotron-H), ``torch.rms_norm`` (DiffLlama),
-antialiased interpolation (DINOv2 with registers, TIPSv2) and a boolean
-``scatter`` in a top-k router (DeepSeek-V3.2, Mistral-Large-4, Hunyuan-V4).
+antialiased interpolation (DINOv2 with registers, TIPSv2), a boolean
+``scatter`` in a top-k router (DeepSeek-V3.2, Mistral-Large-4, Hunyuan-V4),
+``|`` on integers (CPM-Ant), ``fold`` to a computed size (MobileViTV2) and
+``index_add`` with repeated indices (a mixture-of-experts combine).
 Every export runs with ``validate=True``: the file must load in ONNX Runtime,
 pass the self-check and match the module on fresh inputs.
 """
@@ -20,7 +22,8 @@ import torch
 import torch.nn.functional as F
 
 import modelexport
-from modelexport.capture.torchscript_ops import REPAIRS, register_missing_symbolics
+from modelexport.capture.torchscript_ops import register_missing_symbolics
+from modelexport.capture.torchscript_repairs import REPAIRS
 from modelexport.capture.trace_shims import traceable_arguments
 
 
@@ -64,12 +67,39 @@ class TopKMask(torch.nn.Module):
         return scores.masked_fill(blocked, 0.0)
 
 
+class IntegerOr(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        buckets = (x > 0).to(torch.int64) * 4
+        return (buckets | (x < -1).to(torch.int64)) | 1
+
+
+class FoldToComputedSize(torch.nn.Module):
+    """Unfold then fold back, to a size read off the input, with unequal padding."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        patches = F.unfold(x, kernel_size=(2, 3), padding=(1, 2), stride=(1, 2))
+        return F.fold(patches, output_size=(x.shape[2], x.shape[3]), kernel_size=(2, 3),
+                      padding=(1, 2), stride=(1, 2))
+
+
+class ExpertCombine(torch.nn.Module):
+    """Each token's expert outputs summed back into its row, as MoE layers combine them."""
+
+    def forward(self, outputs: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        zeros = torch.zeros(4, outputs.shape[1])
+        return zeros.index_add(0, rows, outputs), zeros.index_add(0, rows, outputs, alpha=0.5)
+
+
 CASES = {
     "repeat_interleave": (InterleavedRotary(), (torch.randn(1, 2, 6, 8), torch.randn(1, 6, 4))),
     "permute": (NegativePermute(), (torch.randn(2, 3, 4, 5),)),
     "rms_norm": (RootMeanSquareNorm(), (torch.randn(2, 4, 8),)),
     "antialias": (AntialiasedResize(), (torch.rand(1, 3, 16, 16),)),
     "bool_scatter": (TopKMask(), (torch.randn(3, 6),)),
+    "integer_or": (IntegerOr(), (torch.randn(3, 5),)),
+    "fold": (FoldToComputedSize(), (torch.randn(1, 2, 6, 9),)),
+    "index_add": (ExpertCombine(), (torch.randn(10, 3),
+                                   torch.tensor([0, 1, 1, 3, 0, 2, 3, 3, 1, 0]))),
 }
 
 

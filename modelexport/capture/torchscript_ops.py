@@ -1,25 +1,25 @@
-"""ONNX translations for aten ops that TorchScript's ONNX exporter lacks or gets wrong.
+"""ONNX translations for aten ops that TorchScript's ONNX exporter lacks.
 
 The TorchScript exporter stops at the first operator without a symbolic
 function (``Exporting the operator 'aten::diff' ... is not supported``),
 although many such ops are short compositions of standard ONNX ops.  Each
-function in ``SYMBOLICS`` is one such composition; each in ``REPAIRS`` wraps
-the exporter's own translation of an op to undo a known defect of it.  Both
-are registered with ``torch.onnx.register_custom_op_symbolic`` the first time
-a TorchScript capture runs.  Add an op here when a model needs it and the
-composition is exact; the export's parity check then guards it on every
-model that uses it.
+function in ``SYMBOLICS`` is one such composition; the ones that fix a
+translation torch has are in ``torchscript_repairs``.  Both are registered
+with ``torch.onnx.register_custom_op_symbolic`` the first time a TorchScript
+capture runs.  Add an op here when a model needs it and the composition is
+exact; the export's parity check then guards it on every model that uses it.
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any
 
 import torch
 from torch.onnx import symbolic_helper
 from torch.onnx._internal.torchscript_exporter import registration
+
+from modelexport.capture.torchscript_repairs import REPAIRS
 
 _INT64_MAX = 2**63 - 1
 _OLDEST_OPSET = 9
@@ -27,6 +27,10 @@ _OLDEST_OPSET = 9
 
 def _constant(graph: torch._C.Graph, values: list[int]) -> torch._C.Value:
     return graph.op("Constant", value_t=torch.tensor(values, dtype=torch.int64))
+
+
+def _pair(values: list[int], default: int) -> list[int]:
+    return list(values) if values else [default, default]
 
 
 @symbolic_helper.parse_args("v", "i", "i", "v", "v")
@@ -110,58 +114,28 @@ def _antialiased_resize(mode: str, cubic_coeff_a: float) -> Callable:
     return resize
 
 
+@symbolic_helper.parse_args("v", "v", "v", "is", "is", "is")
+def _col2im(graph, value, output_size, kernel_size, dilation, padding, stride):
+    """``nn.functional.fold``: ONNX ``Col2Im`` (opset 18 on).
+
+    Replaces torch's translation, which reads the number of spatial axes off
+    ``output_size``'s static shape (unknown when the size is computed, as in
+    MobileViTV2) and lays the padding out as ``[h, h, w, w]`` where ONNX wants
+    every begin before every end, ``[h, w, h, w]``.  ``fold`` takes two
+    spatial axes only.
+    """
+    if graph.opset < 18:
+        return symbolic_helper._unimplemented("col2im", "Col2Im needs ONNX opset 18", value)
+    padding = _pair(padding, 0)
+    return graph.op("Col2Im", value, output_size, kernel_size, dilations_i=_pair(dilation, 1),
+                    pads_i=padding + padding, strides_i=_pair(stride, 1))
+
+
 SYMBOLICS = {
     "aten::diff": _diff, "aten::cumsum": _cumsum, "aten::expm1": _expm1,
-    "aten::rms_norm": _rms_norm,
+    "aten::rms_norm": _rms_norm, "aten::col2im": _col2im,
     "aten::_upsample_bilinear2d_aa": _antialiased_resize("linear", -0.75),
     "aten::_upsample_bicubic2d_aa": _antialiased_resize("cubic", -0.5),
-}
-
-
-def _private_constant(graph: torch._C.Graph, value: Any) -> Any:
-    """A copy of ``value`` if it is a constant, for a translation that edits its input in place.
-
-    The exporter converts each TorchScript constant once and hands the same
-    ``onnx::Constant`` to every op that read it; a translation that changes
-    the constant's tensor in place changes it for all of them.
-    """
-    if isinstance(value, torch._C.Value) and value.node().kind() == "onnx::Constant":
-        return graph.op("Constant", value_t=value.node().t("value").clone())
-    return value
-
-
-def _repeat_interleave_repair(builtin: Callable) -> Callable:
-    """``repeat_interleave`` with its ``dim`` constant private to it.
-
-    torch's translation turns a negative ``dim`` non-negative with ``dim +=
-    rank`` on the constant's own tensor (pytorch/pytorch#128505).  Models
-    share one ``-1`` constant between ops, so after a rotary embedding's
-    ``repeat_interleave(..., dim=-1)`` on a rank-3 tensor every later
-    ``stack``, ``flatten`` and ``cat`` along ``-1`` works on axis 2: the file
-    fails shape inference (Cohere, GLM, Helium, Moonshine, ...).
-    """
-    def repeat_interleave(graph, value, repeats, dim=None, output_size=None):
-        return builtin(graph, value, repeats, _private_constant(graph, dim), output_size)
-    return repeat_interleave
-
-
-def _permute_repair(builtin: Callable) -> Callable:
-    """``permute`` with negative dims counted from the front.
-
-    torch's translation writes the dims into ``Transpose``'s ``perm`` as
-    given, and ONNX allows no negative entry there (``x.permute(0, -2, -1,
-    1)`` in Nemotron-H's Mamba mixer).  A permutation names every axis, so its
-    own length is the rank and no shape is needed.
-    """
-    @symbolic_helper.parse_args("v", "is")
-    def permute(graph, value, dims):
-        return builtin(graph, value, [dim % len(dims) for dim in dims])
-    return permute
-
-
-REPAIRS: dict[str, Callable[[Callable], Callable]] = {
-    "aten::repeat_interleave": _repeat_interleave_repair,
-    "aten::permute": _permute_repair,
 }
 
 
