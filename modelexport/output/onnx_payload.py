@@ -29,6 +29,8 @@ import onnx
 from google.protobuf.message import Message
 from onnx import numpy_helper
 
+from modelexport.output.wire import encode_varint
+
 # Initializers up to this many bytes stay in a shell: shape constants (a
 # Reshape's target), whose values shape inference propagates.
 INLINE_BYTES = 1024
@@ -156,11 +158,11 @@ def _large_initializer_chunks(model: onnx.ModelProto) -> Iterator[bytes]:
         _copy_fields(tensor, header, skip="raw_data")
         payload = tensor.raw_data  # the one copy: protobuf hands out bytes, not a view
         described = header.SerializeToString()
-        raw_tag = _tag(raw_field) + _varint(len(payload))
+        raw_tag = _tag(raw_field) + encode_varint(len(payload))
         tensor_size = len(described) + len(raw_tag) + len(payload)
-        in_graph = _tag(initializer_field) + _varint(tensor_size)
+        in_graph = _tag(initializer_field) + encode_varint(tensor_size)
         graph_size = len(in_graph) + tensor_size
-        yield _tag(graph_field) + _varint(graph_size) + in_graph + described + raw_tag
+        yield _tag(graph_field) + encode_varint(graph_size) + in_graph + described + raw_tag
         yield payload
 
 
@@ -169,16 +171,4 @@ def _field_number(message: type[Message], name: str) -> int:
 
 
 def _tag(field_number: int) -> bytes:
-    return _varint(field_number << 3 | _LENGTH_DELIMITED)
-
-
-def _varint(value: int) -> bytes:
-    """Protobuf's base-128 varint: seven bits a byte, low first, high bit = more follow."""
-    out = bytearray()
-    while True:
-        low, value = value & 0x7F, value >> 7
-        if value:
-            out.append(low | 0x80)
-        else:
-            out.append(low)
-            return bytes(out)
+    return encode_varint(field_number << 3 | _LENGTH_DELIMITED)
