@@ -396,7 +396,7 @@ class UnifiedExporter:
         graph = result.model
         assert graph is not None and result.assignments is not None
         with monitor.phase("tag"), paused_gc():
-            held = request.holdings(graph)
+            held = request.holdings(graph, result.payloads)
             owners = {name: holding.owners for name, holding in held.items()}
             tags = complete_tags(graph.graph.node, result.assignments, request.tree, owners)
             for index, node in enumerate(graph.graph.node):
@@ -412,7 +412,8 @@ class UnifiedExporter:
         if external is None:
             external = model_bytes(graph) > self.external_data_threshold
         with monitor.phase("save"):
-            saved = staging.write_onnx(graph, external, folder=result.strategy)
+            saved = staging.write_onnx(graph, external, folder=result.strategy,
+                                       payloads=result.payloads)
         with monitor.phase("check"):
             check = self_check(graph, saved, tags, request.tree, request.model,
                                request.input_names, held=held, keep_session=self.validate)

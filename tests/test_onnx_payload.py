@@ -19,6 +19,10 @@ from modelexport.hierarchy import ModuleTree
 from modelexport.onnx_runtime.values import intermediate_values, ort_session
 from modelexport.output.onnx_payload import (
     carries_payload,
+    detach_payloads,
+    held_in_memory,
+    initializer_array,
+    materialized,
     model_bytes,
     save_streamed,
     skeleton,
@@ -115,3 +119,33 @@ def test_the_self_check_still_fails_a_broken_file(tmp_path, damage):
     assert not check.passed and not check.loads
     if damage == "type":
         assert any(f.startswith("ONNX checker:") for f in check.failures)
+
+
+def test_detached_weights_stay_in_the_buffer_and_read_back_the_same(tmp_path):
+    """A TorchScript export's bytes are parsed without their weights, and nothing is lost."""
+    model = _model()
+    data = model.SerializeToString()
+    graph, payloads = detach_payloads(data)
+    held = [t.name for t in graph.graph.initializer if held_in_memory(t)]
+    assert held == ["w", "h"]  # the raw payloads; "t" (typed) and "shape" (small) stay inline
+    assert model_bytes(graph) == model_bytes(model)
+    for detached, whole in zip(graph.graph.initializer, model.graph.initializer):
+        assert not detached.HasField("raw_data") or not held_in_memory(detached)
+        np.testing.assert_array_equal(initializer_array(detached, payloads),
+                                      numpy_helper.to_array(whole))
+    assert np.shares_memory(initializer_array(graph.graph.initializer[0], payloads),
+                            np.frombuffer(data, dtype=np.uint8))  # a view, not a copy
+    save_streamed(graph, tmp_path / "s.onnx", payloads)
+    back = onnx.load(str(tmp_path / "s.onnx"))
+    assert {t.name: t for t in back.graph.initializer} == \
+        {t.name: t for t in model.graph.initializer}
+    assert materialized(graph, payloads).graph.initializer[0] == model.graph.initializer[0]
+    x = np.random.default_rng(4).standard_normal((1, 64)).astype(np.float32)
+    np.testing.assert_allclose(intermediate_values(graph, {"x": x}, payloads=payloads)["z"],
+                               intermediate_values(model, {"x": x})["z"], rtol=1e-6)
+
+
+def test_a_detached_graph_without_its_buffer_is_refused(tmp_path):
+    graph, _ = detach_payloads(_model().SerializeToString())
+    with pytest.raises(ValueError, match="held in memory"):
+        save_streamed(graph, tmp_path / "s.onnx")

@@ -135,7 +135,7 @@ class UsageAttribution(Attribution):
                  for name, tensor in zip(request.input_names, request.inputs.tensors())}
         graph_inputs = {i.name for i in graph.graph.input}
         feeds = {k: v for k, v in feeds.items() if k in graph_inputs}
-        index = ValueIndex(intermediate_values(graph, feeds))
+        index = ValueIndex(intermediate_values(graph, feeds, payloads=captured.payloads))
         producer, consumers = graph_edges(nodes)
 
         owner_depth: list[int] = [-1] * len(nodes)
@@ -153,7 +153,7 @@ class UsageAttribution(Attribution):
                     owner_depth[node_index] = depth
                     assignments[node_index] = Assignment(call.path, TagSource.EXACT)
 
-        held = request.holdings(graph)
+        held = request.holdings(graph, captured.payloads)
         for i, node in enumerate(nodes):
             candidates = sorted({o for name in node.input if name in held
                                  for o in held[name].owners})

@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 import onnx
 
 from modelexport.capture.request import ExportRequest
+from modelexport.output.onnx_payload import MemoryPayloads
 
 
 class Evidence(str, Enum):
@@ -43,6 +44,10 @@ class Captured:
     model.  Keeping it here, rather than on the capture object, keeps captures
     stateless, so one registered instance serves every export.
 
+    ``payloads`` holds the buffer that the graph's in-memory weights point
+    into (``onnx_payload.MemoryPayloads``), for a capture that left them in
+    the exporter's buffer; whatever reads or writes those weights needs it.
+
     ``calls`` holds the module calls (``attribution.module_calls.ModuleCall``)
     recorded during the capture's own forward, when the strategy's
     attribution reads them and the capture runs the forward once
@@ -52,6 +57,7 @@ class Captured:
     graph: onnx.ModelProto
     op_paths: Mapping[str, str] = field(default_factory=dict)
     calls: list[Any] | None = None
+    payloads: MemoryPayloads | None = None
 
 
 class Capture(ABC):

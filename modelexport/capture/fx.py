@@ -120,4 +120,6 @@ class FxCapture(Capture):
                              if not isinstance(v, torch.Tensor)}
         graph_module = trace(request.model, non_tensor_kwargs)
         op_paths = scope_ops(graph_module)
-        return Captured(torchscript_export(graph_module, request, self.name), op_paths)
+        captured = torchscript_export(graph_module, request, self.name)
+        captured.op_paths = op_paths
+        return captured

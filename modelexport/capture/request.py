@@ -17,6 +17,7 @@ import torch
 
 from modelexport.hierarchy import ModuleTree
 from modelexport.inputs import ModelInputs
+from modelexport.output.onnx_payload import MemoryPayloads
 from modelexport.parameters import Holding, match_initializers
 
 # Adapters hold the user's model under this attribute, so scopes, state-dict
@@ -49,15 +50,18 @@ class ExportRequest:
     _holdings: tuple[onnx.ModelProto, dict[str, Holding]] | None = field(
         default=None, init=False, repr=False)
 
-    def holdings(self, graph: onnx.ModelProto) -> dict[str, Holding]:
+    def holdings(self, graph: onnx.ModelProto, payloads: MemoryPayloads | None = None,
+                 ) -> dict[str, Holding]:
         """What each initializer of ``graph`` holds (:func:`match_initializers`), once per graph.
 
         A strategy that reads parameter owners (USAGE_BASED) and the tag
         phase after it both need the map; matching renamed weights by content
-        reads every weight, so it is not done twice.
+        reads every weight, so it is not done twice.  ``payloads`` holds the
+        graph's in-memory weights, if it has any.
         """
         if self._holdings is None or self._holdings[0] is not graph:
-            self._holdings = (graph, match_initializers(graph, self.tree, self.model))
+            self._holdings = (graph, match_initializers(graph, self.tree, self.model,
+                                                        payloads))
         return self._holdings[1]
 
     @property

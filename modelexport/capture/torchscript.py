@@ -27,6 +27,7 @@ from modelexport.capture.request import ExportRequest, normalise_names
 from modelexport.capture.torchscript_ops import register_missing_symbolics
 from modelexport.capture.trace_shims import traceable_arguments
 from modelexport.inputs import UnrequestedCacheError, cache_left_to_model, holds_non_tensors
+from modelexport.output.onnx_payload import detach_payloads
 
 
 class CallAdapter(torch.nn.Module):
@@ -64,13 +65,16 @@ class CallAdapter(torch.nn.Module):
 
 
 def torchscript_export(model: torch.nn.Module, request: ExportRequest, stem: str,
-                       ) -> onnx.ModelProto:
+                       ) -> Captured:
     """``torch.onnx.export(dynamo=False)`` of ``model`` called like the user's model.
 
     Shared by every capture built on a TorchScript trace.  A model whose
-    weights fit one protobuf is exported into memory and parsed from there;
-    a larger one goes to the request's scratch folder (the exporter writes
-    its weights as external data) and is loaded back.
+    weights fit one protobuf is exported into memory, and only its structure
+    is parsed: the weights stay in the exporter's buffer, which the capture
+    carries (``onnx_payload.detach_payloads``), so they are never copied
+    between the exporter and the saved file.  A larger one goes to the
+    request's scratch folder (the exporter writes its weights as external
+    data) and is loaded back.
     """
     register_missing_symbolics(request.opset)
     adapter = CallAdapter(model, request.inputs.args, request.inputs.kwargs,
@@ -92,13 +96,13 @@ def torchscript_export(model: torch.nn.Module, request: ExportRequest, stem: str
             dynamic_axes=request.dynamic_axes or None,
             do_constant_folding=request.optimize,
         )
+    payloads = None
     if isinstance(target, _BytesSink):
-        graph = onnx.ModelProto()
-        graph.ParseFromString(target.take())
+        graph, payloads = detach_payloads(target.take())
     else:
         graph = onnx.load(str(path))
     normalise_names(graph, request, adapters=1 + request.adapter_depth)
-    return graph
+    return Captured(graph, payloads=payloads)
 
 
 @contextlib.contextmanager
@@ -130,7 +134,7 @@ class TorchScriptCapture(Capture):
     runs_forward_once = True  # the tracer calls forward once; hooks fire (tests/test_probe.py)
 
     def __call__(self, request: ExportRequest) -> Captured:
-        return Captured(torchscript_export(request.traced, request, self.name))
+        return torchscript_export(request.traced, request, self.name)
 
 
 class _BytesSink(io.BufferedIOBase):

@@ -12,7 +12,7 @@ import numpy as np
 import onnx
 
 from modelexport.onnx_runtime.sessions import open_session, ort_call, session_options
-from modelexport.output.onnx_payload import left_out_weights, skeleton
+from modelexport.output.onnx_payload import MemoryPayloads, left_out_weights, skeleton
 
 
 def ort_session(model: onnx.ModelProto | str, optimize: bool = False) -> object:
@@ -22,7 +22,8 @@ def ort_session(model: onnx.ModelProto | str, optimize: bool = False) -> object:
 
 
 def intermediate_values(graph: onnx.ModelProto, feeds: dict[str, np.ndarray],
-                        names: Iterable[str] | None = None) -> dict[str, np.ndarray]:
+                        names: Iterable[str] | None = None,
+                        payloads: MemoryPayloads | None = None) -> dict[str, np.ndarray]:
     """Node outputs of ``graph`` on ``feeds`` (all of them, or ``names``), from one run.
 
     Tensors need a type to become graph outputs, so shapes are inferred
@@ -30,6 +31,7 @@ def intermediate_values(graph: onnx.ModelProto, feeds: dict[str, np.ndarray],
     and the session work on the graph's skeleton, its weights fed as inputs
     (:mod:`modelexport.output.onnx_payload`): copying a bert-base's 440 MB of
     weights through protobuf for each took three times as long as the run.
+    ``payloads`` holds the graph's in-memory weights, fed without a copy.
     """
     probe = skeleton(graph)
     inferred = onnx.shape_inference.infer_shapes(probe)
@@ -44,7 +46,7 @@ def intermediate_values(graph: onnx.ModelProto, feeds: dict[str, np.ndarray],
                 existing.add(name)
     session = ort_session(probe)
     outputs = [o.name for o in session.get_outputs()]
-    weights = left_out_weights(graph, probe)
+    weights = left_out_weights(graph, probe, payloads)
     results = ort_call("run the model", lambda: session.run(outputs, {**weights, **feeds}))
     values = dict(zip(outputs, results))
     values.update(feeds)

@@ -18,7 +18,7 @@ from pathlib import Path
 import onnx
 
 from modelexport.errors import OutputPathError
-from modelexport.output.onnx_payload import save_streamed
+from modelexport.output.onnx_payload import MemoryPayloads, materialized, save_streamed
 
 PROTOBUF_LIMIT_BYTES = 2 * 1024**3
 
@@ -68,8 +68,11 @@ class StagedOutput:
                 os.replace(candidate, self.staged(name))
 
     def write_onnx(self, model: onnx.ModelProto, external_data: bool, folder: str = "",
-                   ) -> Path:
+                   payloads: MemoryPayloads | None = None) -> Path:
         """Serialize into staging; weights go to ``<name>.data`` when asked.
+
+        ``payloads`` holds the model's in-memory weights, if it has any
+        (``onnx_payload.detach_payloads``).
 
         ``folder`` keeps one candidate's files apart from another's (AUTO
         saves each strategy's export to check the file a user would get);
@@ -79,7 +82,7 @@ class StagedOutput:
         staged.parent.mkdir(exist_ok=True)
         if external_data:
             onnx.save_model(
-                model,
+                materialized(model, payloads),
                 str(staged),
                 save_as_external_data=True,
                 all_tensors_to_one_file=True,
@@ -87,7 +90,7 @@ class StagedOutput:
                 size_threshold=1024,
             )
         else:
-            save_streamed(model, staged)
+            save_streamed(model, staged, payloads)
         return staged
 
     def write_text(self, final: Path, text: str) -> None:

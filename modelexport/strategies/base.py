@@ -30,6 +30,7 @@ from modelexport.attribution.module_calls import recording_calls
 from modelexport.capture.base import Capture
 from modelexport.capture.request import ExportRequest, strip_adapter_scopes
 from modelexport.errors import ModelExportError, one_line
+from modelexport.output.onnx_payload import MemoryPayloads
 from modelexport.tagging import Assignment, paused_gc
 
 
@@ -40,6 +41,7 @@ class StrategyResult:
     strategy: str
     model: onnx.ModelProto | None = None
     assignments: list[Assignment | None] | None = None
+    payloads: MemoryPayloads | None = None  # where ``model``'s in-memory weights are
     exception: BaseException | None = None
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -121,6 +123,7 @@ class Strategy:
                     f"{len(graph.graph.node)} nodes"
                 )
             result.model, result.assignments = graph, assignments
+            result.payloads = captured.payloads
         except Exception as exc:
             result.exception = exc
         return result

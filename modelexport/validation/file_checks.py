@@ -39,7 +39,7 @@ import onnx
 
 from modelexport.errors import one_line
 from modelexport.onnx_runtime.sessions import open_session, session_options
-from modelexport.output.onnx_payload import INLINE_BYTES, skeleton
+from modelexport.output.onnx_payload import INLINE_BYTES, point_at, skeleton
 from modelexport.output.wire import WireFormatError, split_payloads
 
 
@@ -86,21 +86,11 @@ def runtime_load_in_place(path: Path) -> Any:
     model = onnx.ModelProto.FromString(split.shell)
     for tensor, payload in zip(model.graph.initializer, split.payloads):
         if payload is not None:
-            _refer_to(tensor, path.name, *payload)
+            point_at(tensor, path.name, *payload)
     options = session_options(level="disable", prepack=False)
     options.add_session_config_entry("session.model_external_initializers_file_folder_path",
                                      str(path.parent))
     return open_session(model.SerializeToString(), options)
-
-
-def _refer_to(tensor: onnx.TensorProto, location: str, offset: int, length: int) -> None:
-    """Make ``tensor`` read its data from ``length`` bytes at ``offset`` of file ``location``."""
-    tensor.data_location = onnx.TensorProto.EXTERNAL
-    del tensor.external_data[:]
-    for key, value in (("location", location), ("offset", str(offset)),
-                       ("length", str(length))):
-        entry = tensor.external_data.add()
-        entry.key, entry.value = key, value
 
 
 @dataclass
