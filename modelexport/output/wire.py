@@ -2,7 +2,7 @@
 
 A serialised ModelProto is mostly its initializers' ``raw_data``: 440 MB of a
 bert-base file.  Protobuf's parsers copy every bytes field they read, and on
-a 2-core VM the page faults of a fresh 440 MB buffer alone cost 0.1 to 0.4 s.
+a 2-core VM the page faults of a fresh 440 MB buffer alone cost 0.05 to 0.4 s.
 Walking the wire format instead finds where each large payload sits; the
 rest (graph structure, small constants, a few MB) is cut out as a *shell*
 that protobuf itself parses, while the payloads stay where they are, in a
