@@ -62,8 +62,8 @@ class ValueIndex:
     def _bucket(self, key: tuple) -> tuple[list[float], list[str]] | None:
         """The tensors of one shape and kind, sorted by sum, summed on the first lookup.
 
-        Most of a graph's tensors have a shape no module call has (attention
-        scores, a GELU's pieces): they are never summed.
+        A tensor whose shape no module call has is never summed: on
+        bert-base, 199 of the 687 tensors (shape arithmetic, reshaped heads).
         """
         if key not in self._buckets:
             names = self._unsorted.pop(key, None)
