@@ -39,14 +39,19 @@ import numpy as np
 import onnx
 from google.protobuf.message import Message
 from onnx import numpy_helper
+from onnx.external_data_helper import ExternalDataInfo
 
-from modelexport.output.wire import encode_varint, split_payloads
+from modelexport.output.wire import (
+    GRAPH_FIELD,
+    INITIALIZER_FIELD,
+    RAW_DATA_FIELD,
+    field_header,
+    split_payloads,
+)
 
 # Initializers up to this many bytes stay in a shell: shape constants (a
 # Reshape's target), whose values shape inference propagates.
 INLINE_BYTES = 1024
-
-_LENGTH_DELIMITED = 2  # protobuf wire type of bytes and embedded messages
 
 # The external-data location of a weight left in the exporter's buffer: not a
 # file name, so a reader that does not know it fails instead of reading a file.
@@ -142,8 +147,8 @@ def point_at(tensor: onnx.TensorProto, location: str, offset: int, length: int) 
 
 
 def _span(tensor: onnx.TensorProto) -> tuple[int, int]:
-    entries = {e.key: e.value for e in tensor.external_data}
-    return int(entries.get("offset", 0)), int(entries["length"])
+    info = ExternalDataInfo(tensor)
+    return info.offset or 0, info.length
 
 
 def tensor_bytes(tensor: onnx.TensorProto) -> int:
@@ -265,9 +270,6 @@ def save_streamed(model: onnx.ModelProto, path: str | Path,
 def _large_initializer_chunks(model: onnx.ModelProto, payloads: MemoryPayloads | None,
                               ) -> Iterator[bytes | memoryview]:
     """Per large initializer: ``ModelProto{graph{initializer{tensor}}}`` as wire bytes."""
-    graph_field = _field_number(onnx.ModelProto, "graph")
-    initializer_field = _field_number(onnx.GraphProto, "initializer")
-    raw_field = _field_number(onnx.TensorProto, "raw_data")
     for tensor in model.graph.initializer:
         if not carries_payload(tensor):
             continue
@@ -280,11 +282,11 @@ def _large_initializer_chunks(model: onnx.ModelProto, payloads: MemoryPayloads |
             _copy_fields(tensor, header, skip="raw_data")
             payload = tensor.raw_data  # the one copy: protobuf hands out bytes, not a view
         described = header.SerializeToString()
-        raw_tag = _tag(raw_field) + encode_varint(len(payload))
+        raw_tag = field_header(RAW_DATA_FIELD, len(payload))
         tensor_size = len(described) + len(raw_tag) + len(payload)
-        in_graph = _tag(initializer_field) + encode_varint(tensor_size)
+        in_graph = field_header(INITIALIZER_FIELD, tensor_size)
         graph_size = len(in_graph) + tensor_size
-        yield _tag(graph_field) + encode_varint(graph_size) + in_graph + described + raw_tag
+        yield field_header(GRAPH_FIELD, graph_size) + in_graph + described + raw_tag
         yield payload
 
 
@@ -294,11 +296,3 @@ def _holder(tensor: onnx.TensorProto, payloads: MemoryPayloads | None) -> Memory
         raise ValueError(f"initializer {tensor.name!r} is held in memory; "
                          "its MemoryPayloads were not passed")
     return payloads
-
-
-def _field_number(message: type[Message], name: str) -> int:
-    return message.DESCRIPTOR.fields_by_name[name].number
-
-
-def _tag(field_number: int) -> bytes:
-    return encode_varint(field_number << 3 | _LENGTH_DELIMITED)

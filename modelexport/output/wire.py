@@ -24,9 +24,9 @@ from modelexport.errors import ModelExportError
 
 _VARINT, _FIXED64, _LENGTH_DELIMITED, _FIXED32 = 0, 1, 2, 5
 
-_GRAPH = onnx.ModelProto.DESCRIPTOR.fields_by_name["graph"].number
-_INITIALIZER = onnx.GraphProto.DESCRIPTOR.fields_by_name["initializer"].number
-_RAW_DATA = onnx.TensorProto.DESCRIPTOR.fields_by_name["raw_data"].number
+GRAPH_FIELD = onnx.ModelProto.DESCRIPTOR.fields_by_name["graph"].number
+INITIALIZER_FIELD = onnx.GraphProto.DESCRIPTOR.fields_by_name["initializer"].number
+RAW_DATA_FIELD = onnx.TensorProto.DESCRIPTOR.fields_by_name["raw_data"].number
 
 
 class WireFormatError(ModelExportError):
@@ -101,18 +101,20 @@ def split_payloads(buffer: memoryview, min_bytes: int) -> SplitModel:
     shell = bytearray()
     payloads: list[tuple[int, int] | None] = []
     for number, field_start, value_start, value_end in fields(buffer, 0, len(buffer)):
-        if number != _GRAPH:
+        if number != GRAPH_FIELD:
             shell += buffer[field_start:value_end]
             continue
         graph = bytearray()
         for inner, inner_start, inner_value, inner_end in fields(buffer, value_start, value_end):
-            if inner != _INITIALIZER:
+            if inner != INITIALIZER_FIELD:
                 graph += buffer[inner_start:inner_end]
                 continue
             tensor, payload = _tensor_without_payload(buffer, inner_value, inner_end, min_bytes)
             payloads.append(payload)
-            graph += _length_delimited(_INITIALIZER, tensor)
-        shell += _length_delimited(_GRAPH, graph)
+            graph += field_header(INITIALIZER_FIELD, len(tensor))
+            graph += tensor
+        shell += field_header(GRAPH_FIELD, len(graph))
+        shell += graph
     return SplitModel(bytes(shell), payloads)
 
 
@@ -123,7 +125,8 @@ def _tensor_without_payload(buffer: memoryview, start: int, end: int, min_bytes:
     A repeated bytes field keeps its last value, so only the last
     ``raw_data`` counts; every occurrence is cut with it.
     """
-    raw = [(s, vs, ve) for number, s, vs, ve in fields(buffer, start, end) if number == _RAW_DATA]
+    raw = [(s, vs, ve) for number, s, vs, ve in fields(buffer, start, end)
+           if number == RAW_DATA_FIELD]
     if not raw or raw[-1][2] - raw[-1][1] <= min_bytes:
         return buffer[start:end], None
     kept = bytearray()
@@ -136,8 +139,9 @@ def _tensor_without_payload(buffer: memoryview, start: int, end: int, min_bytes:
     return kept, (value_start, value_end - value_start)
 
 
-def _length_delimited(number: int, value: memoryview | bytes | bytearray) -> bytes:
-    return encode_varint(number << 3 | _LENGTH_DELIMITED) + encode_varint(len(value)) + bytes(value)
+def field_header(number: int, length: int) -> bytes:
+    """The key and length that open a length-delimited field of ``length`` bytes."""
+    return encode_varint(number << 3 | _LENGTH_DELIMITED) + encode_varint(length)
 
 
 def encode_varint(value: int) -> bytes:
