@@ -223,8 +223,7 @@ def left_out_weights(model: onnx.ModelProto, skeleton_model: onnx.ModelProto,
     In-memory weights come as views of ``payloads``' buffer, not copies.
     """
     kept = {t.name for t in skeleton_model.graph.initializer}
-    return {t.name: initializer_array(t, payloads) if held_in_memory(t)
-            else numpy_helper.to_array(t)
+    return {t.name: initializer_array(t, payloads)
             for t in model.graph.initializer if t.name not in kept}
 
 
