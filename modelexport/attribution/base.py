@@ -9,8 +9,12 @@ registry can refuse a strategy whose capture does not record it.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import ClassVar
+from collections.abc import Callable
+from typing import Any, ClassVar
 
+import numpy as np
+
+from modelexport.attribution.module_calls import exact_copy
 from modelexport.capture.base import Captured, Evidence
 from modelexport.capture.request import ExportRequest
 from modelexport.tagging import Assignment
@@ -24,6 +28,8 @@ class Attribution(ABC):
     # Reads each module call's tensors (``Captured.calls``): recorded during
     # the capture's own forward where it runs one, else by a forward of its own.
     reads_calls: ClassVar[bool] = False
+    # What is held of each recorded tensor (``module_calls.recording_calls``'s ``keep``)
+    keeps_calls_as: ClassVar[Callable[[np.ndarray], Any]] = staticmethod(exact_copy)
 
     @abstractmethod
     def __call__(self, request: ExportRequest, captured: Captured) -> list[Assignment | None]:

@@ -1,10 +1,11 @@
 """Module calls as they happen: which module ran, with which tensors in and out.
 
 Forward hooks on every module record each call's tensors as numpy copies
-(one per distinct tensor: a tensor seen by several calls is copied once).
-USAGE_BASED attributes graph nodes by finding those tensors among the
-graph's intermediate values; the per-module comparison of the tools compares
-each module's recorded outputs with its ONNX region's.
+(one per distinct tensor: a tensor seen by several calls is copied once), or
+as whatever a caller's ``keep`` makes of them: USAGE_BASED keeps large ones
+as sketches (``value_sketch``) and finds them among the graph's
+intermediate values; the per-module comparison of the tools compares each
+module's recorded outputs, exact copies, with its ONNX region's.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import contextlib
 import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,12 +28,17 @@ class ModuleCall:
     """One observed forward call: which module, and the tensors in and out."""
 
     path: str
-    inputs: list[np.ndarray] = field(default_factory=list)
-    outputs: list[np.ndarray] = field(default_factory=list)
+    inputs: list[Any] = field(default_factory=list)  # what ``keep`` made of each tensor
+    outputs: list[Any] = field(default_factory=list)
+
+
+def exact_copy(array: np.ndarray) -> np.ndarray:
+    """The default ``keep``: every recorded tensor as a numpy copy."""
+    return array.copy()
 
 
 class _Copies:
-    """Numpy copies of tensors, one per tensor object and version, shared between calls.
+    """What ``keep`` makes of tensors, one per tensor object and version, shared between calls.
 
     A module's input is usually the output of the call before it, and a
     container's output is its last child's: copying each sighting copied
@@ -44,16 +51,17 @@ class _Copies:
     are read, never written, downstream.
     """
 
-    def __init__(self) -> None:
-        self._seen: dict[int, tuple[weakref.ref, int, np.ndarray]] = {}
+    def __init__(self, keep: Callable[[np.ndarray], Any]) -> None:
+        self._keep = keep
+        self._seen: dict[int, tuple[weakref.ref, int, Any]] = {}
 
-    def __call__(self, tensor: torch.Tensor) -> np.ndarray:
+    def __call__(self, tensor: torch.Tensor) -> Any:
         version = None if tensor.is_inference() else tensor._version
         seen = self._seen.get(id(tensor))
         if seen is not None and version is not None and seen[0]() is tensor \
                 and seen[1] == version:
             return seen[2]
-        array = tensor.detach().cpu().numpy().copy()
+        array = self._keep(tensor.detach().cpu().numpy())
         if version is not None:
             self._seen[id(tensor)] = (weakref.ref(tensor), version, array)
         return array
@@ -61,19 +69,20 @@ class _Copies:
 
 @contextlib.contextmanager
 def recording_calls(model: torch.nn.Module, keep_inputs: bool = True,
+                    keep: Callable[[np.ndarray], Any] = exact_copy,
                     ) -> Iterator[list[ModuleCall]]:
     """Hooks on every module of ``model`` while active; yields the calls as they happen.
 
     Whatever runs the forward inside the block is recorded: a plain call
     (:func:`record_calls`) or a capture's own trace, whose forward computes
     the same values.  ``keep_inputs=False`` records outputs only, halving the
-    copies held.
+    copies held.  ``keep`` turns each tensor's numpy view into what is held.
     """
     calls: list[ModuleCall] = []
     handles = []
-    copy = _Copies()
+    copy = _Copies(keep)
 
-    def arrays(value: object) -> list[np.ndarray]:
+    def arrays(value: object) -> list[Any]:
         return [copy(t) for t in pytree.tree_leaves(value) if isinstance(t, torch.Tensor)]
 
     for path, module in model.named_modules():
@@ -111,8 +120,8 @@ def _untraced() -> Iterator[None]:
 
 
 def record_calls(model: torch.nn.Module, run: Callable[[], object], keep_inputs: bool = True,
-                 ) -> list[ModuleCall]:
+                 keep: Callable[[np.ndarray], Any] = exact_copy) -> list[ModuleCall]:
     """Run ``run()`` without autograd, recording every module call; return them in order."""
-    with recording_calls(model, keep_inputs) as calls, torch.no_grad():
+    with recording_calls(model, keep_inputs, keep) as calls, torch.no_grad():
         run()
     return calls

@@ -8,7 +8,8 @@ ignored) is then run once in ONNX Runtime on the same input with every
 intermediate tensor exposed, and:
 
 1. each module call's outputs and inputs are found among the graph's tensors
-   by value (same shape, close values);
+   by value (same shape, close values; a large float tensor is recorded as a
+   sketch, ``value_sketch``, and matched on what closeness implies for it);
 2. the call's *region* is every node on a path from its inputs to its
    outputs: backward-reachable from the outputs and forward-reachable from
    the inputs;
@@ -30,6 +31,7 @@ import onnx
 
 from modelexport.attribution.base import Attribution
 from modelexport.attribution.module_calls import record_calls
+from modelexport.attribution.value_sketch import ValueSketch, sketch_or_copy
 from modelexport.capture.base import Captured
 from modelexport.capture.request import ExportRequest
 from modelexport.hierarchy import ROOT
@@ -38,6 +40,8 @@ from modelexport.tagging import Assignment, graph_edges
 from modelexport.tags import TagSource
 
 _ATOL, _RTOL = 1e-5, 1e-4
+
+Recorded = np.ndarray | ValueSketch  # what the hooks keep of a call's tensor
 
 
 class ValueIndex:
@@ -74,7 +78,7 @@ class ValueIndex:
             self._buckets[key] = ([s for s, _ in entries], [n for _, n in entries])
         return self._buckets[key]
 
-    def matches(self, array: np.ndarray) -> list[str]:
+    def matches(self, array: Recorded) -> list[str]:
         """Names of the graph tensors whose values are close to ``array``."""
         found = self._found.get(id(array))
         if found is None or found[0] is not array:
@@ -82,16 +86,31 @@ class ValueIndex:
             self._found[id(array)] = found
         return found[1]
 
-    def _search(self, array: np.ndarray) -> list[str]:
-        bucket = self._bucket((array.shape, array.dtype.kind))
+    def _search(self, array: Recorded) -> list[str]:
+        bucket = self._bucket((tuple(array.shape), array.dtype.kind))
         if bucket is None or array.size == 0:
             return []
         sums, names = bucket
-        total = float(np.sum(array, dtype=np.float64))
-        slack = _ATOL * array.size + _RTOL * float(np.sum(np.abs(array), dtype=np.float64))
+        if isinstance(array, ValueSketch):
+            total, abs_total = array.total, array.abs_total
+        else:
+            total = float(np.sum(array, dtype=np.float64))
+            abs_total = float(np.sum(np.abs(array), dtype=np.float64))
+        slack = _ATOL * array.size + _RTOL * abs_total
         low = bisect.bisect_left(sums, total - slack)
         high = bisect.bisect_right(sums, total + slack)
-        return [name for name in names[low:high] if all_close(self._values[name], array)]
+        return [name for name in names[low:high] if _close(self._values[name], array)]
+
+
+def _close(found: np.ndarray, recorded: Recorded) -> bool:
+    """``np.allclose(found, recorded)``, or what it implies where only a sketch was kept."""
+    if isinstance(recorded, ValueSketch):
+        return recorded.admits(found, _ATOL, _RTOL)
+    return all_close(found, recorded)
+
+
+def _varies(array: Recorded) -> bool:
+    return array.varies if isinstance(array, ValueSketch) else bool(np.ptp(array) > 0)
 
 
 def all_close(found: np.ndarray, wanted: np.ndarray, chunk: int = 1 << 16) -> bool:
@@ -159,12 +178,13 @@ class UsageAttribution(Attribution):
 
     name = "usage"
     reads_calls = True
+    keeps_calls_as = staticmethod(sketch_or_copy)
 
     def __call__(self, request: ExportRequest, captured: Captured) -> list[Assignment | None]:
         graph = captured.graph
         nodes = list(graph.graph.node)
         calls = (captured.calls if captured.calls is not None
-                 else record_calls(request.model, request.call))
+                 else record_calls(request.model, request.call, keep=sketch_or_copy))
         feeds = {name: tensor.detach().cpu().numpy()
                  for name, tensor in zip(request.input_names, request.inputs.tensors())}
         graph_inputs = {i.name for i in graph.graph.input}
@@ -179,7 +199,7 @@ class UsageAttribution(Attribution):
             outputs = []
             for array in call.outputs:
                 found = [n for n in index.matches(array) if n in producer]
-                if found and np.ptp(array) > 0:  # constant tensors match too much
+                if found and _varies(array):  # constant tensors match too much
                     outputs.append(max(found, key=producer.__getitem__))
             inputs = {name for array in call.inputs for name in index.matches(array)}
             for node_index in call_region(outputs, inputs, producer, consumers, nodes):

@@ -100,7 +100,7 @@ class Strategy:
             raise ValueError(f"capture {self.capture.name!r} does not run the forward once")
         result = StrategyResult(strategy=self.name)
         counting = request.tree.recording_calls() if count_calls else contextlib.nullcontext()
-        recording = (recording_calls(request.model)
+        recording = (recording_calls(request.model, keep=self.attribution.keeps_calls_as)
                      if self.attribution.reads_calls and self.capture.runs_forward_once
                      else contextlib.nullcontext(None))
         try:

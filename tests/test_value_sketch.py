@@ -1,0 +1,127 @@
+"""Sketches of recorded tensors: never reject a close tensor, and tell different ones apart."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from modelexport.attribution.module_calls import record_calls
+from modelexport.attribution.usage import _ATOL, _RTOL, ValueIndex
+from modelexport.attribution.value_sketch import EXACT_UP_TO, ValueSketch, sketch_or_copy
+
+_RNG = np.random.default_rng(7)
+_WANTED = _RNG.standard_normal((1, 32, 40, 40)).astype(np.float32)  # 51200 values: sketched
+
+
+def _sketch() -> ValueSketch:
+    sketch = sketch_or_copy(_WANTED)
+    assert isinstance(sketch, ValueSketch)
+    return sketch
+
+
+def _at_the_bound(sign: np.ndarray) -> np.ndarray:
+    """``_WANTED`` moved by just under allclose's tolerance at every value, in the given signs."""
+    step = (0.999 * (_ATOL + _RTOL * np.abs(_WANTED))).astype(np.float32)
+    return (_WANTED + sign * step).astype(np.float32)
+
+
+@pytest.mark.parametrize("found", [
+    _WANTED.copy(),
+    _at_the_bound(np.ones_like(_WANTED)),  # every difference in one direction: the largest sums
+    _at_the_bound(-np.ones_like(_WANTED)),
+    _at_the_bound(np.sign(_RNG.standard_normal(_WANTED.shape)).astype(np.float32)),
+    _WANTED.astype(np.float64),
+], ids=["itself", "all-up", "all-down", "mixed", "float64"])
+def test_a_close_tensor_is_always_admitted(found: np.ndarray) -> None:
+    assert np.allclose(found, _WANTED, atol=_ATOL, rtol=_RTOL)
+    assert _sketch().admits(found, _ATOL, _RTOL)
+
+
+def _one_value_changed() -> np.ndarray:
+    found = _WANTED.copy()
+    found[0, 5, 17, 23] += 0.5
+    return found
+
+
+def _one_row_changed() -> np.ndarray:
+    found = _WANTED.copy()
+    found[0, 9, 3] = 0.0
+    return found
+
+
+def _with_nan() -> np.ndarray:
+    found = _WANTED.copy()
+    found[0, 0, 0, 1] = np.nan
+    return found
+
+
+@pytest.mark.parametrize("found", [
+    np.maximum(_WANTED, 0),  # an in-place ReLU's before and after
+    _WANTED.transpose(0, 1, 3, 2).copy(),  # same shape, values moved
+    _WANTED + np.float32(1e-3),  # shifted beyond the tolerance everywhere
+    _one_value_changed(),
+    _one_row_changed(),
+    _with_nan(),
+    _WANTED.reshape(1, 32, 1600),
+    _WANTED.astype(np.int32),
+], ids=["relu", "transposed", "shifted", "one-value", "one-row", "nan", "reshaped", "integer"])
+def test_a_different_tensor_is_refused(found: np.ndarray) -> None:
+    assert not _sketch().admits(found, _ATOL, _RTOL)
+
+
+@pytest.mark.parametrize("array", [
+    np.ones(EXACT_UP_TO, dtype=np.float32),  # small: a copy is no bigger
+    np.arange(EXACT_UP_TO * 4, dtype=np.int64),  # indices: compared exactly
+    np.ones(EXACT_UP_TO * 4, dtype=np.float16),  # its rounding exceeds the tolerance
+    np.concatenate([np.ones(EXACT_UP_TO * 4, np.float32), [-np.inf]]).astype(np.float32),
+    np.concatenate([np.ones(EXACT_UP_TO * 4, np.float32), [np.nan]]).astype(np.float32),
+], ids=["small", "int64", "float16", "inf", "nan"])
+def test_only_sound_sketches_are_made(array: np.ndarray) -> None:
+    kept = sketch_or_copy(array)
+    assert isinstance(kept, np.ndarray) and kept is not array
+    assert np.array_equal(kept, array, equal_nan=True)
+
+
+def test_a_constant_tensor_is_marked_as_not_varying() -> None:
+    constant = sketch_or_copy(np.full(EXACT_UP_TO * 2, 3.0, dtype=np.float32))
+    assert isinstance(constant, ValueSketch) and not constant.varies
+    assert _sketch().varies
+
+
+def test_the_index_finds_the_same_tensors_from_a_sketch_as_from_a_copy() -> None:
+    graph_values = {
+        "relu_before": _WANTED.copy(),
+        "relu_after": np.maximum(_WANTED, 0),
+        "close": _at_the_bound(np.ones_like(_WANTED)),
+        "other": _RNG.standard_normal(_WANTED.shape).astype(np.float32),
+    }
+    for recorded in (_WANTED, np.maximum(_WANTED, 0)):
+        exact = ValueIndex(graph_values).matches(recorded.copy())
+        sketched = ValueIndex(graph_values).matches(sketch_or_copy(recorded))
+        assert sorted(exact) == sorted(sketched) and exact
+
+
+class _Block(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 16, 3, padding=1)
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.relu(self.conv(x))
+
+
+def test_recording_keeps_large_activations_as_shared_sketches() -> None:
+    torch.manual_seed(0)
+    model, x = _Block(), torch.randn(1, 3, 48, 48)
+    calls = {c.path: c for c in record_calls(model, lambda: model(x), keep=sketch_or_copy)}
+    conv_out = calls["conv"].outputs[0]
+    assert isinstance(conv_out, ValueSketch)  # 36864 values
+    expected = model.conv(x).detach().numpy()
+    assert conv_out.admits(expected, _ATOL, _RTOL)  # sketched before ReLU overwrote it
+    relu_in = calls["relu"].inputs[0]
+    assert relu_in is not conv_out and relu_in.admits(np.maximum(expected, 0), _ATOL, _RTOL)
+    assert calls["relu"].outputs[0] is relu_in and calls[""].outputs[0] is relu_in
+    assert isinstance(calls["conv"].inputs[0], np.ndarray)  # 6912 values: an exact copy
