@@ -16,6 +16,7 @@ import model_zoo
 import modelexport
 from modelexport import ExportStrategy, UnifiedExporter
 from modelexport.errors import InputMismatchError, OutputPathError, StrategyFailedError
+from modelexport.output.files import rows_json
 from modelexport.output.sidecar import SIDECAR_SCHEMA, read_sidecar
 from modelexport.tags import OUR_KEYS
 
@@ -95,6 +96,18 @@ def test_sidecar_contents(tmp_path):
     assert modules[""]["nodes_total"] == len(sidecar["nodes"]) == report["graph"]["nodes"]
     assert sum(m["nodes_self"] for m in sidecar["modules"]) == len(sidecar["nodes"])
     assert sidecar["figures"]["coverage"] == 1.0 and "export:htp" in sidecar["timings"]
+
+
+def test_sidecar_has_a_line_per_module_and_node_and_reads_as_the_dict_written(tmp_path):
+    payload = {"schema": SIDECAR_SCHEMA, "empty": {}, "none": [], "scalar": 1.5,
+               "modules": [{"path": "", "tag": "/M"}, {"path": "a\nb", "tag": "/M/A"}],
+               "nodes": {"Add_0": {"module": "a\nb"}, "Mul_1": {"module": ""}}}
+    text = rows_json(payload)
+    assert json.loads(text) == payload
+    lines = text.splitlines()
+    assert '    {"path": "a\\nb", "tag": "/M/A"},' not in lines  # last row: no comma
+    assert '    {"path": "a\\nb", "tag": "/M/A"}' in lines
+    assert '    "Add_0": {"module": "a\\nb"},' in lines
 
 
 def test_dynamic_batch_runs_at_another_batch_size(tmp_path):

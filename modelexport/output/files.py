@@ -14,6 +14,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import onnx
 
@@ -97,7 +98,7 @@ class StagedOutput:
         self.staged(final).write_text(text, encoding="utf-8")
 
     def write_json(self, final: Path, payload: dict) -> None:
-        self.write_text(final, json.dumps(payload, indent=2, sort_keys=False) + "\n")
+        self.write_text(final, rows_json(payload))
 
     def commit(self, finals: list[Path]) -> None:
         """Move staged files into place; the ``.onnx`` goes last."""
@@ -112,3 +113,26 @@ class StagedOutput:
 
     def close(self) -> None:
         shutil.rmtree(self.staging, ignore_errors=True)
+
+
+def rows_json(payload: dict[str, Any]) -> str:
+    """JSON with each top-level field, and each row of a table field, on a line of its own.
+
+    A sidecar is tables (a row per module, an entry per node) that people
+    read and diff, so a row per line keeps it readable.  ``json.dumps`` with
+    ``indent`` would run Python's pure-Python encoder over every value
+    (35 ms of ResNet-50's export, a quarter of its overhead over the plain
+    export); each row here goes through the C encoder.
+    """
+    fields = []
+    for key, value in payload.items():
+        name = json.dumps(key)
+        if isinstance(value, dict) and value:
+            rows = ",\n".join(f"    {json.dumps(k)}: {json.dumps(v)}" for k, v in value.items())
+            fields.append(f"  {name}: {{\n{rows}\n  }}")
+        elif isinstance(value, list) and value:
+            rows = ",\n".join(f"    {json.dumps(v)}" for v in value)
+            fields.append(f"  {name}: [\n{rows}\n  ]")
+        else:
+            fields.append(f"  {name}: {json.dumps(value)}")
+    return "{\n" + ",\n".join(fields) + "\n}\n"
