@@ -42,7 +42,7 @@ from typing import Any
 
 import torch
 
-from modelexport.analysis.analyzer import ModelAnalyzer
+from modelexport.analysis.analyzer import ModelAnalyzer, control_flow_sites
 from modelexport.analysis.execution_evidence import ExecutionEvidence, observing
 from modelexport.capture.export_friendly import export_friendly
 from modelexport.capture.with_past import decoding_step
@@ -396,7 +396,7 @@ class UnifiedExporter:
         graph = result.model
         assert graph is not None and result.assignments is not None
         with monitor.phase("tag"), paused_gc():
-            held = request.holdings(graph, result.payloads)
+            held = request.holdings(graph, result.payloads, result.sources)
             owners = {name: holding.owners for name, holding in held.items()}
             tags = complete_tags(graph.graph.node, result.assignments, request.tree, owners)
             for index, node in enumerate(graph.graph.node):
@@ -498,9 +498,10 @@ def _export_warnings(request: ExportRequest, result: StrategyResult, check: Self
         notes.append(f"opset {request.opset} was requested; {result.strategy} wrote opset "
                      f"{written}")
     if get_strategy(result.strategy).freezes_control_flow:
-        if traits is None:
-            traits = ModelAnalyzer.analyze_model(request.model)
-        for where in traits.control_flow_evidence[:3]:
+        branches = (traits.control_flow_evidence if traits is not None else
+                    [str(site) for site in control_flow_sites(request.model)
+                     if site.kind == "data"])
+        for where in branches[:3]:
             notes.append(f"data-dependent branch at {where}: the {result.strategy} trace "
                          "kept the branch the example input took; inputs that take the other "
                          "branch get wrong results (check parity with --validate)")

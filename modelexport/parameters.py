@@ -8,15 +8,29 @@ initializer that an export pass rewrote (constant folding transposes a Linear
 weight and names it ``onnx::MatMul_123``) is matched by content instead,
 against only the parameters whose name no initializer kept, as is or
 transposed when 2-D.
+
+A capture that knows which tensor the exporter wrote each initializer from
+(``capture.exporter_sources``) hands that over as ``sources``; an initializer
+written from a view of a parameter's own memory, as is or transposed, is
+matched by that layout without reading its values, and only a few values
+on a grid are compared, to catch a source that was not what got written.
+Sources are recorded before the exporter merges initializers of equal
+value (two layers' zero biases become one); a merged initializer holds
+every parameter it stands for, which only comparing values finds, so where
+a recorded name did not survive, initializers of its shape and dtype are
+matched by value as without sources.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 
 import numpy as np
 import onnx
 import torch
+from torch.nn.parameter import is_lazy
 
 from modelexport.hierarchy import ModuleTree
 from modelexport.output.onnx_payload import (
@@ -76,10 +90,13 @@ class Holding:
 
 
 def match_initializers(graph: onnx.ModelProto, tree: ModuleTree, model: torch.nn.Module,
-                       payloads: MemoryPayloads | None = None) -> dict[str, Holding]:
+                       payloads: MemoryPayloads | None = None,
+                       sources: Mapping[str, torch.Tensor] | None = None,
+                       ) -> dict[str, Holding]:
     """Initializer name -> its :class:`Holding` (see module doc).
 
-    ``payloads`` holds the graph's in-memory weights, read in place.
+    ``payloads`` holds the graph's in-memory weights, read in place;
+    ``sources`` what the exporter wrote each initializer from, where known.
 
     Scalars are left out: exporters merge equal constants into one
     initializer named after whichever parameter came first, so a scalar
@@ -89,12 +106,23 @@ def match_initializers(graph: onnx.ModelProto, tree: ModuleTree, model: torch.nn
     mapping: dict[str, Holding] = {}
     unmatched: list[onnx.TensorProto] = []
     kept_ids: set[int] = set()
+    layouts = _layouts(named) if sources else {}
+    merged = _merged_kinds(graph, sources or {})
     for init in graph.graph.initializer:
         if tensor_elements(init) < 2:
             continue
         hit = named.get(init.name)
         external = is_external(init)
-        if hit is not None and (external or _same_values(init, hit[0], payloads)):
+        source = sources.get(init.name) if sources else None
+        if source is not None and (tuple(source.shape), source.dtype) in merged:
+            source = None
+        held = None if source is None else _held_by_layout(init, source, layouts, payloads)
+        if held is not None:
+            kept = hit is not None and id(hit[0]) in held.tensor_ids
+            if kept:
+                kept_ids.add(id(hit[0]))
+            mapping[init.name] = replace(held, folded_identity=held.folded_identity and not kept)
+        elif hit is not None and (external or _same_values(init, hit[0], payloads)):
             mapping[init.name] = Holding(tuple(sorted(set(hit[1]))), frozenset({id(hit[0])}))
             kept_ids.add(id(hit[0]))
         elif not external:
@@ -124,6 +152,77 @@ def match_initializers(graph: onnx.ModelProto, tree: ModuleTree, model: torch.nn
                 frozenset(id(tensor) for tensor, _, _ in hits),
                 folded_identity=all(as_is for _, _, as_is in hits))
     return mapping
+
+
+def storage_key(tensor: torch.Tensor) -> int | None:
+    """Where a tensor's memory starts (views of one parameter share it).
+
+    None for a tensor without plain memory of its own to point at: a lazy
+    parameter not yet materialised, a meta or sparse tensor, an empty one.
+    """
+    if (is_lazy(tensor) or tensor.device.type == "meta" or tensor.layout != torch.strided
+            or tensor.numel() == 0):
+        return None
+    try:
+        return tensor.untyped_storage().data_ptr()
+    except (RuntimeError, NotImplementedError, TypeError):
+        return None
+
+
+Layout = tuple[int | None, int, tuple[int, ...], tuple[int, ...], torch.dtype]
+
+
+def _layout(tensor: torch.Tensor) -> Layout:
+    """Where and how a tensor's values lie: equal layouts hold equal values."""
+    return (storage_key(tensor), tensor.storage_offset(), tuple(tensor.shape),
+            tuple(tensor.stride()), tensor.dtype)
+
+
+def _layouts(named: dict[str, tuple[torch.Tensor, list[str]]],
+             ) -> dict[Layout, list[tuple[torch.Tensor, list[str], bool]]]:
+    """Each parameter's layout, and its transpose's when 2-D -> (tensor, owners, as is)."""
+    layouts: dict[Layout, list[tuple[torch.Tensor, list[str], bool]]] = {}
+    seen: set[int] = set()
+    for tensor, owners in named.values():
+        if id(tensor) in seen or storage_key(tensor) is None or tensor.numel() < 2:
+            continue
+        seen.add(id(tensor))
+        views = [(tensor, True), (tensor.t(), False)] if tensor.dim() == 2 else [(tensor, True)]
+        for view, as_is in views:
+            layouts.setdefault(_layout(view), []).append((tensor, owners, as_is))
+    return layouts
+
+
+def _merged_kinds(graph: onnx.ModelProto, sources: Mapping[str, torch.Tensor],
+                  ) -> set[tuple[tuple[int, ...], torch.dtype]]:
+    """(shape, dtype) of the recorded initializers that a merge of equal values removed."""
+    present = {init.name for init in graph.graph.initializer}
+    return {(tuple(tensor.shape), tensor.dtype) for name, tensor in sources.items()
+            if name not in present}
+
+
+def _held_by_layout(init: onnx.TensorProto, source: torch.Tensor,
+                    layouts: dict[Layout, list[tuple[torch.Tensor, list[str], bool]]],
+                    payloads: MemoryPayloads | None) -> Holding | None:
+    """The holding of an initializer the exporter wrote from ``source`` (module doc).
+
+    None when ``source`` is no parameter's layout, or when the grid of values
+    disagrees with the written initializer (then values are compared as
+    without a source).
+    """
+    hits = layouts.get(_layout(source)) if storage_key(source) is not None else None
+    if not hits or tuple(init.dims) != tuple(source.shape):
+        return None
+    if not is_external(init):
+        try:
+            values = source.detach().numpy()
+        except TypeError:  # a dtype numpy lacks (bfloat16): compare values instead
+            return None
+        if _fingerprint(values) != _fingerprint(initializer_array(init, payloads)):
+            return None
+    return Holding(tuple(sorted({o for _, owners, _ in hits for o in owners})),
+                   frozenset(id(tensor) for tensor, _, _ in hits),
+                   folded_identity=all(as_is for _, _, as_is in hits))
 
 
 def _equal(view: np.ndarray, array: np.ndarray, rows: int = 64,
@@ -159,6 +258,10 @@ def _fingerprint(array: np.ndarray, per_axis: int = 4) -> tuple:
     Read through index arrays, so a transposed view is sampled without being
     copied.
     """
-    grid = np.ix_(*(np.linspace(0, n - 1, min(n, per_axis)).astype(np.intp)
-                    for n in array.shape))
-    return (array.shape, str(array.dtype), array[grid].tobytes())
+    return (array.shape, str(array.dtype), array[_grid(array.shape, per_axis)].tobytes())
+
+
+@functools.lru_cache(maxsize=1024)
+def _grid(shape: tuple[int, ...], per_axis: int) -> tuple[np.ndarray, ...]:
+    """The fingerprint's index arrays for one shape: a model repeats few shapes many times."""
+    return np.ix_(*(np.linspace(0, n - 1, min(n, per_axis)).astype(np.intp) for n in shape))

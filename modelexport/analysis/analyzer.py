@@ -214,6 +214,26 @@ def control_flow_in_class(cls: type) -> tuple[ControlFlowSite, ...]:
     return tuple(findings)
 
 
+def first_instances(model: torch.nn.Module) -> dict[type, torch.nn.Module]:
+    """One instance of each module class in ``model``, the first in traversal order."""
+    first: dict[type, torch.nn.Module] = {}
+    for module in model.modules():
+        first.setdefault(type(module), module)
+    return first
+
+
+def control_flow_sites(model: torch.nn.Module) -> list[ControlFlowSite]:
+    """Branches in the forwards of ``model``'s own classes, the library's layers skipped.
+
+    torch.nn's layers branch only on configuration.  Each class is parsed
+    once per process (``control_flow_in_class``), so an export's report
+    pays a walk of the module tree, not the analyzer's whole pass.
+    """
+    return [finding for cls in first_instances(model)
+            if not cls.__module__.startswith("torch.nn.")
+            for finding in control_flow_in_class(cls)]
+
+
 def _hints(module: torch.nn.Module) -> set[str]:
     hints = set()
     name = type(module).__name__
@@ -377,14 +397,11 @@ class ModelAnalyzer:
         data: list[ControlFlowSite] = []
         shape: list[ControlFlowSite] = []
         nested: list[str] = []
-        first_of_class: dict[type, torch.nn.Module] = {}
-        for module in modules:
-            first_of_class.setdefault(type(module), module)
-        for cls, instance in first_of_class.items():
+        for finding in control_flow_sites(model):
+            (data if finding.kind == "data" else shape).append(finding)
+        for cls, instance in first_instances(model).items():
             if cls.__module__.startswith("torch.nn."):
                 continue  # the library's own layers branch only on configuration
-            for finding in control_flow_in_class(cls):
-                (data if finding.kind == "data" else shape).append(finding)
             for chain, where in nested_calls_in_class(cls):
                 if isinstance(_resolve_attribute(instance, chain), torch.nn.Module):
                     nested.append(f"{where}: `self.{chain}(...)`")

@@ -207,7 +207,7 @@ class UsageAttribution(Attribution):
                     owner_depth[node_index] = depth
                     assignments[node_index] = Assignment(call.path, TagSource.EXACT)
 
-        held = request.holdings(graph, captured.payloads)
+        held = request.holdings(graph, captured.payloads, captured.sources)
         for i, node in enumerate(nodes):
             candidates = sorted({o for name in node.input if name in held
                                  for o in held[name].owners})

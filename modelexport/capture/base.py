@@ -48,6 +48,11 @@ class Captured:
     into (``onnx_payload.MemoryPayloads``), for a capture that left them in
     the exporter's buffer; whatever reads or writes those weights needs it.
 
+    ``sources`` maps initializer names to the tensor the exporter wrote each
+    from, for those it wrote from a view of a parameter
+    (``exporter_sources``); matching initializers to parameters then need
+    not compare their values.
+
     ``calls`` holds the module calls (``attribution.module_calls.ModuleCall``)
     recorded during the capture's own forward, when the strategy's
     attribution reads them and the capture runs the forward once
@@ -58,6 +63,7 @@ class Captured:
     op_paths: Mapping[str, str] = field(default_factory=dict)
     calls: list[Any] | None = None
     payloads: MemoryPayloads | None = None
+    sources: Mapping[str, Any] = field(default_factory=dict)
 
 
 class Capture(ABC):

@@ -9,6 +9,7 @@ here take it off again, so the user sees their own names.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,17 +52,19 @@ class ExportRequest:
         default=None, init=False, repr=False)
 
     def holdings(self, graph: onnx.ModelProto, payloads: MemoryPayloads | None = None,
-                 ) -> dict[str, Holding]:
+                 sources: Mapping[str, torch.Tensor] | None = None) -> dict[str, Holding]:
         """What each initializer of ``graph`` holds (:func:`match_initializers`), once per graph.
 
         A strategy that reads parameter owners (USAGE_BASED) and the tag
         phase after it both need the map; matching renamed weights by content
         reads every weight, so it is not done twice.  ``payloads`` holds the
-        graph's in-memory weights, if it has any.
+        graph's in-memory weights, if it has any; ``sources`` what the
+        exporter wrote each initializer from, where the capture knows
+        (``Captured.sources``).
         """
         if self._holdings is None or self._holdings[0] is not graph:
             self._holdings = (graph, match_initializers(graph, self.tree, self.model,
-                                                        payloads))
+                                                        payloads, sources))
         return self._holdings[1]
 
     @property
@@ -125,11 +128,13 @@ def rename_graph_values(graph: onnx.ModelProto, renames: dict[str, str]) -> None
         node.output[:] = [renames.get(name, name) for name in node.output]
 
 
-def normalise_names(graph: onnx.ModelProto, request: ExportRequest, adapters: int) -> None:
+def normalise_names(graph: onnx.ModelProto, request: ExportRequest, adapters: int,
+                    ) -> dict[str, str]:
     """Initializers back to the user's state-dict names; outputs as the request names them.
 
     ``adapters`` counts the adapter levels the capture added around the user's
-    model (the request's own plus any the strategy wrapped it in).
+    model (the request's own plus any the strategy wrapped it in).  Returns
+    the renames (old name -> new), for whatever a capture recorded by name.
     """
     taken = {i.name for i in graph.graph.initializer}
     renames = {}
@@ -149,3 +154,4 @@ def normalise_names(graph: onnx.ModelProto, request: ExportRequest, adapters: in
         renames.update({old: new for old, new in zip(current, request.output_names)
                         if old != new})
     rename_graph_values(graph, renames)
+    return renames

@@ -23,6 +23,7 @@ import torch
 from torch.utils import _pytree as pytree
 
 from modelexport.capture.base import Capture, Captured, Evidence
+from modelexport.capture.exporter_sources import recording_sources
 from modelexport.capture.request import ExportRequest, normalise_names
 from modelexport.capture.torchscript_ops import register_missing_symbolics
 from modelexport.capture.trace_shims import traceable_arguments
@@ -74,7 +75,8 @@ def torchscript_export(model: torch.nn.Module, request: ExportRequest, stem: str
     carries (``onnx_payload.detach_payloads``), so they are never copied
     between the exporter and the saved file.  A larger one goes to the
     request's scratch folder (the exporter writes its weights as external
-    data) and is loaded back.
+    data) and is loaded back.  Either way the capture also records which
+    parameter each initializer was written from (``exporter_sources``).
     """
     register_missing_symbolics(request.opset)
     adapter = CallAdapter(model, request.inputs.args, request.inputs.kwargs,
@@ -83,7 +85,8 @@ def torchscript_export(model: torch.nn.Module, request: ExportRequest, stem: str
     in_memory = _state_bytes(model) < IN_MEMORY_LIMIT_BYTES
     path = request.workdir / f"{stem}.onnx"
     target = _BytesSink() if in_memory else str(path)
-    with warnings.catch_warnings(), autograd_off(), traceable_arguments():
+    with (warnings.catch_warnings(), autograd_off(), traceable_arguments(),
+          recording_sources(model) as sources):
         warnings.simplefilter("ignore")
         torch.onnx.export(
             adapter,
@@ -101,8 +104,9 @@ def torchscript_export(model: torch.nn.Module, request: ExportRequest, stem: str
         graph, payloads = detach_payloads(target.take())
     else:
         graph = onnx.load(str(path))
-    normalise_names(graph, request, adapters=1 + request.adapter_depth)
-    return Captured(graph, payloads=payloads)
+    renames = normalise_names(graph, request, adapters=1 + request.adapter_depth)
+    return Captured(graph, payloads=payloads,
+                    sources={renames.get(name, name): tensor for name, tensor in sources.items()})
 
 
 @contextlib.contextmanager

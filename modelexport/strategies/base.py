@@ -19,7 +19,7 @@ import io
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 import onnx
@@ -42,6 +42,7 @@ class StrategyResult:
     model: onnx.ModelProto | None = None
     assignments: list[Assignment | None] | None = None
     payloads: MemoryPayloads | None = None  # where ``model``'s in-memory weights are
+    sources: Mapping[str, torch.Tensor] = field(default_factory=dict)  # Captured.sources
     exception: BaseException | None = None
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -123,7 +124,7 @@ class Strategy:
                     f"{len(graph.graph.node)} nodes"
                 )
             result.model, result.assignments = graph, assignments
-            result.payloads = captured.payloads
+            result.payloads, result.sources = captured.payloads, captured.sources
         except Exception as exc:
             result.exception = exc
         return result
