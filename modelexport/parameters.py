@@ -26,6 +26,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 import onnx
@@ -136,9 +137,7 @@ def match_initializers(graph: onnx.ModelProto, tree: ModuleTree, model: torch.nn
     for tensor, owners in named.values():
         if id(tensor) in kept_ids or not tensor.is_floating_point() or tensor.numel() < 2:
             continue
-        array = tensor.detach().cpu().numpy()
-        views = [(array, True), (array.T, False)] if array.ndim == 2 else [(array, True)]
-        for view, as_is in views:
+        for view, as_is in _orientations(tensor.detach().cpu().numpy()):
             if view.shape in wanted:
                 candidates.setdefault(_fingerprint(view), []).append(
                     (view, tensor, owners, as_is))
@@ -147,11 +146,23 @@ def match_initializers(graph: onnx.ModelProto, tree: ModuleTree, model: torch.nn
         hits = [(tensor, owners, as_is) for view, tensor, owners, as_is in
                 candidates.get(_fingerprint(array), []) if _equal(view, array)]
         if hits:
-            mapping[init.name] = Holding(
-                tuple(sorted({o for _, owners, _ in hits for o in owners})),
-                frozenset(id(tensor) for tensor, _, _ in hits),
-                folded_identity=all(as_is for _, _, as_is in hits))
+            mapping[init.name] = _holding(hits)
     return mapping
+
+
+Hit = tuple[torch.Tensor, list[str], bool]  # a parameter, its owners, held as is (or transposed)
+
+
+def _holding(hits: list[Hit]) -> Holding:
+    """What an initializer holds that equals each of ``hits``."""
+    return Holding(tuple(sorted({o for _, owners, _ in hits for o in owners})),
+                   frozenset(id(tensor) for tensor, _, _ in hits),
+                   folded_identity=all(as_is for _, _, as_is in hits))
+
+
+def _orientations(values: Any) -> list[tuple[Any, bool]]:
+    """A weight as stored, and transposed when 2-D (array or tensor): (view, as is)."""
+    return [(values, True), (values.T, False)] if values.ndim == 2 else [(values, True)]
 
 
 def storage_key(tensor: torch.Tensor) -> int | None:
@@ -169,27 +180,30 @@ def storage_key(tensor: torch.Tensor) -> int | None:
         return None
 
 
-Layout = tuple[int | None, int, tuple[int, ...], tuple[int, ...], torch.dtype]
+Layout = tuple[int, int, tuple[int, ...], tuple[int, ...], torch.dtype]
 
 
-def _layout(tensor: torch.Tensor) -> Layout:
-    """Where and how a tensor's values lie: equal layouts hold equal values."""
-    return (storage_key(tensor), tensor.storage_offset(), tuple(tensor.shape),
-            tuple(tensor.stride()), tensor.dtype)
+def _layout(tensor: torch.Tensor) -> Layout | None:
+    """Where and how a tensor's values lie (equal layouts hold equal values), if in memory."""
+    key = storage_key(tensor)
+    if key is None:
+        return None
+    return (key, tensor.storage_offset(), tuple(tensor.shape), tuple(tensor.stride()),
+            tensor.dtype)
 
 
-def _layouts(named: dict[str, tuple[torch.Tensor, list[str]]],
-             ) -> dict[Layout, list[tuple[torch.Tensor, list[str], bool]]]:
-    """Each parameter's layout, and its transpose's when 2-D -> (tensor, owners, as is)."""
-    layouts: dict[Layout, list[tuple[torch.Tensor, list[str], bool]]] = {}
+def _layouts(named: dict[str, tuple[torch.Tensor, list[str]]]) -> dict[Layout, list[Hit]]:
+    """Each parameter's layout, and its transpose's when 2-D -> the parameters lying so."""
+    layouts: dict[Layout, list[Hit]] = {}
     seen: set[int] = set()
     for tensor, owners in named.values():
-        if id(tensor) in seen or storage_key(tensor) is None or tensor.numel() < 2:
+        if id(tensor) in seen or tensor.numel() < 2:
             continue
         seen.add(id(tensor))
-        views = [(tensor, True), (tensor.t(), False)] if tensor.dim() == 2 else [(tensor, True)]
-        for view, as_is in views:
-            layouts.setdefault(_layout(view), []).append((tensor, owners, as_is))
+        for view, as_is in _orientations(tensor):
+            layout = _layout(view)
+            if layout is not None:
+                layouts.setdefault(layout, []).append((tensor, owners, as_is))
     return layouts
 
 
@@ -202,7 +216,7 @@ def _merged_kinds(graph: onnx.ModelProto, sources: Mapping[str, torch.Tensor],
 
 
 def _held_by_layout(init: onnx.TensorProto, source: torch.Tensor,
-                    layouts: dict[Layout, list[tuple[torch.Tensor, list[str], bool]]],
+                    layouts: dict[Layout, list[Hit]],
                     payloads: MemoryPayloads | None) -> Holding | None:
     """The holding of an initializer the exporter wrote from ``source`` (module doc).
 
@@ -210,7 +224,8 @@ def _held_by_layout(init: onnx.TensorProto, source: torch.Tensor,
     disagrees with the written initializer (then values are compared as
     without a source).
     """
-    hits = layouts.get(_layout(source)) if storage_key(source) is not None else None
+    layout = _layout(source)
+    hits = layouts.get(layout) if layout is not None else None
     if not hits or tuple(init.dims) != tuple(source.shape):
         return None
     if not is_external(init):
@@ -220,9 +235,7 @@ def _held_by_layout(init: onnx.TensorProto, source: torch.Tensor,
             return None
         if _fingerprint(values) != _fingerprint(initializer_array(init, payloads)):
             return None
-    return Holding(tuple(sorted({o for _, owners, _ in hits for o in owners})),
-                   frozenset(id(tensor) for tensor, _, _ in hits),
-                   folded_identity=all(as_is for _, _, as_is in hits))
+    return _holding(hits)
 
 
 def _equal(view: np.ndarray, array: np.ndarray, rows: int = 64,
