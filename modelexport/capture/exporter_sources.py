@@ -26,6 +26,7 @@ installed torch stops recording).
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -35,7 +36,6 @@ import torch
 from modelexport.parameters import storage_key
 
 _RECORDING = threading.local()
-_INSTALLED: list[bool] = []
 
 
 @contextlib.contextmanager
@@ -57,11 +57,9 @@ def recording_sources(model: torch.nn.Module) -> Iterator[dict[str, torch.Tensor
         _RECORDING.target = previous
 
 
+@functools.cache
 def _install() -> None:
     """Wrap the exporter's ``_model_to_graph`` once per process (module doc)."""
-    if _INSTALLED:
-        return
-    _INSTALLED.append(True)
     try:
         from torch.onnx._internal.torchscript_exporter import utils
     except ImportError:
