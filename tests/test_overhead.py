@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
 import pytest
 import torch
 
@@ -27,6 +28,36 @@ def test_each_strategy_is_measured_against_its_plain_export(strategy):
     assert figures.wall_ratio > 0 and figures.cpu_ratio > 0 and figures.least_cpu_ratio > 0
     assert figures.least_cpu_ratio == pytest.approx(
         min(figures.ours.cpu_seconds) / min(figures.plain.cpu_seconds))
+    first_round = figures.ours.cpu_seconds[0] / figures.plain.cpu_seconds[0]
+    assert figures.paired_cpu_ratios[0] == pytest.approx(first_round)
+    interval = figures.paired_cpu_interval
+    assert interval.low <= figures.paired_cpu_ratio <= interval.high
+
+
+def test_the_median_interval_is_the_order_statistics_a_binomial_table_gives():
+    """Known pairs: 9 values give the 2nd and 8th (96.1%), 15 the 4th and 12th (96.5%)."""
+    nine = overhead.median_interval([float(v) for v in range(9, 0, -1)])
+    assert (nine.low, nine.high) == (2.0, 8.0)
+    assert nine.confidence == pytest.approx(1 - 2 * 10 / 512)
+    fifteen = overhead.median_interval([float(v) for v in range(1, 16)])
+    assert (fifteen.low, fifteen.high) == (4.0, 12.0)
+    assert fifteen.confidence == pytest.approx(1 - 2 * (1 + 15 + 105 + 455) / 2 ** 15)
+    three = overhead.median_interval([1.2, 0.9, 1.0])
+    assert (three.low, three.high, three.confidence) == (0.9, 1.2, 0.75)
+    with pytest.raises(ValueError):
+        overhead.median_interval([])
+
+
+def test_the_median_interval_encloses_the_median_as_often_as_it_claims():
+    """Long-tailed draws, like a round that caught a slow spell: coverage at least the claim."""
+    rng = np.random.default_rng(7)
+    true_median = float(np.exp(0.0))  # lognormal(0, 0.3)
+    for n in (6, 9, 15):
+        intervals = [overhead.median_interval(list(rng.lognormal(0.0, 0.3, n)))
+                     for _ in range(4000)]
+        covered = np.mean([i.low <= true_median <= i.high for i in intervals])
+        assert covered >= intervals[0].confidence - 0.015
+        assert intervals[0].confidence >= 0.95
 
 
 def test_a_slower_export_raises_the_wall_ratio_and_not_the_cpu_ratio(monkeypatch):
