@@ -125,8 +125,9 @@ class Overhead:
 
         Both exports of a round run back to back, so a slow spell of the
         machine (on this 2-core VM the plain bert-base export's CPU time moves
-        from 3.2 to 4.9 s between rounds, most of it the kernel zeroing
-        fresh pages) tends to fall on both and divide out.
+        from 3.2 to 4.9 s between rounds; the slow rounds are those where the
+        kernel zeroes the most fresh pages) tends to fall on both and divide
+        out.
         """
         return statistics.median(self.paired_cpu_ratios)
 
