@@ -66,9 +66,9 @@ class PeakSampler:
     Where the kernel's high-water mark can be reset (``/proc/self/clear_refs``),
     it is reset on entry and read on exit: exact, and free.  A sampling
     thread is neither: waking every few milliseconds it takes the GIL from the
-    code being measured (it added 3 to 5% to the CPU time of an HTP export of
-    ResNet-50, and less to the plain export it was compared with, whose time
-    is mostly in C++), and it misses a spike shorter than its interval.
+    code being measured, which costs Python-heavy code more than an export
+    whose time is mostly in C++ (the overhead benchmark compares exactly
+    those two), and it misses a spike shorter than its interval.
     Before a reset, every other open sampler takes the mark so far, so nested
     and concurrent samplers each still see their own peak.  Elsewhere, a
     thread samples every ``interval`` seconds.
