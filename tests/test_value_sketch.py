@@ -125,3 +125,19 @@ def test_recording_keeps_large_activations_as_shared_sketches() -> None:
     assert relu_in is not conv_out and relu_in.admits(np.maximum(expected, 0), _ATOL, _RTOL)
     assert calls["relu"].outputs[0] is relu_in and calls[""].outputs[0] is relu_in
     assert isinstance(calls["conv"].inputs[0], np.ndarray)  # 6912 values: an exact copy
+
+
+def test_the_index_keeps_tensors_whose_sum_is_not_finite_apart() -> None:
+    with_inf = _WANTED.copy()
+    with_inf[0, 3, 5, 7] = np.inf
+    graph_values = {"inf": with_inf}
+    for shift in (-3, 3, -2, 2, -1, 1):  # finite sums on both sides of the wanted one's
+        graph_values[f"nan_{shift}"] = _with_nan()  # a NaN sum sorts nowhere
+        graph_values[f"other_{shift}"] = _WANTED + np.float32(shift)
+    graph_values["wanted"] = _WANTED.copy()
+    index = ValueIndex(graph_values)
+    assert index.matches(sketch_or_copy(_WANTED)) == ["wanted"]
+    assert index.matches(_WANTED.copy()) == ["wanted"]
+    kept_with_inf = sketch_or_copy(with_inf)
+    assert isinstance(kept_with_inf, np.ndarray)  # an infinity is kept exactly
+    assert index.matches(kept_with_inf) == ["inf"]

@@ -25,13 +25,20 @@ scope-based attributions as much as an alternative to them.
 from __future__ import annotations
 
 import bisect
+import math
+from dataclasses import dataclass, field
 
 import numpy as np
 import onnx
 
 from modelexport.attribution.base import Attribution
 from modelexport.attribution.module_calls import record_calls
-from modelexport.attribution.value_sketch import ValueSketch, sketch_or_copy
+from modelexport.attribution.value_sketch import (
+    SUM_ROUNDING,
+    ValueSketch,
+    block_sums,
+    sketch_or_copy,
+)
 from modelexport.capture.base import Captured
 from modelexport.capture.request import ExportRequest
 from modelexport.hierarchy import ROOT
@@ -52,6 +59,13 @@ class ValueIndex:
     container's output is its last child's, see ``module_calls``), so
     ResNet-50's 725 lookups are of a few hundred distinct tensors, and each
     full comparison is made once.
+
+    A float32 or float64 tensor is summed by blocks (``block_sums``), once:
+    the blocks' total sorts it, and the blocks themselves are what a
+    sketch's test compares, so a candidate is read once, not twice.  A
+    tensor whose sum is not finite (an infinity, a NaN) cannot be sorted;
+    such tensors are kept apart and compared only with recorded tensors
+    whose sum is not finite either, the only ones they can be close to.
     """
 
     def __init__(self, values: dict[str, np.ndarray]) -> None:
@@ -61,9 +75,10 @@ class ValueIndex:
         for name, value in values.items():
             if value.size:
                 self._unsorted.setdefault((value.shape, value.dtype.kind), []).append(name)
-        self._buckets: dict[tuple, tuple[list[float], list[str]]] = {}
+        self._buckets: dict[tuple, _Bucket] = {}
+        self._block_sums: dict[str, np.ndarray] = {}
 
-    def _bucket(self, key: tuple) -> tuple[list[float], list[str]] | None:
+    def _bucket(self, key: tuple) -> _Bucket | None:
         """The tensors of one shape and kind, sorted by sum, summed on the first lookup.
 
         A tensor whose shape no module call has is never summed: on
@@ -73,10 +88,27 @@ class ValueIndex:
             names = self._unsorted.pop(key, None)
             if names is None:
                 return None
-            entries = sorted((float(np.sum(self._values[name], dtype=np.float64)), name)
-                             for name in names)
-            self._buckets[key] = ([s for s, _ in entries], [n for _, n in entries])
+            bucket, finite = _Bucket(), []
+            for name in names:
+                total = self._total(name)
+                if math.isfinite(total):
+                    finite.append((total, name))
+                else:
+                    bucket.not_finite.append(name)
+            for total, name in sorted(finite):
+                bucket.sums.append(total)
+                bucket.names.append(name)
+            self._buckets[key] = bucket
         return self._buckets[key]
+
+    def _total(self, name: str) -> float:
+        value = self._values[name]
+        if value.dtype not in (np.float32, np.float64):
+            return float(np.sum(value, dtype=np.float64))
+        with np.errstate(invalid="ignore", over="ignore"):
+            sums = block_sums(value.reshape(-1))
+        self._block_sums[name] = sums
+        return float(sums.sum())
 
     def matches(self, array: Recorded) -> list[str]:
         """Names of the graph tensors whose values are close to ``array``."""
@@ -90,22 +122,39 @@ class ValueIndex:
         bucket = self._bucket((tuple(array.shape), array.dtype.kind))
         if bucket is None or array.size == 0:
             return []
-        sums, names = bucket
         if isinstance(array, ValueSketch):
             total, abs_total = array.total, array.abs_total
         else:
-            total = float(np.sum(array, dtype=np.float64))
-            abs_total = float(np.sum(np.abs(array), dtype=np.float64))
-        slack = _ATOL * array.size + _RTOL * abs_total
-        low = bisect.bisect_left(sums, total - slack)
-        high = bisect.bisect_right(sums, total + slack)
-        return [name for name in names[low:high] if _close(self._values[name], array)]
+            with np.errstate(invalid="ignore", over="ignore"):
+                total = float(np.sum(array, dtype=np.float64))
+                abs_total = float(np.sum(np.abs(array), dtype=np.float64))
+        if not math.isfinite(total) or not math.isfinite(abs_total):
+            candidates = bucket.not_finite
+        else:
+            # both sides' block sums round by at most SUM_ROUNDING of their absolute
+            # sums, and a close tensor's is at most abs_total's plus atol per value
+            slack = (_ATOL * array.size + _RTOL * abs_total
+                     + SUM_ROUNDING * (2 * abs_total + _ATOL * array.size))
+            low = bisect.bisect_left(bucket.sums, total - slack)
+            high = bisect.bisect_right(bucket.sums, total + slack)
+            candidates = bucket.names[low:high]
+        return [name for name in candidates
+                if _close(self._values[name], array, self._block_sums.get(name))]
 
 
-def _close(found: np.ndarray, recorded: Recorded) -> bool:
+@dataclass
+class _Bucket:
+    """One shape's graph tensors: the finite-sum ones sorted by sum, the others apart."""
+
+    sums: list[float] = field(default_factory=list)
+    names: list[str] = field(default_factory=list)
+    not_finite: list[str] = field(default_factory=list)
+
+
+def _close(found: np.ndarray, recorded: Recorded, found_sums: np.ndarray | None) -> bool:
     """``np.allclose(found, recorded)``, or what it implies where only a sketch was kept."""
     if isinstance(recorded, ValueSketch):
-        return recorded.admits(found, _ATOL, _RTOL)
+        return recorded.admits(found, _ATOL, _RTOL, found_sums)
     return all_close(found, recorded)
 
 

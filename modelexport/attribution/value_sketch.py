@@ -41,7 +41,7 @@ EXACT_UP_TO = 16384
 _ROUNDING = 1.001
 # float32 pairwise sums of a block err by a few ulps times log2 of its length,
 # times its sum of absolute values: well under this (both sides' errors added)
-_SUM_ROUNDING = 1e-5
+SUM_ROUNDING = 1e-5
 
 
 @functools.lru_cache(maxsize=64)
@@ -50,14 +50,17 @@ def _samples(size: int) -> np.ndarray:
     return np.sort(np.random.default_rng(size).choice(size, SAMPLES, replace=False))
 
 
-def _block_sums(flat: np.ndarray, absolute: bool = False) -> np.ndarray:
+def block_sums(flat: np.ndarray, absolute: bool = False) -> np.ndarray:
     """Sums of ``BLOCKS`` equal rows of ``flat`` (of its absolute values if ``absolute``).
+
+    Float32 or float64 only: a half-precision row sum would round (or
+    overflow) past any tolerance.
 
     The last block also takes the remainder.  Summing rows of a 2-D view
     takes numpy's pairwise summation in the array's own precision, four
     times faster than ``np.add.reduceat`` into float64 (0.2 against 0.8 ms
     for a ResNet-50 activation); its rounding stays far inside the
-    tolerance (``_SUM_ROUNDING``).
+    tolerance (``SUM_ROUNDING``).
     """
     width = flat.size // BLOCKS
     rows, tail = flat[:width * BLOCKS].reshape(BLOCKS, width), flat[width * BLOCKS:]
@@ -97,16 +100,21 @@ class ValueSketch:
     def abs_total(self) -> float:
         return float(self.abs_sums.sum())
 
-    def admits(self, found: np.ndarray, atol: float, rtol: float) -> bool:
-        """Whether ``found`` passes every test ``np.allclose(found, recorded)`` implies."""
+    def admits(self, found: np.ndarray, atol: float, rtol: float,
+               found_sums: np.ndarray | None = None) -> bool:
+        """Whether ``found`` passes every test ``np.allclose(found, recorded)`` implies.
+
+        ``found_sums`` are ``found``'s block sums where the caller has them
+        already (``ValueIndex`` sums every candidate once to sort it).
+        """
         if found.shape != self.shape or found.dtype.kind != "f":
             return False
         flat = found.reshape(-1)
         if not np.allclose(flat[_samples(self.size)], self.samples, atol=atol, rtol=rtol):
             return False
-        sums = _block_sums(flat)
+        sums = block_sums(flat) if found_sums is None else found_sums
         bound = ((_block_sizes(self.size) * atol + rtol * self.abs_sums) * _ROUNDING
-                 + _SUM_ROUNDING * self.abs_sums)
+                 + SUM_ROUNDING * self.abs_sums)
         with np.errstate(invalid="ignore", over="ignore"):  # NaN or inf in ``found``: not close
             return bool((np.abs(sums - self.sums) <= bound).all())
 
@@ -117,8 +125,11 @@ def sketch_or_copy(array: np.ndarray) -> np.ndarray | ValueSketch:
         return array.copy()
     flat = array.reshape(-1)
     with np.errstate(invalid="ignore", over="ignore"):
-        abs_sums = _block_sums(flat, absolute=True)
+        abs_sums = block_sums(flat, absolute=True)
     if not np.isfinite(abs_sums).all():
         return array.copy()
-    return ValueSketch(tuple(array.shape), array.dtype, flat[_samples(flat.size)].copy(),
-                       _block_sums(flat), abs_sums, varies=bool(flat.max() > flat.min()))
+    samples = flat[_samples(flat.size)].copy()
+    # samples that differ settle it without two more passes over the tensor
+    varies = bool(samples.max() > samples.min()) or bool(flat.max() > flat.min())
+    return ValueSketch(tuple(array.shape), array.dtype, samples, block_sums(flat), abs_sums,
+                       varies=varies)
