@@ -39,6 +39,14 @@ def test_a_close_tensor_is_always_admitted(found: np.ndarray) -> None:
     assert _sketch().admits(found, _ATOL, _RTOL)
 
 
+def test_a_close_half_precision_tensor_is_admitted() -> None:
+    """Its block sums are taken in float64: in float16 a row of 3136 values near 75 overflows."""
+    wanted = _RNG.uniform(50, 100, (1, 64, 56, 56)).astype(np.float16).astype(np.float32)
+    found = wanted.astype(np.float16)
+    assert np.allclose(found, wanted, atol=_ATOL, rtol=_RTOL)
+    assert sketch_or_copy(wanted).admits(found, _ATOL, _RTOL)
+
+
 def _one_value_changed() -> np.ndarray:
     found = _WANTED.copy()
     found[0, 5, 17, 23] += 0.5

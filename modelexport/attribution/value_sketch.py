@@ -112,11 +112,13 @@ class ValueSketch:
         flat = found.reshape(-1)
         if not np.allclose(flat[_samples(self.size)], self.samples, atol=atol, rtol=rtol):
             return False
-        sums = block_sums(flat) if found_sums is None else found_sums
+        if found_sums is None:  # a half-precision tensor is summed in float64 (``block_sums``)
+            found_sums = block_sums(flat if flat.dtype in (np.float32, np.float64)
+                                    else flat.astype(np.float64))
         bound = ((_block_sizes(self.size) * atol + rtol * self.abs_sums) * _ROUNDING
                  + SUM_ROUNDING * self.abs_sums)
         with np.errstate(invalid="ignore", over="ignore"):  # NaN or inf in ``found``: not close
-            return bool((np.abs(sums - self.sums) <= bound).all())
+            return bool((np.abs(found_sums - self.sums) <= bound).all())
 
 
 def sketch_or_copy(array: np.ndarray) -> np.ndarray | ValueSketch:
