@@ -45,6 +45,7 @@ def test_a_close_half_precision_tensor_is_admitted() -> None:
     found = wanted.astype(np.float16)
     assert np.allclose(found, wanted, atol=_ATOL, rtol=_RTOL)
     assert sketch_or_copy(wanted).admits(found, _ATOL, _RTOL)
+    assert ValueIndex({"found": found}).matches(sketch_or_copy(wanted)) == ["found"]
 
 
 def _one_value_changed() -> np.ndarray:

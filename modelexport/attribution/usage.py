@@ -60,7 +60,7 @@ class ValueIndex:
     ResNet-50's 725 lookups are of a few hundred distinct tensors, and each
     full comparison is made once.
 
-    A float32 or float64 tensor is summed by blocks (``block_sums``), once:
+    A float tensor is summed by blocks (``block_sums``), once:
     the blocks' total sorts it, and the blocks themselves are what a
     sketch's test compares, so a candidate is read once, not twice.  A
     tensor whose sum is not finite (an infinity, a NaN) cannot be sorted;
@@ -103,7 +103,7 @@ class ValueIndex:
 
     def _total(self, name: str) -> float:
         value = self._values[name]
-        if value.dtype not in (np.float32, np.float64):
+        if value.dtype.kind != "f":  # masks, indices: summed exactly
             return float(np.sum(value, dtype=np.float64))
         with np.errstate(invalid="ignore", over="ignore"):
             sums = block_sums(value.reshape(-1))

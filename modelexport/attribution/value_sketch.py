@@ -53,8 +53,8 @@ def _samples(size: int) -> np.ndarray:
 def block_sums(flat: np.ndarray, absolute: bool = False) -> np.ndarray:
     """Sums of ``BLOCKS`` equal rows of ``flat`` (of its absolute values if ``absolute``).
 
-    Float32 or float64 only: a half-precision row sum would round (or
-    overflow) past any tolerance.
+    A half-precision tensor is summed in float64: its own row sums would
+    round, or overflow (a row of 3136 values near 75), past any tolerance.
 
     The last block also takes the remainder.  Summing rows of a 2-D view
     takes numpy's pairwise summation in the array's own precision, four
@@ -62,6 +62,8 @@ def block_sums(flat: np.ndarray, absolute: bool = False) -> np.ndarray:
     for a ResNet-50 activation); its rounding stays far inside the
     tolerance (``SUM_ROUNDING``).
     """
+    if flat.dtype not in (np.float32, np.float64):
+        flat = flat.astype(np.float64)
     width = flat.size // BLOCKS
     rows, tail = flat[:width * BLOCKS].reshape(BLOCKS, width), flat[width * BLOCKS:]
     if absolute:
@@ -112,9 +114,8 @@ class ValueSketch:
         flat = found.reshape(-1)
         if not np.allclose(flat[_samples(self.size)], self.samples, atol=atol, rtol=rtol):
             return False
-        if found_sums is None:  # a half-precision tensor is summed in float64 (``block_sums``)
-            found_sums = block_sums(flat if flat.dtype in (np.float32, np.float64)
-                                    else flat.astype(np.float64))
+        if found_sums is None:
+            found_sums = block_sums(flat)
         bound = ((_block_sizes(self.size) * atol + rtol * self.abs_sums) * _ROUNDING
                  + SUM_ROUNDING * self.abs_sums)
         with np.errstate(invalid="ignore", over="ignore"):  # NaN or inf in ``found``: not close
