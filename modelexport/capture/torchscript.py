@@ -24,6 +24,7 @@ from torch.utils import _pytree as pytree
 
 from modelexport.capture.base import Capture, Captured, Evidence
 from modelexport.capture.exporter_sources import recording_sources
+from modelexport.capture.function_scan import structure_only_function_scan
 from modelexport.capture.request import ExportRequest, normalise_names
 from modelexport.capture.torchscript_ops import register_missing_symbolics
 from modelexport.capture.trace_shims import traceable_arguments
@@ -76,7 +77,9 @@ def torchscript_export(model: torch.nn.Module, request: ExportRequest, stem: str
     between the exporter and the saved file.  A larger one goes to the
     request's scratch folder (the exporter writes its weights as external
     data) and is loaded back.  Either way the capture also records which
-    parameter each initializer was written from (``exporter_sources``).
+    parameter each initializer was written from (``exporter_sources``), and
+    the exporter looks for ONNX functions to add without parsing the
+    weights (``function_scan``).
     """
     register_missing_symbolics(request.opset)
     adapter = CallAdapter(model, request.inputs.args, request.inputs.kwargs,
@@ -86,7 +89,7 @@ def torchscript_export(model: torch.nn.Module, request: ExportRequest, stem: str
     path = request.workdir / f"{stem}.onnx"
     target = _BytesSink() if in_memory else str(path)
     with (warnings.catch_warnings(), autograd_off(), traceable_arguments(),
-          recording_sources(model) as sources):
+          structure_only_function_scan(), recording_sources(model) as sources):
         warnings.simplefilter("ignore")
         torch.onnx.export(
             adapter,
