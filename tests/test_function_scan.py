@@ -18,6 +18,7 @@ import onnx
 import pytest
 import torch
 
+import modelexport
 from modelexport.capture.function_scan import structure_only_function_scan
 
 OPSET = 18
@@ -67,6 +68,16 @@ def test_without_functions_the_export_skips_the_parse_and_gives_the_same_bytes(
         scanned = _export_bytes(model, example)
     assert len(whole_model_parses) == 1, "the shortcut was not taken on this torch"
     assert scanned == plain
+
+
+@pytest.mark.parametrize("strategy", ["htp", "usage_based"])
+def test_a_torchscript_strategy_exports_without_a_whole_model_parse(strategy, tmp_path,
+                                                                   whole_model_parses):
+    torch.manual_seed(0)
+    report = modelexport.export_model(Projector().eval(), (torch.randn(2, 16),),
+                                      tmp_path / "model.onnx", strategy=strategy)
+    assert report.summary.success
+    assert whole_model_parses == []
 
 
 def test_the_shortcut_acts_only_on_the_thread_inside_the_block(whole_model_parses):
