@@ -172,3 +172,23 @@ def test_python_module_entry_point_works():
     result = subprocess.run([sys.executable, "-m", "modelexport.cli", "--help"],
                             capture_output=True, text=True, check=False)
     assert result.returncode == 0 and "export" in result.stdout
+
+
+@pytest.mark.parametrize("spelled", [["htp,usage_based"], ["htp", "usage_based"],
+                                     ["htp,", "usage_based"], ["htp, usage_based"]])
+def test_a_list_of_names_may_be_spaced_or_comma_separated(spelled):
+    from modelexport.cli.commands import _build_parser
+
+    for command in (["zoo", "run"], ["gate", "--base", "HEAD~1"]):
+        args = _build_parser().parse_args([*command, "--strategies", *spelled,
+                                           "--models", "bert,small_cnn"])
+        assert args.strategies == ["htp", "usage_based"]
+        assert args.models == ["bert", "small_cnn"]
+
+
+def test_a_list_of_only_commas_is_one_line(capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["zoo", "run", "--strategies", ","])
+    assert exited.value.code == EXIT_USER_ERROR
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "--strategies: expected at least one name" in err, err

@@ -20,6 +20,22 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+class NameList(argparse.Action):
+    """Names given either way a user types them: ``a b``, ``a,b`` or ``a, b``.
+
+    ``--strategies htp,usage_based`` used to be refused as one unknown name;
+    the comma is how most tools spell a list, so it is read as one here.
+    """
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: object, option_string: str | None = None) -> None:
+        items = values if isinstance(values, list) else [values]
+        names = [name for item in items for name in str(item).split(",") if name.strip()]
+        if not names:
+            parser.error(f"argument {option_string}: expected at least one name")
+        setattr(namespace, self.dest, [name.strip() for name in names])
+
+
 def positive_int(text: str) -> int:
     value = _parsed(text, int, "a whole number")
     if value < 1:

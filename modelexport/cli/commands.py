@@ -17,6 +17,7 @@ import warnings
 from collections.abc import Sequence
 
 from modelexport.cli.args import (
+    NameList,
     OneLineParser,
     non_negative_float,
     positive_float,
@@ -107,8 +108,10 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--tier", default="tiny", choices=[*ZOO_TIERS, "pretrained"],
                      help="wide: every transformers architecture, generated; idioms: plain "
                           "PyTorch shapes; pretrained: hub checkpoints (needs the hub)")
-    run.add_argument("--models", nargs="+", help="zoo entry names (default: the whole tier)")
-    run.add_argument("--strategies", nargs="+", help="default: every registered strategy")
+    run.add_argument("--models", nargs="+", action=NameList,
+                     help="zoo entry names, spaced or comma-separated (default: the whole tier)")
+    run.add_argument("--strategies", nargs="+", action=NameList,
+                     help="spaced or comma-separated (default: every registered strategy)")
     run.add_argument("--jobs", type=positive_int, default=None,
                      help="worker processes (default 2, 1 for full and pretrained: full-size "
                           "exports need several times the model's memory)")
@@ -177,8 +180,10 @@ def _build_parser() -> argparse.ArgumentParser:
     gate.add_argument("--threshold", type=non_negative_float,
                       help="allowed slowdown of the median paired CPU-time ratio "
                            "(default 0.05)")
-    gate.add_argument("--models", nargs="+", help="zoo entries (default: a 6-model subset)")
-    gate.add_argument("--strategies", nargs="+")
+    gate.add_argument("--models", nargs="+", action=NameList,
+                      help="zoo entries, spaced or comma-separated (default: a 6-model subset)")
+    gate.add_argument("--strategies", nargs="+", action=NameList,
+                      help="spaced or comma-separated (default: every registered strategy)")
     gate.add_argument("--json", help="also write the verdict as JSON here")
     add_tool_parsers(sub)
     return parser
