@@ -10,12 +10,12 @@ Verdicts:
 * timing (``paired_timing``): per round, one fresh worker per side exports
   each cell ``repeat`` times as back-to-back pairs, in *process CPU time*
   with torch on one thread (README, "Timing"), files on a memory-backed
-  folder; the round's figure is the lower of the median paired HEAD / BASE
-  ratio and the ratio of the two sides' best exports.  A cell regresses
-  when the median over rounds exceeds ``1 + threshold`` and HEAD was
-  slower in at least 5 of 6 rounds: pairing divides out the machine's
-  speed, the median discards an unlucky round, the count asks for a
-  consistent slowdown rather than a few lucky rounds;
+  folder; the round's figure is the median paired HEAD / BASE ratio.  A
+  cell regresses when the median over rounds exceeds ``1 + threshold``
+  and the rounds show HEAD slower with 99% confidence (``significance``):
+  pairing divides out the machine's slow drift, the median over rounds
+  sets the size of the slowdown, the bound asks the rounds' scatter whether
+  it is real;
 * quality (one matrix run of each side, ``modelexport zoo run``): any
   worsening fails, whatever its size: a cell that was ``ok`` and is not
   (parity error past the tolerance turns a cell ``parity-failed``), a drop
@@ -28,7 +28,6 @@ Verdicts:
 from __future__ import annotations
 
 import json
-import math
 import os
 import statistics
 import subprocess
@@ -43,6 +42,7 @@ from typing import Any
 from modelexport.benchmarking.worktrees import git, worktree
 from modelexport.errors import ModelExportError
 from modelexport.gate.paired_timing import CellTiming, time_pairs
+from modelexport.gate.significance import ratio_lower_bound
 from modelexport.harness.cells import CRASHED, OK, TIMEOUT, CellResult
 from modelexport.harness.results import EXPECTATIONS_SCHEMA
 from modelexport.harness.scoring import TIMED_OBJECTIVES
@@ -81,11 +81,14 @@ class GateReport:
                 f"exports, timing threshold {self.threshold:.0%} on the median paired "
                 f"CPU-time ratio, {self.wall_seconds:.0f}s"]
         rows.append(f"{'benchmark (CPU s)':40s} {'base':>10s} {'head':>10s} {'ratio':>7s} "
-                    f"{'spread':>6s}")
+                    f"{'>=99%':>6s}  rounds")
+        if self.rounds < 2:
+            rows.append("(one round cannot show its own scatter: timings are shown, not judged)")
         for key, t in sorted(self.timings.items()):
             flag = " <- SLOWER" if t.get("regressed") else ""
+            rounds = " ".join(f"{r:.2f}" for r in t["rounds"])
             rows.append(f"{'time_export ' + key:40s} {t['base']:>9.3f}s {t['head']:>9.3f}s "
-                        f"{t['ratio']:>7.2f} {t['spread']:>6.0%}{flag}")
+                        f"{t['ratio']:>7.2f} {t['lower_bound']:>6.2f}  {rounds}{flag}")
         for key, why in sorted(self.untimed.items()):
             rows.append(f"{'time_export ' + key:40s} not timed (judged on quality): {why[:100]}")
         if self.findings:
@@ -166,45 +169,33 @@ def _cells(results: dict) -> dict[str, CellResult]:
     return {cell.key: cell for cell in map(CellResult.from_dict, results["cells"])}
 
 
-def _spread(values: list[float]) -> float:
-    middle = statistics.median(values)
-    return (max(values) - min(values)) / 2 / max(middle, _EPS)
-
-
-def _consistent(rounds: int) -> int:
-    """Rounds in which HEAD must be slower for a slowdown to count: 5 of 6.
-
-    With one side's luck alone, HEAD is slower in each round with even odds,
-    so in 5 or more of 6 rounds one time in 9; together with the median past
-    the threshold, a no-op change is rarely flagged.  A real 10% slowdown
-    is slower in (nearly) every round.
-    """
-    return math.ceil(rounds * 5 / 6)
-
-
 def _compare_timings(report: GateReport, timings: dict[str, CellTiming]) -> None:
-    """Per cell, the median over rounds of each round's paired HEAD / BASE ratio.
+    """Per cell: the median over rounds of each round's paired HEAD / BASE ratio,
+    and the ratio the rounds show HEAD exceeding with 99% confidence.
 
     Within a round the two sides' exports of a cell run back to back
-    (``paired_timing``), so the machine's speed divides out of each ratio;
-    the median over rounds then ignores a round whose workers were unlucky.
+    (``paired_timing``), so the machine's slow drift divides out of each
+    ratio.  A regression needs both a median past the threshold (the size)
+    and a lower bound above 1 (the rounds agree that HEAD is slower at all):
+    on a noisy day the bound widens, and the gate asks for more evidence.
     """
     for key, timing in timings.items():
         if len(timing.ratios) != report.rounds:  # failed to export in some round
             report.untimed[key] = timing.error or "no timed pair in some round"
             continue
         ratios = timing.ratios
-        ratio = statistics.median(ratios)
+        ratio, bound = statistics.median(ratios), ratio_lower_bound(ratios)
         base, head = statistics.median(timing.base), statistics.median(timing.head)
-        slower = sum(r > 1 for r in ratios)
-        regressed = ratio > 1 + report.threshold and slower >= _consistent(report.rounds)
+        regressed = ratio > 1 + report.threshold and bound > 1
         report.timings[key] = {"base": base, "head": head, "ratio": ratio,
-                               "spread": _spread(ratios), "regressed": regressed}
+                               "lower_bound": bound, "rounds": list(ratios),
+                               "regressed": regressed}
         if regressed:
             report.findings.append(Regression(
                 "timing", f"time_export {key}", f"{base:.3f}s", f"{head:.3f}s",
                 f"{ratio - 1:+.0%} slower (median of {report.rounds} rounds of paired "
-                f"exports, slower in {slower}); threshold {report.threshold:.0%}"))
+                f"exports; at least {bound - 1:+.0%} with 99% confidence); "
+                f"threshold {report.threshold:.0%}"))
 
 
 _LOWER_IS_WORSE = ("coverage", "anchored_accuracy")
