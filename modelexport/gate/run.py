@@ -12,7 +12,7 @@ Verdicts:
   with torch on one thread (README, "Timing"), files on a memory-backed
   folder; the round's figure is the median paired HEAD / BASE ratio.  A
   cell regresses when the median over rounds exceeds ``1 + threshold``
-  and the rounds show HEAD slower with 99% confidence (``significance``):
+  and the rounds show HEAD slower with 95% confidence (``significance``):
   pairing divides out the machine's slow drift, the median over rounds
   sets the size of the slowdown, the bound asks the rounds' scatter whether
   it is real;
@@ -81,7 +81,7 @@ class GateReport:
                 f"exports, timing threshold {self.threshold:.0%} on the median paired "
                 f"CPU-time ratio, {self.wall_seconds:.0f}s"]
         rows.append(f"{'benchmark (CPU s)':40s} {'base':>10s} {'head':>10s} {'ratio':>7s} "
-                    f"{'>=99%':>6s}  rounds")
+                    f"{'>=95%':>6s}  rounds")
         if self.rounds < 2:
             rows.append("(one round cannot show its own scatter: timings are shown, not judged)")
         for key, t in sorted(self.timings.items()):
@@ -171,7 +171,7 @@ def _cells(results: dict) -> dict[str, CellResult]:
 
 def _compare_timings(report: GateReport, timings: dict[str, CellTiming]) -> None:
     """Per cell: the median over rounds of each round's paired HEAD / BASE ratio,
-    and the ratio the rounds show HEAD exceeding with 99% confidence.
+    and the ratio the rounds show HEAD exceeding with 95% confidence.
 
     Within a round the two sides' exports of a cell run back to back
     (``paired_timing``), so the machine's slow drift divides out of each
@@ -194,7 +194,7 @@ def _compare_timings(report: GateReport, timings: dict[str, CellTiming]) -> None
             report.findings.append(Regression(
                 "timing", f"time_export {key}", f"{base:.3f}s", f"{head:.3f}s",
                 f"{ratio - 1:+.0%} slower (median of {report.rounds} rounds of paired "
-                f"exports; at least {bound - 1:+.0%} with 99% confidence); "
+                f"exports; at least {bound - 1:+.0%} with 95% confidence); "
                 f"threshold {report.threshold:.0%}"))
 
 
