@@ -28,12 +28,13 @@ class NameList(argparse.Action):
     """
 
     def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
-                 values: object, option_string: str | None = None) -> None:
-        items = values if isinstance(values, list) else [values]
-        names = [name for item in items for name in str(item).split(",") if name.strip()]
+                 values: list[str], option_string: str | None = None) -> None:
+        # nargs="+" hands over a list of strings, each possibly holding commas
+        names = [name.strip() for item in values for name in item.split(",")]
+        names = [name for name in names if name]
         if not names:
             parser.error(f"argument {option_string}: expected at least one name")
-        setattr(namespace, self.dest, [name.strip() for name in names])
+        setattr(namespace, self.dest, names)
 
 
 def positive_int(text: str) -> int:
