@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -25,6 +25,31 @@ WIDE = "wide"  # generated: every architecture of the installed transformers
 IDIOMS = "idioms"  # plain PyTorch shapes users write
 ALL_TIERS = (*TIERS, WIDE, IDIOMS)
 KINDS = ("cnn", "transformer", "custom", "idiom")
+# How a zoo model's weights are set.  ``native``: the model's own initialisation,
+# as ``from_config`` or ``save_pretrained`` leaves it (zero biases, LayerNorm
+# ones: many tensors of equal content), which is what users export.
+# ``seeded``: seeded noise added to every tensor, so each one's content is
+# unique and content matching is unambiguous.
+SEEDED, NATIVE = "seeded", "native"
+WEIGHT_MODES = (SEEDED, NATIVE)
+# A model run with native weights is named ``ENTRY@native`` in the matrix, so
+# results, expectations and the scoreboard carry the mode in the model's name.
+MODE_SEPARATOR = "@"
+
+
+def with_weights(name: str, weights: str) -> str:
+    """The matrix name of entry ``name`` under ``weights`` (seeded keeps the plain name)."""
+    return name if weights == SEEDED else f"{name}{MODE_SEPARATOR}{weights}"
+
+
+def split_weights(name: str) -> tuple[str, str]:
+    """(entry name, weight mode) of a matrix name; an unknown mode is one clear line."""
+    entry, _, mode = name.partition(MODE_SEPARATOR)
+    mode = mode or SEEDED
+    if mode not in WEIGHT_MODES:
+        raise KeyError(f"unknown weight mode {mode!r} in {name!r} "
+                       f"(known: {', '.join(WEIGHT_MODES)})")
+    return entry, mode
 
 InputMaker = Callable[[torch.nn.Module, str, int], Any]
 
@@ -63,13 +88,14 @@ class ZooEntry:
     category: str = ""  # scoreboard family: decoder, encoder, vision, ... (default: kind)
     # the family read off the built model, where the entry cannot know it before
     categorize: Callable[[torch.nn.Module], str] | None = None
+    weights: str = SEEDED  # one of WEIGHT_MODES: how ``build`` leaves the parameters
 
     @property
     def group(self) -> str:
         return self.category or self.kind
 
     def build(self, tier: str = "tiny", seed: int = 0) -> torch.nn.Module:
-        """The model in eval mode, with seeded, content-unique parameters.
+        """The model in eval mode, its parameters as ``weights`` says (``WEIGHT_MODES``).
 
         The ``pretrained`` tier loads the entry's hub checkpoint instead (real
         weights, left as they are); it needs the hub to be reachable.
@@ -85,7 +111,8 @@ class ZooEntry:
                              f"(it has: {', '.join(self.tiers)})")
         torch.manual_seed(seed)
         model = self.builder(tier).eval()
-        randomize_parameters(model, seed=seed)
+        if self.weights == SEEDED:
+            randomize_parameters(model, seed=seed)
         return model
 
     def inputs(self, model: torch.nn.Module, tier: str = "tiny", seed: int = 0) -> Any:
@@ -159,14 +186,18 @@ def entries(tier: str | None = None) -> list[ZooEntry]:
 
 
 def get_entry(name: str) -> ZooEntry:
-    """The entry called ``name``; an unknown name is one line with the nearest names.
+    """The entry called ``name`` (``ENTRY@native``: with native weights).
+
+    An unknown name is one line with the nearest names.
 
     With the wide tier the zoo holds hundreds of entries, too many to list in an error.
     """
+    base, weights = split_weights(name)
     try:
-        return _ENTRIES[name]
+        entry = _ENTRIES[base]
+        return entry if weights == SEEDED else replace(entry, weights=weights)
     except KeyError:
-        close = difflib.get_close_matches(name, list(_ENTRIES), n=3)
+        close = difflib.get_close_matches(base, list(_ENTRIES), n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise KeyError(f"no zoo entry {name!r} ({len(_ENTRIES)} known, "
                        f"`modelexport zoo list` names them){hint}") from None

@@ -44,6 +44,7 @@ import torch
 
 from modelexport.analysis.analyzer import ModelAnalyzer, control_flow_sites
 from modelexport.analysis.execution_evidence import ExecutionEvidence, observing
+from modelexport.capture.axis_names import dynamic_dims, name_dynamic_axes
 from modelexport.capture.export_friendly import export_friendly
 from modelexport.capture.with_past import decoding_step
 from modelexport.errors import InputMismatchError, StrategyFailedError
@@ -70,6 +71,7 @@ from modelexport.output.files import (
 from modelexport.output.markdown_report import render_markdown
 from modelexport.output.onnx_payload import model_bytes
 from modelexport.output.sidecar import build_sidecar
+from modelexport.parameters import merged_parameters
 from modelexport.report import Attempt, ExportReport, Outputs, Summary
 from modelexport.selection.selector import needs_execution, recommend_strategy
 from modelexport.strategies import ExportRequest, StrategyResult, get_strategy
@@ -101,7 +103,16 @@ class UnifiedExporter:
     ``model_explorer`` also writes each node's ``namespace`` (module path and
     class per level), which Google's Model Explorer draws as nested layers.
     ``enable_monitoring`` samples peak RSS per phase; ``verbose`` prints one
-    line per phase and attempt.  With AUTO, ``recommend_strategy`` picks the
+    line per phase and attempt.
+
+    The defaults are what a user means by a file that is ok: batch and
+    sequence axes dynamic and named (``static=True`` fixes every input at the
+    example's shape; ``dynamic_batch``/``dynamic_sequence`` choose one by
+    one), the file run in ONNX Runtime against PyTorch at the example's
+    shape and at a second one (``validate=False`` skips that, and the report
+    says so), and every parameter in an initializer of its own, named by its
+    state-dict key (``dedupe_weights=True`` lets the exporters merge equal
+    tensors; the report lists what was merged).  With AUTO, ``recommend_strategy`` picks the
     first strategy for ``objective`` (speed, quality or runtime; without it
     ``prioritize_speed`` chooses between the first two) and the rest follow
     in that objective's fitted fallback order.
@@ -115,13 +126,15 @@ class UnifiedExporter:
         verbose: bool = False,
         *,
         opset: int = DEFAULT_OPSET,
-        dynamic_batch: bool = False,
-        dynamic_sequence: bool = False,
+        static: bool = False,
+        dynamic_batch: bool | None = None,
+        dynamic_sequence: bool | None = None,
+        dedupe_weights: bool = False,
         external_data: bool | None = None,
         external_data_threshold: int = PROTOBUF_LIMIT_BYTES,
         clean: bool = False,
         model_explorer: bool = False,
-        validate: bool = False,
+        validate: bool = True,
         atol: float = 1e-4,
         rtol: float = 1e-3,
         markdown_report: bool = False,
@@ -138,8 +151,9 @@ class UnifiedExporter:
         self.enable_monitoring = enable_monitoring
         self.verbose = verbose
         self.opset = opset
-        self.dynamic_batch = dynamic_batch
-        self.dynamic_sequence = dynamic_sequence
+        self.dynamic_batch = not static if dynamic_batch is None else dynamic_batch
+        self.dynamic_sequence = not static if dynamic_sequence is None else dynamic_sequence
+        self.dedupe_weights = dedupe_weights
         self.external_data = external_data
         self.external_data_threshold = external_data_threshold
         self.clean = clean
@@ -233,6 +247,13 @@ class UnifiedExporter:
             figures = tag_figures(tags, tree).as_dict()
         external = chosen.external
         target = staging.target
+        staging.promote(chosen.folder)
+        notes += _export_warnings(request, result, check, traits)
+        parity = chosen.parity
+        if self.validate and parity is None:
+            with monitor.phase("validate"):
+                parity = self._parity(staging.staged(target), request)
+        notes += _validation_warnings(parity, self.validate, request, graph, chosen.merged)
         settings = {
             "opset": self.opset,
             "dynamic_axes": request.dynamic_axes,
@@ -242,6 +263,10 @@ class UnifiedExporter:
             "external_data": external,
             "input_names": request.input_names,
             "use_cache_dropped": dropped_cache,
+            "validated": parity is not None,
+            "dedupe_weights": self.dedupe_weights,
+            "merged_weights": chosen.merged,
+            "open_axes": dynamic_dims(graph),
             "with_past": self.with_past,
             "implementations": switched,
         }
@@ -251,12 +276,6 @@ class UnifiedExporter:
             external_data=str(external_data_path_for(target)) if external else None,
             report=str(report_path_for(target)) if self.markdown_report else None,
         )
-        staging.promote(chosen.folder)
-        notes += _export_warnings(request, result, check, traits)
-        parity = chosen.parity
-        if self.validate and parity is None:
-            with monitor.phase("validate"):
-                parity = self._parity(staging.staged(target), request)
         owned = check.ownership
         anchored = {"anchored_nodes": owned.anchored_nodes, "correct": owned.correct,
                     "accuracy": owned.accuracy}
@@ -339,6 +358,7 @@ class UnifiedExporter:
             capture_model=traced if step is not None else None,
             adapter_depth=1 if step is not None else 0,
             output_names=step.output_names if step is not None else None,
+            dedupe_weights=self.dedupe_weights,
         )
 
     def _run_strategies(self, request: ExportRequest, order: list[str],
@@ -396,6 +416,7 @@ class UnifiedExporter:
         graph = result.model
         assert graph is not None and result.assignments is not None
         with monitor.phase("tag"), paused_gc():
+            name_dynamic_axes(graph, request.dynamic_axes)
             held = request.holdings(graph, result.payloads, result.sources)
             owners = {name: holding.owners for name, holding in held.items()}
             tags = complete_tags(graph.graph.node, result.assignments, request.tree, owners)
@@ -425,7 +446,8 @@ class UnifiedExporter:
             with monitor.phase("validate"):
                 parity = self._parity(saved, request, loaded)
         del loaded
-        return _Candidate(result, tags, check, parity, external)
+        return _Candidate(result, tags, check, parity, external,
+                          merged_parameters(held, request.traced))
 
     def _parity(self, source: Path | bytes, request: ExportRequest,
                 session: Any = None) -> ParityResult:
@@ -437,9 +459,11 @@ class _Candidate:
     """One strategy's export with its tags, self-check and parity, while AUTO decides."""
 
     def __init__(self, result: StrategyResult, tags: list[NodeTag], check: SelfCheck,
-                 parity: ParityResult | None, external: bool) -> None:
+                 parity: ParityResult | None, external: bool,
+                 merged: dict[str, list[str]]) -> None:
         self.result, self.tags, self.check, self.parity = result, tags, check, parity
         self.external = external  # its weights were saved beside it
+        self.merged = merged  # initializer -> the distinct parameters it stands for
 
     @property
     def folder(self) -> str:
@@ -506,6 +530,29 @@ def _export_warnings(request: ExportRequest, result: StrategyResult, check: Self
                          "kept the branch the example input took; inputs that take the other "
                          "branch get wrong results (check parity with --validate)")
     notes += [f"self-check failed: {failure}" for failure in check.failures]
+    return notes
+
+
+def _validation_warnings(parity: ParityResult | None, asked: bool, request: ExportRequest,
+                         graph: Any, merged: dict[str, list[str]]) -> list[str]:
+    """What the user should know about how far the file was checked, and its weights."""
+    notes: list[str] = []
+    if not asked:
+        notes.append("not validated (validate=False): the file was loaded, never run")
+    elif parity is not None and parity.passed and parity.second_shape is None:
+        notes.append("validated at the example's shape only: "
+                     + (parity.second_shape_skipped or "the file has no dynamic axis"))
+    left_open = dynamic_dims(graph)
+    for name, dims in request.dynamic_axes.items():
+        fixed = [axis for dim, axis in dims.items() if dim not in left_open.get(name, {})]
+        if fixed:
+            notes.append(f"input {name!r}: axis {', '.join(fixed)} was asked to be dynamic; "
+                         "the exporter fixed it at the example's size (the model's code "
+                         "specialises it)")
+    if merged:
+        count = sum(len(names) for names in merged.values())
+        notes.append(f"dedupe_weights: {count} parameters of equal content share "
+                     f"{len(merged)} initializers (settings.merged_weights lists them)")
     return notes
 
 

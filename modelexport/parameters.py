@@ -93,11 +93,13 @@ class Holding:
 def match_initializers(graph: onnx.ModelProto, tree: ModuleTree, model: torch.nn.Module,
                        payloads: MemoryPayloads | None = None,
                        sources: Mapping[str, torch.Tensor] | None = None,
-                       ) -> dict[str, Holding]:
+                       deduplicated: bool = False) -> dict[str, Holding]:
     """Initializer name -> its :class:`Holding` (see module doc).
 
     ``payloads`` holds the graph's in-memory weights, read in place;
-    ``sources`` what the exporter wrote each initializer from, where known.
+    ``sources`` what the exporter wrote each initializer from, where known;
+    ``deduplicated`` says the exporter was let merge parameters of equal
+    content, so an initializer named after one may hold others too.
 
     Scalars are left out: exporters merge equal constants into one
     initializer named after whichever parameter came first, so a scalar
@@ -128,6 +130,8 @@ def match_initializers(graph: onnx.ModelProto, tree: ModuleTree, model: torch.nn
             kept_ids.add(id(hit[0]))
         elif not external:
             unmatched.append(init)
+    if deduplicated:
+        _add_merged_by_value(graph, named, mapping, payloads)
     if not unmatched:
         return mapping
     # Content matching: bucket by a cheap fingerprint, confirm by full comparison,
@@ -150,7 +154,64 @@ def match_initializers(graph: onnx.ModelProto, tree: ModuleTree, model: torch.nn
     return mapping
 
 
+def merged_parameters(held: Mapping[str, Holding], model: torch.nn.Module,
+                      ) -> dict[str, list[str]]:
+    """Initializer -> the state-dict names of the distinct tensors it stands for, if several.
+
+    Tied weights are one tensor and are not listed; parameters of equal
+    content merged into one initializer (``dedupe_weights``) are.
+    """
+    names: dict[int, str] = {}
+    for name, tensor in (*model.named_parameters(remove_duplicate=False),
+                         *model.named_buffers(remove_duplicate=False)):
+        names.setdefault(id(tensor), name)
+    return {init: sorted(names[i] for i in holding.tensor_ids if i in names)
+            for init, holding in held.items() if len(holding.tensor_ids) > 1}
+
+
 Hit = tuple[torch.Tensor, list[str], bool]  # a parameter, its owners, held as is (or transposed)
+
+
+def _add_merged_by_value(graph: onnx.ModelProto,
+                         named: dict[str, tuple[torch.Tensor, list[str]]],
+                         mapping: dict[str, Holding], payloads: MemoryPayloads | None) -> None:
+    """Widen each holding matched so far by the parameters merged into it by value.
+
+    A deduplicated file (``dedupe_weights``) keeps one initializer, named
+    after the first parameter, for every parameter of equal content; the
+    others' names are gone.  Those parameters, found in no holding, are
+    compared with the initializers of their shape: an equal one holds them
+    too, so a node reading it may sit on any of their owners.  Only asked of
+    a deduplicated file: elsewhere a parameter is absent because it is unused
+    or was folded, and an equal initializer of another module does not hold it.
+    """
+    represented = {i for holding in mapping.values() for i in holding.tensor_ids}
+    absent: dict[tuple, list[tuple[torch.Tensor, list[str]]]] = {}
+    for tensor, owners in named.values():
+        if id(tensor) in represented or tensor.numel() < 2 or tensor.device.type == "meta":
+            continue
+        try:
+            values = tensor.detach().cpu().numpy()
+        except TypeError:  # a dtype numpy lacks: left to the name match alone
+            continue
+        entry = absent.setdefault(_fingerprint(values), [])
+        if all(other is not tensor for other, _ in entry):
+            entry.append((tensor, owners))
+    if not absent:
+        return
+    shapes = {key[0] for key in absent}
+    for init in graph.graph.initializer:
+        holding = mapping.get(init.name)
+        if holding is None or tuple(init.dims) not in shapes or is_external(init):
+            continue
+        array = initializer_array(init, payloads)
+        merged = [(tensor, owners) for tensor, owners in absent.get(_fingerprint(array), [])
+                  if _equal(tensor.detach().cpu().numpy(), array)]
+        if merged:
+            mapping[init.name] = replace(
+                holding,
+                owners=tuple(sorted({*holding.owners, *(o for _, os in merged for o in os)})),
+                tensor_ids=holding.tensor_ids | {id(tensor) for tensor, _ in merged})
 
 
 def _holding(hits: list[Hit]) -> Holding:

@@ -22,6 +22,7 @@ import torch
 from torch.utils import _pytree as pytree
 
 from modelexport.capture.base import Capture, Captured, Evidence
+from modelexport.capture.graph_optimizer import optimize_graph
 from modelexport.capture.request import ExportRequest, normalise_names
 from modelexport.inputs import bound_arguments
 
@@ -56,7 +57,8 @@ class DynamoCapture(Capture):
         options: dict[str, object] = {
             "dynamo": True,
             "opset_version": request.opset,
-            "optimize": request.optimize,
+            # optimised below, keeping one initializer per parameter (graph_optimizer)
+            "optimize": False,
             "verbose": False,
             "dynamic_shapes": _dynamic_shapes(request),
         }
@@ -68,6 +70,9 @@ class DynamoCapture(Capture):
             )
         if program is None or not hasattr(program, "model_proto"):
             raise RuntimeError("the dynamo exporter returned no ONNX program")
+        if request.optimize:
+            optimize_graph(program.model, parameters=request.state_names(),
+                           dedupe_weights=request.dedupe_weights)
         graph = program.model_proto
         normalise_names(graph, request, adapters=request.adapter_depth)
         return Captured(graph)

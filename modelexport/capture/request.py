@@ -47,6 +47,8 @@ class ExportRequest:
     capture_model: torch.nn.Module | None = None
     adapter_depth: int = 0
     output_names: list[str] | None = None
+    # merge initializers of equal content (off: each parameter keeps its own)
+    dedupe_weights: bool = False
 
     _holdings: tuple[onnx.ModelProto, dict[str, Holding]] | None = field(
         default=None, init=False, repr=False)
@@ -63,9 +65,15 @@ class ExportRequest:
         (``Captured.sources``).
         """
         if self._holdings is None or self._holdings[0] is not graph:
-            self._holdings = (graph, match_initializers(graph, self.tree, self.model,
-                                                        payloads, sources))
+            self._holdings = (graph, match_initializers(
+                graph, self.tree, self.model, payloads, sources,
+                deduplicated=self.dedupe_weights))
         return self._holdings[1]
+
+    def state_names(self) -> set[str]:
+        """The state-dict names of the captured module's parameters and buffers."""
+        return {name for name, _ in (*self.traced.named_parameters(remove_duplicate=False),
+                                     *self.traced.named_buffers(remove_duplicate=False))}
 
     @property
     def traced(self) -> torch.nn.Module:

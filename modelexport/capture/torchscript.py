@@ -101,15 +101,28 @@ def torchscript_export(model: torch.nn.Module, request: ExportRequest, stem: str
             output_names=request.output_names,
             dynamic_axes=request.dynamic_axes or None,
             do_constant_folding=request.optimize,
+            # the exporter merges initializers of equal value unless they are
+            # inputs too: so they are, and stop being inputs below
+            keep_initializers_as_inputs=not request.dedupe_weights,
         )
     payloads = None
     if isinstance(target, _BytesSink):
         graph, payloads = detach_payloads(target.take())
     else:
         graph = onnx.load(str(path))
+    _drop_initializer_inputs(graph)
     renames = normalise_names(graph, request, adapters=1 + request.adapter_depth)
     return Captured(graph, payloads=payloads,
                     sources={renames.get(name, name): tensor for name, tensor in sources.items()})
+
+
+def _drop_initializer_inputs(graph: onnx.ModelProto) -> None:
+    """Initializers listed as graph inputs too stop being inputs: the user feeds only data."""
+    weights = {init.name for init in graph.graph.initializer}
+    kept = [value for value in graph.graph.input if value.name not in weights]
+    if len(kept) != len(graph.graph.input):
+        del graph.graph.input[:]
+        graph.graph.input.extend(kept)
 
 
 @contextlib.contextmanager

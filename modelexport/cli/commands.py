@@ -76,12 +76,22 @@ def _build_parser() -> argparse.ArgumentParser:
     export.add_argument("--batch-size", type=positive_int, default=1)
     export.add_argument("--sequence-length", type=positive_int, default=16)
     export.add_argument("--input-specs", help="JSON file describing the inputs")
-    export.add_argument("--dynamic-batch", action="store_true")
-    export.add_argument("--dynamic-sequence", action="store_true")
+    export.add_argument("--static", action="store_true",
+                        help="fix every input at the example's shape (default: batch and "
+                             "sequence axes dynamic, named batch and sequence)")
+    export.add_argument("--dynamic-batch", action=argparse.BooleanOptionalAction,
+                        help="the batch axis alone (default: dynamic unless --static)")
+    export.add_argument("--dynamic-sequence", action=argparse.BooleanOptionalAction,
+                        help="the sequence axis alone (default: dynamic unless --static)")
     export.add_argument("--no-optimize", action="store_true",
                         help="skip the exporters' graph optimisation")
-    export.add_argument("--validate", action="store_true",
-                        help="ONNX checker + ONNX Runtime parity on a fresh input")
+    export.add_argument("--validate", action=argparse.BooleanOptionalAction, default=True,
+                        help="run the file in ONNX Runtime against PyTorch at the example's "
+                             "shape and a second one (default: on; --no-validate skips it)")
+    export.add_argument("--dedupe-weights", action="store_true",
+                        help="let the exporter merge parameters of equal content into one "
+                             "initializer (default: each keeps its own; the report lists "
+                             "merges)")
     export.add_argument("--atol", type=non_negative_float, default=1e-4)
     export.add_argument("--rtol", type=non_negative_float, default=1e-3)
     export.add_argument("--clean", action="store_true",
@@ -112,6 +122,10 @@ def _build_parser() -> argparse.ArgumentParser:
                      help="zoo entry names, spaced or comma-separated (default: the whole tier)")
     run.add_argument("--strategies", nargs="+", action=NameList,
                      help="spaced or comma-separated (default: every registered strategy)")
+    run.add_argument("--weights", choices=["both", "native", "seeded"], default="both",
+                     help="native: each model's own initialisation, as from_config leaves it; "
+                          "seeded: unique seeded values in every tensor; both (default): each "
+                          "model twice, the native one named MODEL@native")
     run.add_argument("--jobs", type=positive_int, default=None,
                      help="worker processes (default 2, 1 for full and pretrained: full-size "
                           "exports need several times the model's memory)")
@@ -210,8 +224,10 @@ def _cmd_export(args: argparse.Namespace) -> int:
         enable_optimizations=not args.no_optimize,
         enable_monitoring=args.verbose,
         opset=args.opset,
+        static=args.static,
         dynamic_batch=args.dynamic_batch,
         dynamic_sequence=args.dynamic_sequence,
+        dedupe_weights=args.dedupe_weights,
         clean=args.clean,
         model_explorer=args.model_explorer,
         validate=args.validate,
@@ -326,7 +342,7 @@ def _zoo_run(args: argparse.Namespace) -> int:
                      plugins=args.zoo_file + args.strategy_file,
                      keep_dir=str(out.resolve()) if args.keep_onnx else None,
                      progress=terminal_progress(), shard=args.shard, costs=costs,
-                     scheduler=args.scheduler)
+                     scheduler=args.scheduler, weights=args.weights)
     return _publish(run, out, expectations)
 
 

@@ -33,6 +33,11 @@ from modelexport.report import ExportReport
 from modelexport.selection.selector import recommend_strategy
 from modelexport.tags import TagSource, read_node_tag, read_tags
 
+# A cell is ok only if each holds (docs: what "ok" means): the file passes the
+# checker and loads in ONNX Runtime, runs, matches PyTorch at the example's
+# shape and at a second one, and its tags cover every node and put each
+# parameter-reading node on the parameter's owner.
+CONDITIONS = ("loads", "runs", "parity", "second_shape", "tags")
 OK, EXPORT_FAILED, CHECK_FAILED, PARITY_FAILED, TIMEOUT, CRASHED, NOT_RUNNABLE = (
     "ok", "export-failed", "check-failed", "parity-failed", "timeout", "crashed",
     "not-runnable")
@@ -113,6 +118,9 @@ class CellResult:
     final_strategy: str | None = None  # which strategy wrote the file (differs under auto)
     category: str = ""  # the entry's scoreboard family
     warnings: list[str] = field(default_factory=list)
+    # what "ok" is made of, each on its own (CONDITIONS): True, False, or None
+    # where it was not reached or does not apply (a static file has no second shape)
+    conditions: dict[str, bool | None] = field(default_factory=dict)
 
     @property
     def key(self) -> str:
@@ -318,6 +326,21 @@ def _validated_export(result: CellResult, entry: Any, model: Any, inputs: Any,
     return report
 
 
+def cell_conditions(report: ExportReport) -> dict[str, bool | None]:
+    """Each of ``CONDITIONS`` for one validated export (None: not reached, or not applicable)."""
+    check, parity = report.check, report.parity or {}
+    ran = bool(parity) and not parity.get("detail", "").startswith("ONNX Runtime failed")
+    second = parity.get("second_shape")
+    ownership_ok = not any("parameter-reading nodes" in f for f in check["failures"])
+    return {
+        "loads": check["loads"],
+        "runs": ran if check["loads"] else None,
+        "parity": (parity.get("passed", False) or second is not None) if ran else None,
+        "second_shape": None if second is None else second["passed"],
+        "tags": ownership_ok and report.coverage["coverage"] >= 1.0,
+    }
+
+
 def _timed_rounds(results: dict[str, CellResult], strategies: list[str], model: Any,
                   inputs: Any, folder: Path, repeat: int,
                   step: StepListener) -> dict[str, float]:
@@ -395,6 +418,7 @@ def _record_figures(result: CellResult, report: ExportReport, path: Path,
     result.parity_atol, result.parity_rtol = parity["atol"], parity["rtol"]
     result.module_ops = module_op_counts(graph)
     check = report.check
+    result.conditions = cell_conditions(report)
     if not check["passed"]:
         result.status = CHECK_FAILED
         result.error = "self-check: " + "; ".join(check["failures"])

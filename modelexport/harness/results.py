@@ -118,12 +118,18 @@ def updated_expectations(current: dict[str, Any], results: dict[str, Any]) -> di
     tier = results["settings"]["tier"]
     cells = [CellResult.from_dict(c) for c in results["cells"]]
     tiers = dict(current.get("tiers", {}))
+    previous = tiers.get(tier, {})
+    # cells this run did not cover (another strategy's column, another weight
+    # mode) keep their expectation: a partial run updates only what it measured
+    seen = {c.key for c in cells}
+    kept = {key for key in previous.get("must_pass", []) if key not in seen}
+    floors = dict(previous.get("selector_accuracy_floor", {}))
     tiers[tier] = {
-        "must_pass": sorted(c.key for c in cells if c.status == OK),
+        "must_pass": sorted(kept | {c.key for c in cells if c.status == OK}),
         # Slack of two binomial standard deviations (at least one model): which
         # strategy is fastest can flip between runs of a noisy machine, and the
         # gate must not fail on noise alone.
-        "selector_accuracy_floor": {
+        "selector_accuracy_floor": floors | {
             objective: _rounded_down(
                 max(0, score["correct"] - _slack(score["correct"], score["scored_models"]))
                 / score["scored_models"])

@@ -61,19 +61,39 @@ class MatrixRun:
         }
 
 
-def select_models(tier: str, names: list[str] | None, plugins: list[str]) -> list[str]:
+# ``zoo run --weights``: one weight mode, or both (each model twice, native beside seeded).
+BOTH_WEIGHTS = "both"
+
+
+def select_models(tier: str, names: list[str] | None, plugins: list[str],
+                  weights: str = BOTH_WEIGHTS) -> list[str]:
+    """The matrix's model names: the tier's entries (or ``names``) under ``weights``.
+
+    A name may carry its mode already (``bert-tiny@native``); a plain name
+    is expanded to the modes ``weights`` asks for.
+    """
     from model_zoo import entries
+    from model_zoo.registry import WEIGHT_MODES, split_weights, with_weights
 
     for plugin in plugins:
         import_plugin(plugin)
     available = [e.name for e in entries(tier)]
-    if not names:
-        return available
-    unknown = [n for n in names if n not in available]
-    if unknown:
-        raise ModelExportError(
-            f"no {tier!r} zoo entry named {', '.join(unknown)} (known: {', '.join(available)})")
-    return names
+    if weights != BOTH_WEIGHTS and weights not in WEIGHT_MODES:
+        raise ModelExportError(f"unknown weight mode {weights!r} "
+                               f"(known: {', '.join(WEIGHT_MODES)}, {BOTH_WEIGHTS})")
+    modes = WEIGHT_MODES if weights == BOTH_WEIGHTS else (weights,)
+    chosen: list[str] = []
+    for name in names or available:
+        try:
+            base, mode = split_weights(name)
+        except KeyError as exc:
+            raise ModelExportError(str(exc).strip("'\"")) from None
+        if base not in available:
+            raise ModelExportError(f"no {tier!r} zoo entry named {base} "
+                                   f"(known: {', '.join(available)})")
+        named_mode = name != base
+        chosen += [with_weights(base, m) for m in ((mode,) if named_mode else modes)]
+    return chosen
 
 
 def default_strategies(tier: str) -> list[str]:
@@ -89,16 +109,17 @@ def run_matrix(tier: str = "tiny", models: list[str] | None = None,
                keep_dir: str | None = None,
                progress: Callable[[int, int, CellResult], None] | None = None,
                shard: Shard | None = None, costs: dict[str, float] | None = None,
-               scheduler: str | None = None) -> MatrixRun:
+               scheduler: str | None = None, weights: str = "seeded") -> MatrixRun:
     """Run (one shard of) the matrix and score it.
 
     ``scheduler`` is a Dask scheduler address: cells then run on that
-    cluster's workers instead of local worker processes.
+    cluster's workers instead of local worker processes.  ``weights`` is a
+    weight mode, or ``both`` (:func:`select_models`).
     """
     from modelexport.strategies import strategy_names
 
     plugins = [str(Path(p).resolve()) for p in plugins or []]
-    chosen = select_models(tier, models, plugins)
+    chosen = select_models(tier, models, plugins, weights)
     known = [*strategy_names(), AUTO]
     strategies = strategies or default_strategies(tier)
     unknown = [s for s in strategies if s not in known]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
-from modelexport.harness.cells import NOT_RUNNABLE, OK, STATUSES, CellResult
+from modelexport.harness.cells import CONDITIONS, NOT_RUNNABLE, OK, STATUSES, CellResult
 
 _SHORT = {"ok": "ok", "export-failed": "FAIL", "check-failed": "CHECK", "parity-failed": "PARITY",
           "timeout": "TIMEOUT", "crashed": "CRASH", "not-runnable": "n/a"}
@@ -77,6 +77,24 @@ def render_family_rates(cells: list[CellResult], strategies: list[str], markdown
             *_table(["family", "models", *strategies], rows, markdown)]
 
 
+def render_conditions(cells: list[CellResult], strategies: list[str], markdown: bool,
+                      ) -> list[str]:
+    """Per strategy, how many exported files met each condition of "ok" (held / judged)."""
+    rows = []
+    for strategy in strategies:
+        judged = [c.conditions for c in cells if c.strategy == strategy and c.conditions]
+        row = [strategy]
+        for name in CONDITIONS:
+            values = [v[name] for v in judged if v.get(name) is not None]
+            row.append(f"{sum(values)}/{len(values)}" if values else "-")
+        rows.append(row)
+    if not any(len(r) > 1 and any(x != "-" for x in r[1:]) for r in rows):
+        return []
+    return ["", "conditions of ok (files that meet it / files it was judged on; "
+            "second_shape: files with a dynamic axis):",
+            *_table(["strategy", *CONDITIONS], rows, markdown)]
+
+
 def _fmt(value: float | None, pattern: str) -> str:
     return "-" if value is None else pattern.format(value)
 
@@ -132,6 +150,7 @@ def render(cells: list[CellResult], strategies: list[str], selector: dict[str, A
                   _fmt(stats[s]["median_ort_latency_ms"], "{:.3g}")] for s in strategies]
     lines += _table(stat_header, stat_rows, markdown)
     lines += render_family_rates(cells, strategies, markdown)
+    lines += render_conditions(cells, strategies, markdown)
     lines.append("")
     lines += selector_lines(selector, "shipped rules, fitted on the zoo: in-sample")
     if selector_cv:

@@ -15,14 +15,33 @@ import torch
 
 from modelexport.errors import InputMismatchError, one_line
 from modelexport.input_generation.like_example import fresh_like
+from modelexport.input_generation.second_shape import at_second_shape
 from modelexport.inputs import ModelInputs, flatten_outputs
 from modelexport.onnx_runtime.comparison import max_abs_difference, output_scale
 from modelexport.onnx_runtime.sessions import open_session, ort_feed
 
 
 @dataclass
+class ShapeParity:
+    """ONNX Runtime vs PyTorch at one shape."""
+
+    passed: bool
+    max_abs: float
+    max_rel: float
+    outputs: int
+    detail: str = ""
+    sizes: dict[str, int] | None = None  # the second shape's axis sizes by symbol
+
+
+@dataclass
 class ParityResult:
-    """ONNX Runtime vs PyTorch on one fresh seeded input."""
+    """ONNX Runtime vs PyTorch on a fresh seeded input, and again at a second shape.
+
+    ``second_shape`` is None when the file leaves no axis open (a static
+    export), or when PyTorch itself refuses both candidate second shapes
+    (``second_shape_skipped`` says why): then only the example's shape is
+    judged, and the report says so.
+    """
 
     passed: bool
     max_abs: float
@@ -32,6 +51,8 @@ class ParityResult:
     outputs: int
     seed: int
     detail: str = ""
+    second_shape: ShapeParity | None = None
+    second_shape_skipped: str = ""
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -40,46 +61,89 @@ class ParityResult:
 def check_parity(onnx_path: str | Path | bytes, model: torch.nn.Module, example: ModelInputs,
                  input_names: list[str], atol: float = 1e-4, rtol: float = 1e-3,
                  seed: int = 1234, session: Any = None) -> ParityResult:
-    """Run ONNX Runtime and PyTorch on a fresh input derived from ``example``.
+    """Run ONNX Runtime and PyTorch on a fresh input derived from ``example``, at two shapes.
 
     ``onnx_path`` is a file or the serialised model; ``session``, when given,
     is a session already open on that same file (the self-check's), run
     instead of loading it again.  A runtime that cannot load or run the file
     is a failed parity with the reason, not an error.
 
-    Passes when every output has the reference's shape and its largest error
+    The first shape is the example's; the second resizes every axis the
+    file leaves open (``input_generation.second_shape``).  Both must pass.
+
+    An output passes when it has the reference's shape and its largest error
     is within ``atol + rtol * max|reference|``: the tolerance scales with the
     output's magnitude, not each element's, because an element near zero in
     an output of magnitude 1e3 carries float32 rounding of that magnitude.
     ``max_rel`` is the largest error divided by the largest magnitude of the
     reference output.
     """
-    fresh = fresh_like(example, seed=seed)
-    with torch.no_grad():
-        result = fresh.call(model)
-    expected = [t.detach().cpu().numpy() for t in flatten_outputs(result)]
     try:
         if session is None:
             session = open_session(onnx_path)
+    except Exception as exc:  # the runtime refused the file
+        return ParityResult(False, float("inf"), float("inf"), atol, rtol, 0, seed,
+                            f"ONNX Runtime failed: {one_line(exc, 200)}")
+    first = _at_shape(session, model, fresh_like(example, seed=seed), input_names, atol, rtol)
+    result = ParityResult(first.passed, first.max_abs, first.max_rel, atol, rtol,
+                          first.outputs, seed, first.detail)
+    if not first.passed:
+        return result
+    open_dims = _open_dims(session)
+    refusals = []
+    for longer in (False, True):
+        resized = at_second_shape(example, input_names, open_dims, longer=longer)
+        if resized is None:
+            return result
+        inputs, sizes = resized
+        try:
+            with torch.no_grad():
+                reference = inputs.call(model)
+        except Exception as exc:  # PyTorch refuses this shape: not the file's fault
+            refusals.append(f"{_sizes_text(sizes)}: {one_line(exc, 120)}")
+            continue
+        second = _at_shape(session, model, inputs, input_names, atol, rtol, reference)
+        second.sizes = sizes
+        result.second_shape = second
+        result.max_abs, result.max_rel = (max(result.max_abs, second.max_abs),
+                                          max(result.max_rel, second.max_rel))
+        if not second.passed:
+            result.passed = False
+            result.detail = f"at {_sizes_text(sizes)}: {second.detail}"
+        return result
+    result.second_shape_skipped = "PyTorch refuses the second shapes (" + "; ".join(
+        refusals) + ")"
+    return result
+
+
+def _at_shape(session: Any, model: torch.nn.Module, inputs: ModelInputs,
+              input_names: list[str], atol: float, rtol: float,
+              reference: Any = None) -> ShapeParity:
+    """ONNX Runtime on ``inputs`` against PyTorch's outputs (``reference`` when computed)."""
+    if reference is None:
+        with torch.no_grad():
+            reference = inputs.call(model)
+    expected = [t.detach().cpu().numpy() for t in flatten_outputs(reference)]
+    try:
         wanted = [i.name for i in session.get_inputs()]
-        feed = ort_feed(wanted, fresh, input_names)
+        feed = ort_feed(wanted, inputs, input_names)
         got = session.run(None, feed)
     except InputMismatchError:
         raise
-    except Exception as exc:  # the runtime refused the file or failed mid-run
-        return ParityResult(False, float("inf"), float("inf"), atol, rtol, 0, seed,
-                            f"ONNX Runtime failed: {one_line(exc, 200)}")
+    except Exception as exc:  # the runtime failed mid-run
+        return ShapeParity(False, float("inf"), float("inf"), 0,
+                           f"ONNX Runtime failed: {one_line(exc, 200)}")
     if len(got) != len(expected):
-        expected = [t.detach().cpu().numpy() for t in flatten_outputs(result, numbers=True)]
+        expected = [t.detach().cpu().numpy() for t in flatten_outputs(reference, numbers=True)]
     if len(got) != len(expected):
-        return ParityResult(False, float("inf"), float("inf"), atol, rtol, len(got), seed,
-                            f"ONNX has {len(got)} outputs, PyTorch {len(expected)}")
+        return ShapeParity(False, float("inf"), float("inf"), len(got),
+                           f"ONNX has {len(got)} outputs, PyTorch {len(expected)}")
     max_abs = max_rel = 0.0
     passed, detail = True, ""
     for index, (ours, ref) in enumerate(zip(got, expected)):
         if ours.shape != ref.shape:
-            return ParityResult(False, float("inf"), float("inf"), atol, rtol, len(got), seed,
-                                f"output {index}: shape {ours.shape} vs {ref.shape}")
+            return ShapeParity(False, float("inf"), float("inf"), len(got),
+                               f"output {index}: shape {ours.shape} vs {ref.shape}")
         if ref.size == 0:
             continue
         scale = output_scale(ref)
@@ -88,4 +152,14 @@ def check_parity(onnx_path: str | Path | bytes, model: torch.nn.Module, example:
         if not worst <= atol + rtol * scale:
             passed = False
             detail = detail or f"output {index} exceeds tolerance"
-    return ParityResult(passed, max_abs, max_rel, atol, rtol, len(got), seed, detail)
+    return ShapeParity(passed, max_abs, max_rel, len(got), detail)
+
+
+def _open_dims(session: Any) -> dict[str, dict[int, str]]:
+    """Graph input -> dim -> symbol, for the dimensions ONNX Runtime reads as open."""
+    return {i.name: {d: str(size) for d, size in enumerate(i.shape) if not isinstance(size, int)}
+            for i in session.get_inputs()}
+
+
+def _sizes_text(sizes: dict[str, int]) -> str:
+    return " x ".join(f"{symbol}={size}" for symbol, size in sizes.items())

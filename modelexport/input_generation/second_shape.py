@@ -1,0 +1,61 @@
+"""Inputs at a second shape: another batch and sequence than the example's.
+
+A file exported with dynamic axes must run at shapes it was not traced at;
+one checked only at the example's shape can hide a size baked into a
+``Reshape`` or a ``Tile``.  The new sizes follow the file's own symbols, so
+every input sharing ``batch`` gets the same new batch: the batch grows by
+two, and every other open axis (sequence, frames, past length) shrinks by
+one, which stays within a model's position limit, or grows by one where it
+is already short.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch.utils import _pytree as pytree
+
+from modelexport.input_generation.like_example import redrawn
+from modelexport.inputs import ModelInputs
+
+BATCH_AXIS = "batch"
+
+
+def new_size(symbol: str, size: int, longer: bool = False) -> int:
+    """The second shape's size of an axis of ``size`` named ``symbol`` (module doc)."""
+    if symbol == BATCH_AXIS:
+        return size + 2
+    return size + 1 if longer or size <= 2 else size - 1
+
+
+def at_second_shape(example: ModelInputs, input_names: list[str],
+                    open_dims: Mapping[str, Mapping[int, str]], seed: int = 4321,
+                    longer: bool = False) -> tuple[ModelInputs, dict[str, int]] | None:
+    """``example`` with every open axis resized (fresh values), and the sizes by symbol.
+
+    ``open_dims`` is the file's graph input -> dim -> symbol
+    (``axis_names.dynamic_dims``); None when the file leaves no axis open.
+    ``longer`` grows the non-batch axes instead of shrinking them, for a
+    model that refuses the shorter shape.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    names = iter(input_names)
+    sizes: dict[str, int] = {}
+
+    def resize(value: Any) -> Any:
+        if not isinstance(value, torch.Tensor):
+            return value
+        dims = open_dims.get(next(names, ""), {})
+        shape = list(value.shape)
+        for dim, symbol in dims.items():
+            if dim < len(shape):
+                shape[dim] = sizes.setdefault(symbol, new_size(symbol, shape[dim], longer))
+        return value if shape == list(value.shape) else redrawn(value, generator, shape)
+
+    args, kwargs = pytree.tree_map(resize, (example.args, example.kwargs))
+    if not sizes:
+        return None
+    return ModelInputs(args=tuple(args), kwargs=dict(kwargs)), sizes
+
