@@ -226,18 +226,32 @@ def graph_input_names(model: torch.nn.Module, inputs: ModelInputs) -> list[str]:
 def dynamic_axes_for(
     names: list[str], tensors: list[torch.Tensor], batch: bool, sequence: bool
 ) -> dict[str, dict[int, str]]:
-    """Which input dimensions to leave symbolic.
+    """Which input dimensions to leave symbolic, and their names.
 
-    ``batch`` is dimension 0 of every input; ``sequence`` is dimension 1 of
-    integer inputs of rank 2 (token ids, masks, positions).
+    ``batch`` is dimension 0 of every input, named ``batch``; ``sequence`` is
+    dimension 1 of integer inputs of rank 2 (token ids, masks, positions).
+    Inputs with one name share one symbol, and ONNX Runtime holds them equal,
+    so sequences are named as Optimum names them: ``decoder_sequence`` for
+    ``decoder_*`` inputs, ``sequence`` for the rest; inputs of one group
+    whose example lengths differ get a name of their own
+    (``<input>_sequence``): nothing says they must match.
     """
     axes: dict[str, dict[int, str]] = {}
+    lengths: dict[str, set[int]] = {}
+    for name, tensor in zip(names, tensors):
+        if sequence and tensor.dim() == 2 and not tensor.dtype.is_floating_point:
+            lengths.setdefault(_sequence_group(name), set()).add(int(tensor.shape[1]))
     for name, tensor in zip(names, tensors):
         dims: dict[int, str] = {}
         if batch and tensor.dim() >= 1:
             dims[0] = "batch"
         if sequence and tensor.dim() == 2 and not tensor.dtype.is_floating_point:
-            dims[1] = "sequence"
+            group = _sequence_group(name)
+            dims[1] = group if len(lengths[group]) == 1 else f"{name}_sequence"
         if dims:
             axes[name] = dims
     return axes
+
+
+def _sequence_group(input_name: str) -> str:
+    return "decoder_sequence" if input_name.startswith("decoder_") else "sequence"
