@@ -233,7 +233,7 @@ def test_with_past_exports_a_decoding_step_with_optimum_names(strategy, tmp_path
     layers = model.config.num_hidden_layers
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     assert [i.name for i in session.get_inputs()] == [
-        "input_ids", "attention_mask",
+        "input_ids", "attention_mask", "position_ids",
         *[f"past_key_values.{i}.{k}" for i in range(layers) for k in ("key", "value")]]
     assert [o.name for o in session.get_outputs()] == [
         "logits", *[f"present.{i}.{k}" for i in range(layers) for k in ("key", "value")]]
@@ -241,7 +241,8 @@ def test_with_past_exports_a_decoding_step_with_optimum_names(strategy, tmp_path
     prompt, new = torch.randint(0, 128, (1, 9)), torch.randint(0, 128, (1, 1))
     with torch.no_grad():
         past = model(input_ids=prompt, use_cache=True).past_key_values
-        feed = {"input_ids": new.numpy(), "attention_mask": np.ones((1, 10), np.int64)}
+        feed = {"input_ids": new.numpy(), "attention_mask": np.ones((1, 10), np.int64),
+                "position_ids": np.array([[9]], np.int64)}
         for i, layer in enumerate(past.layers):
             feed[f"past_key_values.{i}.key"] = layer.keys.numpy()
             feed[f"past_key_values.{i}.value"] = layer.values.numpy()

@@ -1,20 +1,28 @@
-"""Exporting one decoding step with its key/value cache as graph inputs and outputs.
+"""Exporting a decoder's call with its key/value cache as graph inputs and outputs.
 
-A generation runtime calls a decoder once per new token, handing back the
-keys and values of every earlier token.  ``with_past=True`` exports exactly
-that call, named the way Optimum names it, so existing runtimes can drive it:
+A generation runtime calls a decoder once for the prompt and once per new
+token, handing back the keys and values of every earlier token.
+``with_past=True`` exports that call, named the way Optimum names it, so
+existing runtimes can drive it, and ``modelexport.generation`` drives it
+with ONNX Runtime alone:
 
-- inputs ``input_ids`` (the new token), ``attention_mask`` (past + new),
-  ``past_key_values.{i}.key`` / ``past_key_values.{i}.value``;
+- inputs ``input_ids`` (``batch x sequence``: the prompt, or the new token),
+  ``attention_mask`` (``batch x past_sequence + sequence``, zeros where a
+  row is left-padded), ``position_ids`` where ``forward`` takes them (so a
+  padded row counts its positions from its first real token, as
+  ``generate`` does), and ``past_key_values.{i}.key`` / ``.value``
+  (``batch x heads x past_sequence x head_dim``; empty for the prompt);
 - outputs ``logits`` (or ``last_hidden_state``), ``present.{i}.key`` /
   ``present.{i}.value``.
 
-The example for the step comes from the caller's own inputs: the model runs
-once on them with the cache on, the cache it returns becomes the past, and
-one new token follows.  The past length is a symbolic dimension of the file.
-A small adapter module (the user's model as its only child, so tags keep the
-model's own module paths) rebuilds the library's cache object from the flat
-tensors, which is all the cache object ever is to an exporter.
+One file serves the prompt and every step: batch, sequence and past length
+are all symbolic.  The example for the capture comes from the caller's own
+inputs: the model runs once on them with the cache on, the cache it returns
+becomes the past, and two new tokens follow (two, so that no exporter
+specialises the sequence axis to one).  A small adapter module (the user's
+model as its only child, so tags keep the model's own module paths)
+rebuilds the library's cache object from the flat tensors, which is all the
+cache object ever is to an exporter.
 """
 
 from __future__ import annotations
@@ -30,6 +38,11 @@ from modelexport.errors import InputMismatchError, one_line
 from modelexport.inputs import ModelInputs
 
 PAST_SEQUENCE = "past_sequence"
+SEQUENCE = "sequence"
+# The mask covers the past and the new tokens: its length is their sum
+# (``input_generation.second_shape`` reads the sum).
+TOTAL_SEQUENCE = f"{PAST_SEQUENCE} + {SEQUENCE}"
+NEW_TOKENS = 2
 
 
 def past_names(layers: int) -> list[str]:
@@ -66,8 +79,23 @@ def _returned_cache(outputs: Any) -> Any:
     raise InputMismatchError("with_past: the model returned no cache with use_cache=True")
 
 
+def takes_position_ids(model: torch.nn.Module) -> bool:
+    """Whether ``forward`` takes ``position_ids`` (then the file does too)."""
+    return "position_ids" in inspect.signature(model.forward).parameters
+
+
+def positions_from_mask(attention_mask: torch.Tensor, new: int) -> torch.Tensor:
+    """The last ``new`` positions of each row, counted from its first real token.
+
+    ``generate`` counts them so: a left-padded row's first token is
+    position 0, padding positions are 0 too.
+    """
+    positions = attention_mask.long().cumsum(-1) - 1
+    return positions.masked_fill(attention_mask == 0, 0)[:, -new:]
+
+
 class DecodingStep(torch.nn.Module):
-    """``forward(input_ids, attention_mask, past)`` -> main output and the new cache.
+    """``forward(input_ids, attention_mask, position_ids, past)`` -> main output, new cache.
 
     ``past`` is the flat tuple (layer 0 key, layer 0 value, layer 1 key, ...).
     """
@@ -80,15 +108,17 @@ class DecodingStep(torch.nn.Module):
         self.cache_argument = _cache_argument(model)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                past: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+                position_ids: torch.Tensor | None = None,
+                past: tuple[torch.Tensor, ...] = ()) -> tuple[torch.Tensor, ...]:
         from transformers import DynamicCache
 
         model = getattr(self, ADAPTER_ATTRIBUTE)
+        positions = {} if position_ids is None else {"position_ids": position_ids}
         cache = DynamicCache(config=getattr(model, "config", None))
         for index in range(self.layers):
             cache.update(past[2 * index], past[2 * index + 1], index)
-        outputs = model(input_ids=input_ids, attention_mask=attention_mask,
-                               use_cache=True, **{self.cache_argument: cache})
+        outputs = model(input_ids=input_ids, attention_mask=attention_mask, **positions,
+                        use_cache=True, **{self.cache_argument: cache})
         present = _layer_tensors(_returned_cache(outputs))
         return (getattr(outputs, self.main_output),
                 *(tensor for pair in present for tensor in pair))
@@ -122,18 +152,25 @@ def decoding_step(model: torch.nn.Module, example: ModelInputs, seed: int = 0,
     main = "logits" if getattr(outputs, "logits", None) is not None else "last_hidden_state"
     batch, past_length = ids.shape[0], past[0][0].shape[-2]
     generator = torch.Generator().manual_seed(seed)
-    step = {
-        "input_ids": torch.randint(int(ids.min()), int(ids.max()) + 1, (batch, 1),
+    mask = torch.ones(batch, past_length + NEW_TOKENS, dtype=torch.long)
+    step: dict[str, Any] = {
+        "input_ids": torch.randint(int(ids.min()), int(ids.max()) + 1, (batch, NEW_TOKENS),
                                    generator=generator, dtype=ids.dtype),
-        "attention_mask": torch.ones(batch, past_length + 1, dtype=torch.long),
-        "past": tuple(t.detach().clone() for pair in past for t in pair),
+        "attention_mask": mask,
     }
-    axes = {"attention_mask": {1: f"{PAST_SEQUENCE}+1"}}
+    names = ["input_ids", "attention_mask"]
+    axes: dict[str, dict[int, str]] = {"input_ids": {1: SEQUENCE},
+                                       "attention_mask": {1: TOTAL_SEQUENCE}}
+    if takes_position_ids(model):
+        step["position_ids"] = positions_from_mask(mask, NEW_TOKENS)
+        names.append("position_ids")
+        axes["position_ids"] = {1: SEQUENCE}
+    step["past"] = tuple(t.detach().clone() for pair in past for t in pair)
     axes.update({name: {2: PAST_SEQUENCE} for name in past_names(len(past))})
     return DecodingExport(
         adapter=DecodingStep(model, len(past), main).eval(),
         inputs=ModelInputs(kwargs=step),
-        input_names=["input_ids", "attention_mask", *past_names(len(past))],
+        input_names=[*names, *past_names(len(past))],
         output_names=[main, *present_names(len(past))],
         dynamic_axes=axes,
     )

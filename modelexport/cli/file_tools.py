@@ -54,6 +54,18 @@ def add_tool_parsers(sub: Any) -> None:
     validate.add_argument("--rtol", type=non_negative_float, default=1e-3)
     validate.add_argument("--json", action="store_true", help="print the report as JSON")
 
+    generate = sub.add_parser("generate", help="greedy decoding with ONNX Runtime alone, on a "
+                              "file exported with --task text-generation-with-past")
+    generate.add_argument("file")
+    generate.add_argument("--prompt-ids", action="append", required=True, type=token_ids,
+                          help="one prompt's token ids, spaced or comma-separated "
+                               "(repeatable: the prompts run as one left-padded batch)")
+    generate.add_argument("--max-new-tokens", type=positive_int, default=20)
+    generate.add_argument("--pad-id", type=non_negative_int, default=0)
+    generate.add_argument("--eos-id", type=non_negative_int,
+                          help="a row that produces it is padded from then on")
+    generate.add_argument("--json", action="store_true")
+
     compare = sub.add_parser("compare", help="module-by-module differences of two exports")
     compare.add_argument("file_a")
     compare.add_argument("file_b")
@@ -311,6 +323,28 @@ def cmd_retag(args: argparse.Namespace) -> int:
                             f"{args.file} re-tagged from {args.reference}", args.json, "retag")
 
 
-TOOL_COMMANDS = {"analyze": cmd_analyze, "validate": cmd_validate, "compare": cmd_compare,
+def token_ids(text: str) -> list[int]:
+    """``"1 2 3"`` or ``"1,2,3"`` -> [1, 2, 3]; anything else is a usage error."""
+    parts = text.replace(",", " ").split()
+    if not parts or not all(part.isdigit() for part in parts):
+        raise argparse.ArgumentTypeError(f"token ids are non-negative integers, not {text!r}")
+    return [int(part) for part in parts]
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from modelexport.generation import greedy_generate
+
+    result = greedy_generate(args.file, args.prompt_ids, args.max_new_tokens,
+                             pad_id=args.pad_id, eos_id=args.eos_id)
+    if args.json:
+        print(json.dumps({"prompts": args.prompt_ids, "new_tokens": result.as_lists()}))
+        return EXIT_OK
+    for prompt, new in zip(args.prompt_ids, result.as_lists()):
+        print(f"{' '.join(map(str, prompt))} -> {' '.join(map(str, new))}")
+    return EXIT_OK
+
+
+TOOL_COMMANDS = {"analyze": cmd_analyze, "generate": cmd_generate, "validate": cmd_validate,
+                 "compare": cmd_compare,
                  "extract": cmd_extract, "profile": cmd_profile, "optimize": cmd_optimize,
                  "retag": cmd_retag}

@@ -38,11 +38,29 @@ def at_second_shape(example: ModelInputs, input_names: list[str],
     ``open_dims`` is the file's graph input -> dim -> symbol
     (``axis_names.dynamic_dims``); None when the file leaves no axis open.
     ``longer`` grows the non-batch axes instead of shrinking them, for a
-    model that refuses the shorter shape.
+    model that refuses the shorter shape.  A symbol that is a sum of others
+    (``past_sequence + sequence``: a mask over the past and the new tokens)
+    gets the sum of their new sizes, so the inputs stay consistent.
     """
+    tensors = [leaf for leaf in pytree.tree_leaves((example.args, example.kwargs))
+               if isinstance(leaf, torch.Tensor)]
+    wanted = [(open_dims.get(name, {}), tensor) for name, tensor in zip(input_names, tensors)]
+    sizes: dict[str, int] = {}
+    for dims, tensor in wanted:  # plain symbols first, then the sums of them
+        for dim, symbol in dims.items():
+            if dim < tensor.dim() and SUM not in symbol:
+                sizes.setdefault(symbol, new_size(symbol, int(tensor.shape[dim]), longer))
+    for dims, tensor in wanted:
+        for dim, symbol in dims.items():
+            if dim < tensor.dim() and SUM in symbol:
+                parts = [part.strip() for part in symbol.split(SUM)]
+                total = _sum(parts, sizes)
+                sizes.setdefault(symbol, total if total is not None
+                                 else new_size(symbol, int(tensor.shape[dim]), longer))
+    if not sizes:
+        return None
     generator = torch.Generator().manual_seed(seed)
     names = iter(input_names)
-    sizes: dict[str, int] = {}
 
     def resize(value: Any) -> Any:
         if not isinstance(value, torch.Tensor):
@@ -51,11 +69,24 @@ def at_second_shape(example: ModelInputs, input_names: list[str],
         shape = list(value.shape)
         for dim, symbol in dims.items():
             if dim < len(shape):
-                shape[dim] = sizes.setdefault(symbol, new_size(symbol, shape[dim], longer))
+                shape[dim] = sizes[symbol]
         return value if shape == list(value.shape) else redrawn(value, generator, shape)
 
     args, kwargs = pytree.tree_map(resize, (example.args, example.kwargs))
-    if not sizes:
-        return None
     return ModelInputs(args=tuple(args), kwargs=dict(kwargs)), sizes
 
+
+SUM = "+"
+
+
+def _sum(parts: list[str], sizes: Mapping[str, int]) -> int | None:
+    """The sum of ``parts`` (symbols or integers), None if one is not known."""
+    total = 0
+    for part in parts:
+        if part.isdigit():
+            total += int(part)
+        elif part in sizes:
+            total += sizes[part]
+        else:
+            return None
+    return total

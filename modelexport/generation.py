@@ -1,0 +1,120 @@
+"""Greedy generation with ONNX Runtime alone, on a file exported with ``with_past=True``.
+
+The file takes a prompt of any length with an empty past, or new tokens
+with the past it returned (``capture.with_past``), so one session serves
+the whole decode: the prompts are left-padded into one batch, the first run
+reads them whole with an empty cache, and each later run feeds the tokens
+just chosen with the cache the previous run returned.  Positions are
+counted from each row's first real token, and a row that has produced the
+end-of-sequence token is padded from then on, as transformers' greedy
+``generate`` does, so the tokens can be compared with it one for one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from modelexport.errors import InputMismatchError
+from modelexport.onnx_runtime.sessions import ort_call
+
+PAST_PREFIX = "past_key_values."
+PRESENT_PREFIX = "present."
+_NUMPY_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16,
+                "tensor(double)": np.float64}
+
+
+@dataclass
+class Generation:
+    """New tokens per prompt (``batch x new``) and the logits each step chose them from."""
+
+    tokens: np.ndarray
+    step_logits: list[np.ndarray] = field(default_factory=list)  # each batch x vocab
+
+    def as_lists(self) -> list[list[int]]:
+        return [[int(t) for t in row] for row in self.tokens]
+
+
+def left_padded(prompts: Sequence[Sequence[int]], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """Token ids and attention mask of ``prompts`` as one left-padded batch."""
+    if not prompts or any(len(p) == 0 for p in prompts):
+        raise InputMismatchError("every prompt needs at least one token")
+    width = max(len(p) for p in prompts)
+    ids = np.full((len(prompts), width), pad_id, dtype=np.int64)
+    mask = np.zeros((len(prompts), width), dtype=np.int64)
+    for row, prompt in enumerate(prompts):
+        ids[row, width - len(prompt):] = prompt
+        mask[row, width - len(prompt):] = 1
+    return ids, mask
+
+
+def greedy_generate(source: str | Path | Any, prompts: Sequence[Sequence[int]],
+                    max_new_tokens: int, pad_id: int = 0,
+                    eos_id: int | None = None) -> Generation:
+    """Decode ``max_new_tokens`` greedily for every prompt at once (module doc).
+
+    ``source`` is the file's path or an ONNX Runtime session on it.
+    """
+    session = _session(source)
+    inputs = {i.name: i for i in session.get_inputs()}
+    pasts = [name for name in inputs if name.startswith(PAST_PREFIX)]
+    if "input_ids" not in inputs or "attention_mask" not in inputs or not pasts:
+        raise InputMismatchError(
+            "this file takes no key/value cache (input_ids, attention_mask and "
+            "past_key_values.*): export it with with_past=True "
+            "(--task text-generation-with-past)")
+    outputs = [o.name for o in session.get_outputs()]
+    presents = {name.replace(PRESENT_PREFIX, PAST_PREFIX, 1): index
+                for index, name in enumerate(outputs) if name.startswith(PRESENT_PREFIX)}
+    ids, mask = left_padded(prompts, pad_id)
+    batch = ids.shape[0]
+    past = {name: _empty_past(inputs[name], batch) for name in pasts}
+    finished = np.zeros(batch, dtype=bool)
+    chosen: list[np.ndarray] = []
+    logits_per_step: list[np.ndarray] = []
+    step_ids = ids
+    for _ in range(max_new_tokens):
+        feed = {"input_ids": step_ids, "attention_mask": mask, **past}
+        if "position_ids" in inputs:
+            positions = np.where(mask == 1, np.cumsum(mask, axis=-1) - 1, 0)
+            feed["position_ids"] = positions[:, -step_ids.shape[1]:].astype(np.int64)
+        results = ort_call("run the decoding step", lambda feed=feed: session.run(None, feed))
+        logits = results[0][:, -1, :]
+        next_tokens = logits.argmax(axis=-1).astype(np.int64)
+        next_tokens = np.where(finished, pad_id, next_tokens)
+        if eos_id is not None:
+            finished |= next_tokens == eos_id
+        chosen.append(next_tokens)
+        logits_per_step.append(logits)
+        past = {name: results[presents[name]] for name in pasts}
+        step_ids = next_tokens[:, None]
+        mask = np.concatenate([mask, np.ones((batch, 1), dtype=np.int64)], axis=1)
+    return Generation(np.stack(chosen, axis=1), logits_per_step)
+
+
+def _session(source: str | Path | Any) -> Any:
+    if hasattr(source, "run") and hasattr(source, "get_inputs"):
+        return source
+    from modelexport.onnx_runtime.sessions import open_session
+
+    path = Path(source)
+    if not path.is_file():
+        raise InputMismatchError(f"no ONNX file at {path}")
+    return ort_call(f"load {path}", lambda: open_session(path))
+
+
+def _empty_past(value: Any, batch: int) -> np.ndarray:
+    """A past of length zero for one cache input: ``batch x heads x 0 x head_dim``."""
+    shape = list(value.shape)
+    if len(shape) != 4 or not all(isinstance(d, int) for d in (shape[1], shape[3])):
+        raise InputMismatchError(f"cache input {value.name} has shape {shape}; expected "
+                                 "batch x heads x past_sequence x head_dim with fixed heads "
+                                 "and head size")
+    dtype = _NUMPY_TYPES.get(value.type)
+    if dtype is None:
+        raise InputMismatchError(f"cache input {value.name} is {value.type}, not a float")
+    return np.zeros((batch, shape[1], 0, shape[3]), dtype=dtype)
