@@ -31,6 +31,8 @@ KINDS = ("cnn", "transformer", "custom", "idiom")
 # ``seeded``: seeded noise added to every tensor, so each one's content is
 # unique and content matching is unambiguous.
 SEEDED, NATIVE = "seeded", "native"
+# The task of entries exported with their cache and decoded (ZooEntry.task).
+GENERATION = "text-generation-with-past"
 WEIGHT_MODES = (SEEDED, NATIVE)
 # A model run with native weights is named ``ENTRY@native`` in the matrix, so
 # results, expectations and the scoreboard carry the mode in the model's name.
@@ -89,6 +91,14 @@ class ZooEntry:
     # the family read off the built model, where the entry cannot know it before
     categorize: Callable[[torch.nn.Module], str] | None = None
     weights: str = SEEDED  # one of WEIGHT_MODES: how ``build`` leaves the parameters
+    # GENERATION: exported with its key/value cache and checked by a greedy
+    # decode in ONNX Runtime against ``generate`` (``harness.decoding``)
+    task: str = ""
+
+    @property
+    def export_options(self) -> dict[str, Any]:
+        """What the entry's export is asked beyond the defaults (its task, as data)."""
+        return {"with_past": True} if self.task == GENERATION else {}
 
     @property
     def group(self) -> str:
@@ -153,14 +163,14 @@ def register_entry(name: str, family: str, kind: str,
                    tiers: tuple[str, ...] = TIERS, atol: float = 1e-4, rtol: float = 1e-3,
                    notes: str = "", pretrained: str | None = None, category: str = "",
                    categorize: Callable[[torch.nn.Module], str] | None = None,
-                   ) -> ZooEntry:
+                   task: str = "") -> ZooEntry:
     """Add one entry; generated tiers call this directly, hand-written ones via the decorator."""
     if kind not in KINDS:
         raise ValueError(f"zoo entry kind must be one of {KINDS}, not {kind!r}")
     if name in _ENTRIES:
         raise ValueError(f"zoo entry {name!r} is already registered")
     entry = ZooEntry(name, family, kind, builder, inputs, tiers, atol, rtol, notes, pretrained,
-                     category, categorize)
+                     category, categorize, task=task)
     _ENTRIES[name] = entry
     return entry
 
@@ -168,12 +178,21 @@ def register_entry(name: str, family: str, kind: str,
 def zoo_entry(name: str, family: str, kind: str, inputs: InputMaker = hf_inputs,
               tiers: tuple[str, ...] = TIERS, atol: float = 1e-4, rtol: float = 1e-3,
               notes: str = "", pretrained: str | None = None, category: str = "",
+              generation: bool = False,
               ) -> Callable[[Callable[[str], torch.nn.Module]], Callable]:
-    """Register the decorated ``builder(tier) -> nn.Module`` as a zoo entry."""
+    """Register the decorated ``builder(tier) -> nn.Module`` as a zoo entry.
+
+    ``generation`` registers a second entry, ``<name>-with-past``, that
+    exports the model with its cache and checks a greedy decode.
+    """
 
     def register(builder: Callable[[str], torch.nn.Module]) -> Callable:
         register_entry(name, family, kind, builder, inputs, tiers, atol, rtol, notes, pretrained,
                        category)
+        if generation:
+            register_entry(f"{name}-with-past", family, kind, builder, inputs, tiers, atol,
+                           rtol, f"{notes}; exported with its cache, decoded", None,
+                           "generation", task=GENERATION)
         return builder
 
     return register

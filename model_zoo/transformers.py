@@ -26,7 +26,7 @@ def bert(tier: str) -> hf.PreTrainedModel:
 
 
 @zoo_entry("gpt2", family="gpt2", kind="transformer",
-           pretrained="openai-community/gpt2",
+           pretrained="openai-community/gpt2", generation=True,
            notes="decoder with a tied lm_head (wte shared)")
 def gpt2(tier: str) -> hf.PreTrainedModel:
     if tier == "full":
@@ -37,7 +37,7 @@ def gpt2(tier: str) -> hf.PreTrainedModel:
 
 
 @zoo_entry("llama", family="llama", kind="transformer",
-           pretrained="HuggingFaceTB/SmolLM-360M",
+           pretrained="HuggingFaceTB/SmolLM-360M", generation=True,
            notes="RoPE, RMSNorm, grouped-query attention")
 def llama(tier: str) -> hf.PreTrainedModel:
     if tier == "full":

@@ -21,10 +21,11 @@ from typing import Any
 
 import torch
 
-from model_zoo.registry import WIDE, register_entry
+from model_zoo.registry import GENERATION, WIDE, register_entry
 from model_zoo.shrink import shrink_config
 
 PREFIX = "hf-"
+GENERATION_SUFFIX = "-with-past"
 MAX_PARAMETERS = 5_000_000  # the tier's size limit after shrinking
 
 # Config settings that one architecture needs on top of the generic shrink,
@@ -161,8 +162,29 @@ def wide_inputs(model: torch.nn.Module, _tier: str, seed: int) -> dict[str, Any]
     return fitting_inputs(model, batch_size=1, sequence_length=16, seed=seed)
 
 
+def generation_inputs(model: torch.nn.Module, _tier: str, seed: int) -> dict[str, Any]:
+    """A prompt for a causal LM; refused (the entry does not run) without a key/value cache.
+
+    The architectures whose cache holds recurrent or convolution states, or
+    that return none, are outside what a with-past export supports: their
+    generation entries are not runnable, with that reason.
+    """
+    from modelexport.capture.with_past import cache_layers
+
+    config = getattr(model, "config", None)
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    vocab = max(2, min(int(getattr(text, "vocab_size", 1000) or 1000), 1000))
+    generator = torch.Generator().manual_seed(seed)
+    ids = torch.randint(1, vocab, (1, 16), generator=generator)
+    inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    with torch.no_grad():
+        cache_layers(model(**inputs, use_cache=True))  # raises: no key/value cache
+    return inputs
+
+
 def register_all() -> None:
-    """One zoo entry per architecture, named ``hf-<model_type>``."""
+    """One zoo entry per architecture, named ``hf-<model_type>``, and per causal LM
+    ``hf-<model_type>-with-past``, exported with its cache and decoded."""
     for model_type, class_name in architectures().items():
         why = OVERRIDES.get(model_type, ({}, ""))[1]
         register_entry(
@@ -171,4 +193,14 @@ def register_all() -> None:
             category=category(model_type),
             categorize=_categorizer(model_type),
             notes=f"{class_name} from the shrunk default config" + (f"; {why}" if why else ""),
+        )
+    for model_type, class_name in _mappings().MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.items():
+        class_name = class_name if isinstance(class_name, str) else class_name[0]
+        register_entry(
+            name=f"{PREFIX}{model_type}{GENERATION_SUFFIX}", family=model_type,
+            kind="transformer", builder=_builder(model_type, class_name),
+            inputs=generation_inputs, tiers=(WIDE,), category="generation",
+            task=GENERATION,
+            notes=f"{class_name} from the shrunk default config, exported with its cache "
+                  "and decoded",
         )

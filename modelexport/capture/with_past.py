@@ -71,6 +71,11 @@ def _layer_tensors(cache: Any) -> list[tuple[torch.Tensor, torch.Tensor]]:
     return [(layer.keys, layer.values) for layer in layers]
 
 
+def cache_layers(outputs: Any) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(keys, values) per layer of the cache a forward returned; one clear error if none."""
+    return _layer_tensors(_returned_cache(outputs))
+
+
 def _returned_cache(outputs: Any) -> Any:
     for name in ("past_key_values", "cache"):
         value = getattr(outputs, name, None)
@@ -119,7 +124,7 @@ class DecodingStep(torch.nn.Module):
             cache.update(past[2 * index], past[2 * index + 1], index)
         outputs = model(input_ids=input_ids, attention_mask=attention_mask, **positions,
                         use_cache=True, **{self.cache_argument: cache})
-        present = _layer_tensors(_returned_cache(outputs))
+        present = cache_layers(outputs)
         return (getattr(outputs, self.main_output),
                 *(tensor for pair in present for tensor in pair))
 
@@ -148,7 +153,7 @@ def decoding_step(model: torch.nn.Module, example: ModelInputs, seed: int = 0,
     except Exception as exc:
         raise InputMismatchError(f"with_past: the model does not run with use_cache=True: "
                                  f"{one_line(exc)}") from None
-    past = _layer_tensors(_returned_cache(outputs))
+    past = cache_layers(outputs)
     main = "logits" if getattr(outputs, "logits", None) is not None else "last_hidden_state"
     batch, past_length = ids.shape[0], past[0][0].shape[-2]
     generator = torch.Generator().manual_seed(seed)

@@ -37,11 +37,15 @@ from modelexport.tags import TagSource, read_node_tag, read_tags
 # checker and loads in ONNX Runtime, runs, matches PyTorch at the example's
 # shape and at a second one, and its tags cover every node and put each
 # parameter-reading node on the parameter's owner.
-CONDITIONS = ("loads", "runs", "parity", "second_shape", "tags")
-OK, EXPORT_FAILED, CHECK_FAILED, PARITY_FAILED, TIMEOUT, CRASHED, NOT_RUNNABLE = (
-    "ok", "export-failed", "check-failed", "parity-failed", "timeout", "crashed",
-    "not-runnable")
-STATUSES = (OK, EXPORT_FAILED, CHECK_FAILED, PARITY_FAILED, TIMEOUT, CRASHED, NOT_RUNNABLE)
+# Entries exported with their cache add ``decode``: a greedy decode in ONNX
+# Runtime alone gives PyTorch's tokens (``decoding``).
+CONDITIONS = ("loads", "runs", "parity", "second_shape", "tags", "decode")
+OK, EXPORT_FAILED, CHECK_FAILED, PARITY_FAILED, DECODE_FAILED, TIMEOUT, CRASHED = (
+    "ok", "export-failed", "check-failed", "parity-failed", "decode-failed", "timeout",
+    "crashed")
+NOT_RUNNABLE = "not-runnable"
+STATUSES = (OK, EXPORT_FAILED, CHECK_FAILED, PARITY_FAILED, DECODE_FAILED, TIMEOUT, CRASHED,
+            NOT_RUNNABLE)
 # The pseudo-strategy that lets the exporter choose, as a user's default call does.
 AUTO = "auto"
 
@@ -244,12 +248,13 @@ def run_model(spec: ModelSpec, on_step: StepListener | None = None) -> list[Cell
             own[strategy] += time.perf_counter() - began
         for strategy, seconds in _timed_rounds(results, list(exported), model, inputs,
                                                Path(scratch) / "timed", spec.repeat,
-                                               step).items():
+                                               step, entry.export_options).items():
             own[strategy] += seconds
         began = time.perf_counter()
         step(None)
-        _record_latencies(results, model, inputs, {
-            s: exported[s] for s in exported if results[s].status == OK})
+        if not entry.task:  # a with-past file's latency would need a cache to feed
+            _record_latencies(results, model, inputs, {
+                s: exported[s] for s in exported if results[s].status == OK})
         shared += time.perf_counter() - began
     for strategy, result in results.items():
         result.cell_seconds = own[strategy] + shared / len(results)
@@ -309,7 +314,8 @@ def _validated_export(result: CellResult, entry: Any, model: Any, inputs: Any,
         baseline = current_rss_bytes()
         with PeakSampler() as sampler:
             report = export_model(model, inputs, path, strategy=result.strategy,
-                                  validate=True, atol=entry.atol, rtol=entry.rtol)
+                                  validate=True, atol=entry.atol, rtol=entry.rtol,
+                                  **entry.export_options)
         result.peak_mem_mb = max(0.0, (sampler.peak - baseline) / 2**20)
     except (StrategyFailedError, InputMismatchError) as exc:
         result.error = one_line(exc)
@@ -321,6 +327,8 @@ def _validated_export(result: CellResult, entry: Any, model: Any, inputs: Any,
         return None
     graph = onnx.load(str(path), load_external_data=False)  # read once, for both
     _record_figures(result, report, path, graph)
+    if entry.task and result.status == OK:
+        _record_decode(result, model, path, entry)
     if result.status == OK:  # the file whose latency is measured (latency.py)
         result.runtime_fingerprint = runtime_fingerprint(graph)
     return report
@@ -341,9 +349,27 @@ def cell_conditions(report: ExportReport) -> dict[str, bool | None]:
     }
 
 
+def _record_decode(result: CellResult, model: Any, path: Path, entry: Any) -> None:
+    """The decode condition of a with-past cell: ONNX Runtime generates PyTorch's tokens."""
+    from modelexport.harness.decoding import decode_check
+
+    try:
+        decoded = decode_check(model, path, entry.atol, entry.rtol)
+    except Exception as exc:
+        result.conditions["decode"] = False
+        result.status, result.error = DECODE_FAILED, f"decode: {type(exc).__name__}: " \
+            f"{one_line(exc)}"
+        return
+    result.conditions["decode"] = decoded.passed
+    if decoded.detail:
+        result.warnings.append(f"decode: {decoded.detail}")
+    if not decoded.passed:
+        result.status, result.error = DECODE_FAILED, f"decode: {decoded.detail}"
+
+
 def _timed_rounds(results: dict[str, CellResult], strategies: list[str], model: Any,
                   inputs: Any, folder: Path, repeat: int,
-                  step: StepListener) -> dict[str, float]:
+                  step: StepListener, options: dict[str, Any]) -> dict[str, float]:
     """``repeat`` rounds of plain exports, one per strategy, the order rotated each round.
 
     Records each cell's median wall and CPU time; returns each strategy's
@@ -361,7 +387,7 @@ def _timed_rounds(results: dict[str, CellResult], strategies: list[str], model: 
             start, cpu_start = time.perf_counter(), time.process_time()
             try:
                 export_model(model, inputs, folder / f"{strategy}.onnx", strategy=strategy,
-                             validate=False)
+                             validate=False, **options)
             except Exception as exc:
                 result.status = EXPORT_FAILED
                 result.error = f"timed export failed: {type(exc).__name__}: {one_line(exc)}"

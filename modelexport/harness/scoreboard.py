@@ -8,6 +8,7 @@ from typing import Any
 from modelexport.harness.cells import CONDITIONS, NOT_RUNNABLE, OK, STATUSES, CellResult
 
 _SHORT = {"ok": "ok", "export-failed": "FAIL", "check-failed": "CHECK", "parity-failed": "PARITY",
+          "decode-failed": "DECODE",
           "timeout": "TIMEOUT", "crashed": "CRASH", "not-runnable": "n/a"}
 
 
