@@ -39,10 +39,37 @@ def _repeat_interleave_repair(builtin: Callable) -> Callable:
     ``repeat_interleave(..., dim=-1)`` on a rank-3 tensor every later
     ``stack``, ``flatten`` and ``cat`` along ``-1`` works on axis 2: the file
     fails shape inference (Cohere, GLM, Helium, Moonshine, ...).
+
+    It also repeats every element the same number of times along an axis
+    whose size is dynamic, which torch's translation refuses ("Unsupported
+    along dimension with unknown input size") although the composition it
+    uses for a static axis (unsqueeze, tile, flatten) needs only the rank:
+    a batch or sequence axis left dynamic stopped grouped-query attention
+    that repeats its keys with ``repeat_interleave``.
     """
     def repeat_interleave(graph, value, repeats, dim=None, output_size=None):
-        return builtin(graph, value, repeats, _private_constant(graph, dim), output_size)
+        dim = _private_constant(graph, dim)
+        count = _single_constant(repeats)
+        rank = symbolic_helper._get_tensor_rank(value)
+        if count is not None and rank is not None and not symbolic_helper._is_none(dim):
+            axis = symbolic_helper._get_const(dim, "i", "dim")
+            axis = axis + rank if axis < 0 else axis
+            return symbolic_helper._repeat_interleave_single_value_repeat_helper(
+                graph, value, graph.op("Constant", value_t=torch.tensor([count])), axis)
+        return builtin(graph, value, repeats, dim, output_size)
     return repeat_interleave
+
+
+def _single_constant(value: Any) -> int | None:
+    """The one integer a constant ``repeats`` holds, else None (a tensor of counts)."""
+    if not isinstance(value, torch._C.Value) or value.node().kind() not in (
+            "onnx::Constant", "prim::Constant"):
+        return None
+    constant = symbolic_helper._maybe_get_const(value, "t")
+    if not isinstance(constant, torch.Tensor) or constant.numel() != 1 or \
+            constant.dtype.is_floating_point:
+        return None
+    return int(constant.item())
 
 
 def _permute_repair(builtin: Callable) -> Callable:

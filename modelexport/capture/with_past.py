@@ -19,7 +19,8 @@ One file serves the prompt and every step: batch, sequence and past length
 are all symbolic.  The example for the capture comes from the caller's own
 inputs: the model runs once on them with the cache on, the cache it returns
 becomes the past, and two new tokens follow (two, so that no exporter
-specialises the sequence axis to one).  A small adapter module (the user's
+specialises the sequence axis to one; one, for an architecture whose code
+reads only one new token beside a past).  A small adapter module (the user's
 model as its only child, so tags keep the model's own module paths)
 rebuilds the library's cache object from the flat tensors, which is all the
 cache object ever is to an exporter.
@@ -155,27 +156,53 @@ def decoding_step(model: torch.nn.Module, example: ModelInputs, seed: int = 0,
                                  f"{one_line(exc)}") from None
     past = cache_layers(outputs)
     main = "logits" if getattr(outputs, "logits", None) is not None else "last_hidden_state"
-    batch, past_length = ids.shape[0], past[0][0].shape[-2]
-    generator = torch.Generator().manual_seed(seed)
-    mask = torch.ones(batch, past_length + NEW_TOKENS, dtype=torch.long)
-    step: dict[str, Any] = {
-        "input_ids": torch.randint(int(ids.min()), int(ids.max()) + 1, (batch, NEW_TOKENS),
-                                   generator=generator, dtype=ids.dtype),
-        "attention_mask": mask,
-    }
+    adapter = DecodingStep(model, len(past), main).eval()
     names = ["input_ids", "attention_mask"]
+    if takes_position_ids(model):
+        names.append("position_ids")
+    step = _runnable_step(adapter, ids, past, "position_ids" in names, seed)
     axes: dict[str, dict[int, str]] = {"input_ids": {1: SEQUENCE},
                                        "attention_mask": {1: TOTAL_SEQUENCE}}
-    if takes_position_ids(model):
-        step["position_ids"] = positions_from_mask(mask, NEW_TOKENS)
-        names.append("position_ids")
+    if "position_ids" in names:
         axes["position_ids"] = {1: SEQUENCE}
-    step["past"] = tuple(t.detach().clone() for pair in past for t in pair)
     axes.update({name: {2: PAST_SEQUENCE} for name in past_names(len(past))})
     return DecodingExport(
-        adapter=DecodingStep(model, len(past), main).eval(),
+        adapter=adapter,
         inputs=ModelInputs(kwargs=step),
         input_names=[*names, *past_names(len(past))],
         output_names=[main, *present_names(len(past))],
         dynamic_axes=axes,
     )
+
+
+def _runnable_step(adapter: DecodingStep, ids: torch.Tensor,
+                   past: list[tuple[torch.Tensor, torch.Tensor]], positions: bool,
+                   seed: int) -> dict[str, Any]:
+    """The capture's example: ``NEW_TOKENS`` new tokens after ``past``, or one.
+
+    Some architectures' own code cannot read several new tokens beside a
+    past (a sparse-attention indexer that builds its mask for one token):
+    for them the example is a single new token, as their ``generate`` feeds.
+    """
+    batch, past_length = ids.shape[0], past[0][0].shape[-2]
+    refusal = None
+    for new in (NEW_TOKENS, 1):
+        generator = torch.Generator().manual_seed(seed)
+        mask = torch.ones(batch, past_length + new, dtype=torch.long)
+        step: dict[str, Any] = {
+            "input_ids": torch.randint(int(ids.min()), int(ids.max()) + 1, (batch, new),
+                                       generator=generator, dtype=ids.dtype),
+            "attention_mask": mask,
+        }
+        if positions:
+            step["position_ids"] = positions_from_mask(mask, new)
+        step["past"] = tuple(t.detach().clone() for pair in past for t in pair)
+        try:
+            with torch.no_grad():
+                adapter(**step)
+        except Exception as exc:
+            refusal = exc
+            continue
+        return step
+    raise InputMismatchError(f"with_past: the model does not run a step with its own cache: "
+                             f"{one_line(refusal)}")
