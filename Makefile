@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 OUT ?= out
 
-.PHONY: setup run run-wide run-wide-auto run-idioms fit-selector test test-slow test-load lint clean
+.PHONY: setup run run-wide run-wide-auto run-idioms fit-selector test test-slow test-all test-load lint clean
 
 # torch is installed first, pinned to the CPU build this machine carries;
 # the package's own torch>=2.6 range is then already satisfied, so pip never
@@ -21,14 +21,15 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 setup: $(VENV)/.installed
 
-# The main job: every tiny zoo model x every strategy, parity-checked, scored,
-# gated by model_zoo/expectations.json; scoreboard in $(OUT)/zoo/.
+# The main job: every tiny zoo model, under both weight modes (native and
+# seeded), x every strategy: each file run at two shapes, scored, gated by
+# model_zoo/expectations.json; scoreboard in $(OUT)/zoo/.
 run: setup
 	$(BIN)/modelexport zoo run --tier tiny --out $(OUT)/zoo
 
-# Every architecture of the installed transformers x every strategy + AUTO
-# (about 82 minutes on 2 cores); run-wide-auto is the AUTO column alone (about
-# 19 minutes), which CI runs as a gate.
+# Every architecture of the installed transformers (and a -with-past entry per
+# causal LM) x every strategy + AUTO, both weight modes; run-wide-auto is the
+# AUTO column alone, which CI runs as a gate.
 run-wide: setup
 	$(BIN)/modelexport zoo run --tier wide --out $(OUT)/wide
 
@@ -51,6 +52,9 @@ test: setup
 
 test-slow: setup
 	$(PY) -m pytest -q -m slow -p no:cacheprovider
+
+# Everything: the default run and the slow system tests.
+test-all: test test-slow
 
 # The gate's proofs beside a CPU hog (about 10 minutes; see README, "The gate").
 test-load: setup

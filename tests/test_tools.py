@@ -18,6 +18,7 @@ import pytest
 import torch
 from onnx import numpy_helper
 
+import model_zoo
 import modelexport
 from modelexport.cli.commands import main
 from modelexport.output.files import sidecar_path_for
@@ -388,11 +389,14 @@ def test_extract_cli_writes_model_and_sidecar(exported, tmp_path, capsys):
     assert code == 0, text
 
 
-def test_a_layer_extracted_from_a_static_model_is_static_and_profiles(exported, tmp_path,
-                                                                       capsys):
+def test_a_layer_extracted_from_a_static_model_is_static_and_profiles(tmp_path, capsys):
+    entry = model_zoo.get_entry("bert")
+    model = entry.build("tiny")
+    static = tmp_path / "bert.onnx"
+    modelexport.export_model(model, entry.inputs(model, "tiny"), static, strategy="htp",
+                             static=True)
     out = tmp_path / "layer.onnx"
-    cli(capsys, "extract", exported("bert", "htp").path, "--module", "encoder.layer.0",
-        "-o", out)
+    cli(capsys, "extract", static, "--module", "encoder.layer.0", "-o", out)
     graph = onnx.load(str(out))
     for value in [*graph.graph.input, *graph.graph.output]:
         assert all(d.HasField("dim_value") for d in value.type.tensor_type.shape.dim), value
