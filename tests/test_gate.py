@@ -83,6 +83,7 @@ def assert_flags_exactly_htp(report, models: list[str]) -> None:
     assert not [f for f in report.findings if f.kind == "quality"], report.table()
 
 
+@pytest.mark.slow
 def test_planted_slowdown_fails_the_gate_and_is_named(clone):
     commit_change(clone, API, EXPORT, PLANTED_SLOWDOWN, "plant a 20% slowdown in HTP")
     report = run_gate(clone, "HEAD~1", models=["bert"], strategies=["htp", "usage_based"])
@@ -107,6 +108,7 @@ def test_no_op_commit_passes_under_load(clone, cpu_hog):
 RESOLVE = "            module, complete = resolve_scope(segments, request.tree)\n"
 
 
+@pytest.mark.slow
 def test_tags_dropped_to_the_root_fail_on_quality(clone):
     commit_change(clone, HTP, RESOLVE,
                   RESOLVE +
@@ -123,6 +125,7 @@ def test_tags_dropped_to_the_root_fail_on_quality(clone):
     assert not any("shared_block" in q for q in quality)
 
 
+@pytest.mark.slow
 def test_no_op_commit_passes(clone):
     commit_change(clone, "README.md", "# modelexport", "# modelexport\n", "no-op")
     report = run_gate(clone, "HEAD~1", models=["bert", "small_cnn"], strategies=["htp", "fx"])

@@ -91,6 +91,7 @@ def read(path: Path) -> dict:
     return json.loads(path.read_text())
 
 
+@pytest.mark.slow
 def test_shards_split_the_models_and_merge_into_the_single_runs_verdicts(single_and_sharded):
     out = single_and_sharded
     parts = [read(out / f"shard{i}" / "results.json")["settings"]["models"] for i in (1, 2)]
@@ -123,6 +124,7 @@ def test_merging_one_runs_own_shards_gives_every_figure_exactly(single_and_shard
         assert merged[key] == single[key], key
 
 
+@pytest.mark.slow
 def test_merge_refuses_an_incomplete_or_mixed_set(single_and_sharded, tmp_path):
     out = single_and_sharded
     first = str(out / "shard1" / "results.json")
@@ -136,6 +138,7 @@ def test_merge_refuses_an_incomplete_or_mixed_set(single_and_sharded, tmp_path):
     assert not (tmp_path / "m").exists()
 
 
+@pytest.mark.slow
 def test_distributed_cluster_gives_the_local_verdicts_and_contains_a_killed_worker():
     distributed = pytest.importorskip("distributed")
     import dask
@@ -157,6 +160,7 @@ def test_distributed_cluster_gives_the_local_verdicts_and_contains_a_killed_work
     assert all("KilledWorker" in c.error for c in crashed)
 
 
+@pytest.mark.slow
 def test_a_cell_past_its_timeout_on_the_cluster_is_a_timeout_and_the_run_goes_on():
     distributed = pytest.importorskip("distributed")
 
@@ -177,6 +181,7 @@ def test_recorded_costs_list_every_entry_of_the_tier(tier):
     assert sorted(recorded["tiers"][tier]) == sorted(e.name for e in entries(tier))
 
 
+@pytest.mark.slow
 def test_an_unreachable_scheduler_is_one_error_line_and_no_output(tmp_path):
     done = cli("zoo", "run", "--models", "small_cnn", "--strategies", "htp",
                "--scheduler", "tcp://127.0.0.1:1", "--out", str(tmp_path / "out"))
