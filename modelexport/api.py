@@ -19,9 +19,9 @@ monitoring on):
 ``check``     the self-check of that file (checker, ONNX Runtime load,
               inputs bound by name, parameter-reading nodes on their
               owners): AUTO moves on from a strategy that fails it;
-``validate``  (optional) ONNX Runtime parity on a fresh input, inside the
-              loop, so a file that disagrees with PyTorch makes AUTO move on
-              too;
+``validate``  (on by default) ONNX Runtime parity on a fresh input, at the
+              example's shape and a second one, inside the loop, so a file
+              that disagrees with PyTorch makes AUTO move on too;
 ``figures``   coverage and source shares;
 ``sidecar``   the sidecar (and markdown report), then every file moved into
               place atomically.
@@ -112,10 +112,12 @@ class UnifiedExporter:
     shape and at a second one (``validate=False`` skips that, and the report
     says so), and every parameter in an initializer of its own, named by its
     state-dict key (``dedupe_weights=True`` lets the exporters merge equal
-    tensors; the report lists what was merged).  With AUTO, ``recommend_strategy`` picks the
-    first strategy for ``objective`` (speed, quality or runtime; without it
-    ``prioritize_speed`` chooses between the first two) and the rest follow
-    in that objective's fitted fallback order.
+    tensors; the report lists what was merged).
+
+    With AUTO, ``recommend_strategy`` picks the first strategy for
+    ``objective`` (speed, quality or runtime; without it ``prioritize_speed``
+    chooses between the first two) and the rest follow in that objective's
+    fitted fallback order.
     """
 
     def __init__(
@@ -253,7 +255,8 @@ class UnifiedExporter:
         if self.validate and parity is None:
             with monitor.phase("validate"):
                 parity = self._parity(staging.staged(target), request)
-        notes += _validation_warnings(parity, self.validate, request, graph, chosen.merged)
+        open_axes = dynamic_dims(graph)
+        notes += _validation_warnings(parity, self.validate, request, open_axes, chosen.merged)
         settings = {
             "opset": self.opset,
             "dynamic_axes": request.dynamic_axes,
@@ -266,7 +269,7 @@ class UnifiedExporter:
             "validated": parity is not None,
             "dedupe_weights": self.dedupe_weights,
             "merged_weights": chosen.merged,
-            "open_axes": dynamic_dims(graph),
+            "open_axes": open_axes,
             "with_past": self.with_past,
             "implementations": switched,
         }
@@ -534,7 +537,8 @@ def _export_warnings(request: ExportRequest, result: StrategyResult, check: Self
 
 
 def _validation_warnings(parity: ParityResult | None, asked: bool, request: ExportRequest,
-                         graph: Any, merged: dict[str, list[str]]) -> list[str]:
+                         left_open: dict[str, dict[int, str]],
+                         merged: dict[str, list[str]]) -> list[str]:
     """What the user should know about how far the file was checked, and its weights."""
     notes: list[str] = []
     if not asked:
@@ -542,7 +546,6 @@ def _validation_warnings(parity: ParityResult | None, asked: bool, request: Expo
     elif parity is not None and parity.passed and parity.second_shape is None:
         notes.append("validated at the example's shape only: "
                      + (parity.second_shape_skipped or "the file has no dynamic axis"))
-    left_open = dynamic_dims(graph)
     for name, dims in request.dynamic_axes.items():
         fixed = [axis for dim, axis in dims.items() if dim not in left_open.get(name, {})]
         if fixed:
