@@ -449,8 +449,10 @@ class UnifiedExporter:
             with monitor.phase("validate"):
                 parity = self._parity(saved, request, loaded)
         del loaded
-        return _Candidate(result, tags, check, parity, external,
-                          merged_parameters(held, request.traced))
+        # Only a deduplicated file merges: elsewhere an initializer matched to several
+        # tensors is a renamed one whose content several parameters share.
+        merged = merged_parameters(held, request.traced) if self.dedupe_weights else {}
+        return _Candidate(result, tags, check, parity, external, merged)
 
     def _parity(self, source: Path | bytes, request: ExportRequest,
                 session: Any = None) -> ParityResult:
