@@ -118,7 +118,7 @@ class PhaseMonitor:
 
     Each phase's process CPU time is kept beside its wall time: with torch on
     one thread it does not move when another process competes for the CPU,
-    so the benchmark gate and the speed objective judge it (README, "Timing").
+    so the benchmark gate and the speed objective judge it (docs/harness.md, "Timing").
     """
 
     track_memory: bool = False

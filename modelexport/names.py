@@ -30,7 +30,7 @@ class ExportStrategy(_Named):
 
 
 class Objective(_Named):
-    """What the selector optimises: see README, "Selector and AUTO", for each best set."""
+    """What the selector optimises (docs/strategies.md, "Selector and AUTO": each best set)."""
 
     SPEED = "speed"  # fastest export whose file and tags pass
     QUALITY = "quality"  # best tags: anchored accuracy, then exact + inherited share

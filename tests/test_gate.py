@@ -4,7 +4,7 @@ Each test clones this repository, commits one change on top, and runs the
 gate with BASE = the commit before it, on a small subset of the matrix.
 The proofs under load (marker ``load``, ``make test-load``) run the same gate
 beside a process that keeps one core busy, as a shared CI runner would.  They
-are not in CI: measured, they do not hold every time yet (README, "The gate").
+are not in CI: measured, they do not hold every time yet (docs/harness.md, "The gate").
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def planted_slowdown(share: float) -> str:
 
 
 # In CI the proof plants 20%: with 10%, twice the threshold, the gate read +6%
-# here and +3% in one CI run (a miss); see README, "The gate".
+# here and +3% in one CI run (a miss); see docs/harness.md, "The gate".
 PLANTED_SLOWDOWN = planted_slowdown(0.20)
 PLANTED_UNDER_LOAD = planted_slowdown(0.10)
 LOAD_MODELS = ["bert", "small_cnn", "shared_block"]

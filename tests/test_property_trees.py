@@ -126,7 +126,7 @@ def test_random_module_trees_get_tags_that_validate_and_own_their_parameters(
     assert report["parity"]["passed"], (tree, report["parity"])
     check = report["check"]
     if strategy in SCOPE_NAMED and not check["passed"]:
-        # Known limit (README): a layer reused from the root under another
+        # Known limit (docs/contributing.md): a layer reused from the root under another
         # attribute gets a TorchScript scope naming only its local name, which
         # two layers share; HTP will not guess, and the self-check must say so.
         assert check["failures"] and reuse, (tree, check)

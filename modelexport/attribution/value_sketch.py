@@ -17,7 +17,7 @@ and each block's sum is within the summed tolerance, ``m * atol + rtol *
 sum|wanted|``.  A tensor close to the recorded one always passes.  One that
 is not passes only if it differs nowhere among the samples and by little
 enough in every block's sum: two tensors of one shape that differ in a
-handful of elements can be confused (README, "Known limits").
+handful of elements can be confused (docs/contributing.md, "Known limits").
 
 Small tensors, integer and boolean ones, half-precision ones (whose own
 rounding exceeds the relative tolerance) and any holding an infinity or NaN

@@ -266,8 +266,8 @@ def _warn_if_shortened(inputs: dict, requested: int) -> None:
 def _objective_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--objective", choices=[o.value for o in Objective], default="speed",
                         help="what AUTO's first pick optimises: export speed (default), tag "
-                             "quality, or the ONNX Runtime speed of the file (README, 'Selector "
-                             "and AUTO')")
+                             "quality, or the ONNX Runtime speed of the file "
+                             "(docs/strategies.md, 'Selector and AUTO')")
     parser.add_argument("--quality", dest="objective", action="store_const",
                         const=Objective.QUALITY.value, help="alias of --objective quality")
 

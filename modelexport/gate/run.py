@@ -9,7 +9,7 @@ Verdicts:
 
 * timing (``paired_timing``): per round, one fresh worker per side exports
   each cell ``repeat`` times as back-to-back pairs, in *process CPU time*
-  with torch on one thread (README, "Timing"), files on a memory-backed
+  with torch on one thread (docs/harness.md, "Timing"), files on a memory-backed
   folder; the round's figure is the median paired HEAD / BASE ratio.  A
   cell regresses when the median over rounds exceeds ``1 + threshold``
   and the rounds show HEAD slower with 95% confidence (``significance``):

@@ -8,7 +8,7 @@ the surface every commit has: ``export_model`` and the zoo registry.
 
 The gate keeps one worker per side alive and asks the two, turn about, to
 export the same cell, so the two exports of a pair run a fraction of a second
-apart on the same machine (README, "The gate").  Protocol: one JSON request
+apart on the same machine (docs/harness.md, "The gate").  Protocol: one JSON request
 per line on stdin (``{"model": ..., "strategy": ...}``), one JSON answer per
 line on the stdout the process started with (``{"cpu": s, "wall": s}`` or
 ``{"error": "..."}``); everything the libraries print goes to stderr, so it

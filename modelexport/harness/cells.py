@@ -91,7 +91,7 @@ class CellResult:
     error: str = ""
     seconds: float | None = None  # wall time: what a user waits
     seconds_all: list[float] = field(default_factory=list)
-    # process CPU time: what the gate and the speed objective judge (README, "Timing")
+    # process CPU time: what the gate and the speed objective judge (docs/harness.md, "Timing")
     cpu_seconds: float | None = None
     cpu_seconds_all: list[float] = field(default_factory=list)
     peak_mem_mb: float | None = None
@@ -218,7 +218,7 @@ def run_model(spec: ModelSpec, on_step: StepListener | None = None) -> list[Cell
     each beside the same mix of whatever else runs on the machine.  Timed
     one cell at a time on two workers, HTP's export usually ran beside the
     same model's dynamo export and read 40% slower than USAGE_BASED on
-    hf-vit, though alone the two are even (README, "Timing").
+    hf-vit, though alone the two are even (docs/harness.md, "Timing").
 
     ``on_step(strategy)`` is called before each step (None: a step shared by
     the model's cells), so a supervisor can tell which cell hung or crashed.

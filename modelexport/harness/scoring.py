@@ -1,6 +1,6 @@
 """Scoring the matrix: reference agreement, the best strategy per model, the selector.
 
-Definitions (also in README, "Selector and AUTO"):
+Definitions (also in docs/strategies.md, "Selector and AUTO"):
 
 * a cell is *eligible* when it exported, passed parity, covers every node and
   puts at least 95% of its parameter-consuming nodes on their owners (tags

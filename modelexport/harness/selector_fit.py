@@ -343,7 +343,7 @@ def fit_rules(cells: list[CellResult], sources: list[dict[str, Any]],
                   "hand. Per objective, the first rule whose tests all hold picks the "
                   "strategy; 'matched' models of the fit reached the rule and on 'right' of "
                   "them its strategy was in the best set; 'fitted_from' names the results. "
-                  "See README, 'Selector and AUTO'."),
+                  "See docs/strategies.md, 'Selector and AUTO'."),
         "objectives": tables,
     }
 

@@ -10,7 +10,7 @@ step it is on), and the model's other cells run again on a fresh worker.
 
 Torch runs on one thread in every worker, whatever ``jobs`` is: a cell's
 process CPU time then does not change when other processes compete for the
-cores (README, "Timing"), and parallelism comes from running models side by
+cores (docs/harness.md, "Timing"), and parallelism comes from running models side by
 side.
 """
 
