@@ -25,6 +25,9 @@ from typing import Any
 from modelexport.errors import ModelExportError
 from modelexport.harness.cells import CellResult
 
+# model_zoo.registry.MODE_SEPARATOR: the harness reads zoo names, it does not import the zoo
+MODE_SEPARATOR = "@"
+
 COSTS_SCHEMA = "modelexport.zoo-costs/1"
 
 
@@ -49,11 +52,17 @@ class Shard:
 
 
 def cell_costs(cells: list[CellResult]) -> dict[str, dict[str, float]]:
-    """Seconds each cell took, per model and strategy: the whole cell where recorded."""
+    """Seconds each cell took, per zoo entry and strategy: the whole cell where recorded.
+
+    Recorded per entry, from its seeded run where the run had one: the two
+    weight modes of a model cost about the same (``assign`` reads the
+    entry's cost for both), and the asv suite lists one row per entry.
+    """
     costs: dict[str, dict[str, float]] = {}
-    for cell in cells:
+    for cell in sorted(cells, key=lambda c: MODE_SEPARATOR not in c.model):
+        model = cell.model.partition(MODE_SEPARATOR)[0]
         spent = cell.cell_seconds if cell.cell_seconds is not None else cell.seconds
-        costs.setdefault(cell.model, {})[cell.strategy] = round(spent or 0.0, 3)
+        costs.setdefault(model, {})[cell.strategy] = round(spent or 0.0, 3)
     return costs
 
 
@@ -81,11 +90,12 @@ def read_costs(path: Path, tier: str) -> dict[str, dict[str, float]]:
 
 
 def updated_costs(current: dict[str, Any], results: list[dict[str, Any]]) -> dict[str, Any]:
-    """``current`` with each results file's tier replaced by that run's cell costs."""
+    """``current`` with each results file's cells recorded (the models it ran replaced)."""
     tiers = dict(current.get("tiers", {}))
     for result in results:
         cells = [CellResult.from_dict(c) for c in result["cells"]]
-        tiers[result["settings"]["tier"]] = dict(sorted(cell_costs(cells).items()))
+        tier = result["settings"]["tier"]
+        tiers[tier] = dict(sorted({**tiers.get(tier, {}), **cell_costs(cells)}.items()))
     return {"schema": COSTS_SCHEMA, "tiers": tiers}
 
 
@@ -94,9 +104,12 @@ def assign(models: list[str], costs: dict[str, float], count: int) -> list[list[
 
     Each shard keeps the models in their original order.
     """
-    known = [costs[m] for m in models if m in costs]
+    def recorded(model: str) -> float | None:
+        return costs.get(model, costs.get(model.partition(MODE_SEPARATOR)[0]))
+
+    known = [c for c in map(recorded, models) if c is not None]
     default = statistics.median(known) if known else 1.0
-    cost = {m: costs.get(m, default) for m in models}
+    cost = {m: recorded(m) if recorded(m) is not None else default for m in models}
     loads = [0.0] * count
     owner: dict[str, int] = {}
     for model in sorted(models, key=lambda m: (-cost[m], m)):
