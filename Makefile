@@ -33,8 +33,9 @@ run: setup
 run-wide: setup
 	$(BIN)/modelexport zoo run --tier wide --out $(OUT)/wide
 
+# One timed export per cell (--repeat 1): the gate judges verdicts, not speed.
 run-wide-auto: setup
-	$(BIN)/modelexport zoo run --tier wide --strategies auto --out $(OUT)/wide-auto
+	$(BIN)/modelexport zoo run --tier wide --strategies auto --repeat 1 --out $(OUT)/wide-auto
 
 run-idioms: setup
 	$(BIN)/modelexport zoo run --tier idioms --out $(OUT)/idioms
