@@ -27,9 +27,9 @@ def torch_greedy(model: torch.nn.Module, prompts: list[list[int]], new: int):
     with torch.no_grad():
         out = model.generate(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask),
                              max_new_tokens=new, min_new_tokens=new, do_sample=False,
-                             pad_token_id=0, eos_token_id=None, output_scores=True,
+                             pad_token_id=0, eos_token_id=None, output_logits=True,
                              return_dict_in_generate=True)
-    return out.sequences[:, ids.shape[1]:].tolist(), [s.numpy() for s in out.scores]
+    return out.sequences[:, ids.shape[1]:].tolist(), [s.numpy() for s in out.logits]
 
 
 @pytest.mark.parametrize("strategy", ["htp", "dynamo"])

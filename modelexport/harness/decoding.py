@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from transformers import GenerationConfig
 
 from modelexport.generation import greedy_generate, left_padded
 from modelexport.onnx_runtime.comparison import max_abs_difference, output_scale
@@ -42,14 +43,23 @@ def decode_check(model: torch.nn.Module, path: Path, atol: float, rtol: float,
     prompts = [torch.randint(1, vocab, (n,), generator=generator).tolist()
                for n in PROMPT_LENGTHS]
     ids, mask = left_padded(prompts, PAD_ID)
-    with torch.no_grad():
-        reference = model.generate(
-            input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask),
-            max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS, do_sample=False,
-            pad_token_id=PAD_ID, eos_token_id=None, output_scores=True,
-            return_dict_in_generate=True)
+    # A plain greedy configuration in place of the model's own, which may force
+    # tokens (BART's end-of-sequence at the last step) or penalise repeats:
+    # that is generate's policy, not the model, and generate merges a passed
+    # configuration with the model's, so the model's is swapped for the call.
+    own = model.generation_config
+    model.generation_config = GenerationConfig(
+        max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS, do_sample=False,
+        pad_token_id=PAD_ID, eos_token_id=None)
+    try:
+        with torch.no_grad():
+            reference = model.generate(
+                input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask),
+                output_logits=True, return_dict_in_generate=True)
+    finally:
+        model.generation_config = own
     expected = reference.sequences[:, ids.shape[1]:].numpy()
-    scores = [s.float().numpy() for s in reference.scores]
+    scores = [s.float().numpy() for s in reference.logits]
     got = greedy_generate(path, prompts, NEW_TOKENS, pad_id=PAD_ID)
     worst = 0.0
     for step, (ours, theirs) in enumerate(zip(got.step_logits, scores)):
