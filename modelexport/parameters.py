@@ -147,11 +147,25 @@ def match_initializers(graph: onnx.ModelProto, tree: ModuleTree, model: torch.nn
                     (view, tensor, owners, as_is))
     for init in unmatched:
         array = initializer_array(init, payloads)
+        if _uniform(array):
+            continue
         hits = [(tensor, owners, as_is) for view, tensor, owners, as_is in
                 candidates.get(_fingerprint(array), []) if _equal(view, array)]
         if hits:
             mapping[init.name] = _holding(hits)
     return mapping
+
+
+def _uniform(array: np.ndarray) -> bool:
+    """Whether every element is the same: such a tensor's content names no parameter.
+
+    A renamed initializer of zeros is as likely a fresh BatchNorm folded into
+    its Conv (bias ``beta - mean * scale`` = 0) as any module's zero bias;
+    claiming it for the first zero parameter found puts the Conv on the
+    BatchNorm.  By name it is still matched (``match_initializers``).
+    """
+    flat = array.reshape(-1)
+    return flat.size > 1 and bool((flat == flat[0]).all())
 
 
 def merged_parameters(held: Mapping[str, Holding], model: torch.nn.Module,
