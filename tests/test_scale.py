@@ -18,7 +18,7 @@ import pytest
 
 from modelexport.harness.cells import CellResult
 from modelexport.harness.runner import merge_runs, run_matrix
-from modelexport.harness.sharding import Shard, assign, cell_costs, model_costs
+from modelexport.harness.sharding import Shard, assign, cell_costs, model_costs, shard_models
 
 FAULTY = str(Path(__file__).parent / "plugins" / "faulty_strategies.py")
 MODELS = ["small_cnn", "shared_block", "bert"]
@@ -52,6 +52,14 @@ def test_assignment_is_deterministic_complete_and_balanced():
 def test_unknown_costs_count_as_the_median():
     shards = assign(["a", "b", "c", "new"], {"a": 1.0, "b": 5.0, "c": 9.0}, 2)
     assert sorted(map(len, shards)) == [2, 2]
+
+
+def test_a_shard_keeps_both_weight_modes_of_an_entry():
+    models = ["a", "a@native", "b", "b@native", "c", "c@native"]
+    parts = [shard_models(models, {"a": 1.0, "b": 2.0, "c": 3.0}, Shard(i, 2)) for i in (1, 2)]
+    assert sorted(parts[0] + parts[1]) == sorted(models)
+    for part in parts:
+        assert {m.partition("@")[0] for m in part} == {m for m in part if "@" not in m}
 
 
 @pytest.mark.parametrize("text", ["0/2", "3/2", "2", "a/b", "1/0"])

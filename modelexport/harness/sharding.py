@@ -120,7 +120,13 @@ def assign(models: list[str], costs: dict[str, float], count: int) -> list[list[
 
 
 def shard_models(models: list[str], costs: dict[str, float], shard: Shard) -> list[str]:
-    return assign(models, costs, shard.count)[shard.index - 1]
+    """The models of one shard; a zoo entry's weight modes stay in the same shard.
+
+    A shard then compares native with seeded weights on the same models.
+    """
+    entries = list(dict.fromkeys(m.partition(MODE_SEPARATOR)[0] for m in models))
+    mine = set(assign(entries, costs, shard.count)[shard.index - 1])
+    return [m for m in models if m.partition(MODE_SEPARATOR)[0] in mine]
 
 
 def merge_results(results: list[dict[str, Any]], sources: list[str]) -> dict[str, Any]:
