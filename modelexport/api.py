@@ -44,6 +44,14 @@ import torch
 
 from modelexport.analysis.analyzer import ModelAnalyzer, control_flow_sites
 from modelexport.analysis.execution_evidence import ExecutionEvidence, observing
+from modelexport.axis_ladder import (
+    SECOND_SHAPE_FAILED,
+    AxisChoice,
+    axes_label,
+    axis_ladder,
+    closed_axes,
+    shape_bound,
+)
 from modelexport.capture.axis_names import dynamic_dims, name_dynamic_axes
 from modelexport.capture.export_friendly import export_friendly
 from modelexport.capture.with_past import decoding_step
@@ -155,6 +163,8 @@ class UnifiedExporter:
         self.opset = opset
         self.dynamic_batch = not static if dynamic_batch is None else dynamic_batch
         self.dynamic_sequence = not static if dynamic_sequence is None else dynamic_sequence
+        # axes set by name are kept as set; defaulted ones may close (axis_ladder)
+        self._axes_chosen = (dynamic_batch is not None, dynamic_sequence is not None)
         self.dedupe_weights = dedupe_weights
         self.external_data = external_data
         self.external_data_threshold = external_data_threshold
@@ -236,7 +246,10 @@ class UnifiedExporter:
                         dropped_cache = True
                         request = self._request(model, traced, example, tree, step, staging)
                         first = None
-            attempts, chosen = self._run_strategies(request, order, monitor, staging, first)
+            asked = request.dynamic_axes
+            attempts, chosen, request = self._climb_down(
+                lambda choice: self._request(model, traced, example, tree, step, staging, choice),
+                request, order, monitor, staging, first)
         if dropped_cache:
             notes.append("use_cache=False: the model returns a KV cache the inputs did not "
                          "ask for, so the graph has no past key/values (pass use_cache=True "
@@ -256,7 +269,8 @@ class UnifiedExporter:
             with monitor.phase("validate"):
                 parity = self._parity(staging.staged(target), request)
         open_axes = dynamic_dims(graph)
-        notes += _validation_warnings(parity, self.validate, request, open_axes, chosen.merged)
+        closed = closed_axes(asked, open_axes)
+        notes += _validation_warnings(parity, self.validate, request, closed, chosen.merged)
         settings = {
             "opset": self.opset,
             "dynamic_axes": request.dynamic_axes,
@@ -270,6 +284,7 @@ class UnifiedExporter:
             "dedupe_weights": self.dedupe_weights,
             "merged_weights": chosen.merged,
             "open_axes": open_axes,
+            "closed_axes": closed,
             "with_past": self.with_past,
             "implementations": switched,
         }
@@ -340,12 +355,21 @@ class UnifiedExporter:
         self._say(f"recommended {pick.strategy} ({pick.confidence:.2f}): {pick.reasons[0]}")
         return [str(s) for s in pick.fallback_order], selection, traits
 
+    def _ladder(self) -> list[AxisChoice]:
+        return axis_ladder(self.dynamic_batch, self.dynamic_sequence,
+                           batch_chosen=self._axes_chosen[0],
+                           sequence_chosen=self._axes_chosen[1], with_past=self.with_past)
+
     def _request(self, model: torch.nn.Module, traced: torch.nn.Module, example: ModelInputs,
-                 tree: ModuleTree, step: Any, staging: StagedOutput) -> ExportRequest:
-        """What every strategy is asked to export: inputs named, axes made dynamic as asked."""
+                 tree: ModuleTree, step: Any, staging: StagedOutput,
+                 choice: AxisChoice | None = None) -> ExportRequest:
+        """What every strategy is asked to export: inputs named, axes open as ``choice`` says.
+
+        Without ``choice``, the axes asked for (the ladder's first rung).
+        """
+        choice = choice or self._ladder()[0]
         names = step.input_names if step is not None else graph_input_names(traced, example)
-        axes = dynamic_axes_for(names, example.tensors(), self.dynamic_batch,
-                                self.dynamic_sequence)
+        axes = dynamic_axes_for(names, example.tensors(), choice.batch, choice.sequence)
         if step is not None:
             for name, dims in step.dynamic_axes.items():
                 axes.setdefault(name, {}).update(dims)
@@ -364,9 +388,54 @@ class UnifiedExporter:
             dedupe_weights=self.dedupe_weights,
         )
 
+    def _climb_down(self, make_request: Any, request: ExportRequest, order: list[str],
+                    monitor: PhaseMonitor, staging: StagedOutput, first: StrategyResult | None,
+                    ) -> tuple[list[Attempt], _Candidate, ExportRequest]:
+        """Run ``order`` on each rung of the axis ladder until a file passes.
+
+        A rung is left only when its failures point at the open axes
+        (``axis_ladder.shape_bound``).  When no rung passes, the best failed
+        candidate of any rung is kept, the widest on a tie.
+        """
+        ladder = self._ladder()
+        attempts: list[Attempt] = []
+        best: tuple[_Candidate, ExportRequest] | None = None
+        for rung, choice in enumerate(ladder):
+            if rung:
+                wider = request.dynamic_axes
+                request = make_request(choice)
+                if request.dynamic_axes == wider:  # no input has an axis of the closed kind
+                    continue
+                self._say(f"axes: every export with {axes_label(wider)} failed on the "
+                          f"open axes; trying {axes_label(request.dynamic_axes)}")
+            try:
+                tried, candidate = self._run_strategies(
+                    request, order, monitor, staging, first if rung == 0 else None,
+                    folder_suffix=f"-{rung}" if rung else "")
+            except StrategyFailedError as exc:
+                tried, candidate = exc.attempts, None
+            for attempt in tried:
+                attempt.axes = axes_label(request.dynamic_axes)
+            attempts += tried
+            if candidate is not None and (best is None or candidate.passed
+                                          or candidate.rank() > best[0].rank()):
+                best = (candidate, request)
+            if candidate is not None and candidate.passed:
+                break
+            if not shape_bound([a.error_type for a in tried], [a.error for a in tried]):
+                break
+        if len({attempt.axes for attempt in attempts}) == 1:  # one rung: nothing to tell
+            for attempt in attempts:
+                attempt.axes = ""
+        if best is None:
+            causes = "; ".join(f"{a.strategy}{f' [{a.axes}]' if a.axes else ''}: "
+                               f"{a.error_type}: {a.error}" for a in attempts)
+            raise StrategyFailedError(f"every strategy failed ({causes})", attempts)
+        return attempts, best[0], best[1]
+
     def _run_strategies(self, request: ExportRequest, order: list[str],
                         monitor: PhaseMonitor, staging: StagedOutput,
-                        first: StrategyResult | None = None,
+                        first: StrategyResult | None = None, folder_suffix: str = "",
                         ) -> tuple[list[Attempt], _Candidate]:
         """Try ``order`` until an export passes its self-check.
 
@@ -394,14 +463,16 @@ class UnifiedExporter:
             if not result.success:
                 self._say(f"{name}: failed ({type(exc).__name__}: {result.error_line()})")
                 continue
-            candidate = self._checked(request, result, monitor, staging)
+            candidate = self._checked(request, result, monitor, staging, folder_suffix)
             if candidate.passed:
                 self._say(f"{name}: exported {len(result.model.graph.node)} nodes, "
                           "self-check passed")
                 return attempts, candidate
             attempt.success = False
             if candidate.check.passed:
-                attempt.error_type = "ParityFailed"
+                second = candidate.parity.second_shape if candidate.parity else None
+                attempt.error_type = ("ParityFailed" if second is None or second.passed
+                                      else SECOND_SHAPE_FAILED)
                 attempt.error = candidate.parity.detail if candidate.parity else ""
             else:
                 attempt.error_type = "SelfCheckFailed"
@@ -415,7 +486,8 @@ class UnifiedExporter:
         raise StrategyFailedError(f"every strategy failed ({causes})", attempts)
 
     def _checked(self, request: ExportRequest, result: StrategyResult,
-                 monitor: PhaseMonitor, staging: StagedOutput) -> _Candidate:
+                 monitor: PhaseMonitor, staging: StagedOutput, folder_suffix: str = "",
+                 ) -> _Candidate:
         graph = result.model
         assert graph is not None and result.assignments is not None
         with monitor.phase("tag"), paused_gc():
@@ -436,7 +508,8 @@ class UnifiedExporter:
         if external is None:
             external = model_bytes(graph) > self.external_data_threshold
         with monitor.phase("save"):
-            saved = staging.write_onnx(graph, external, folder=result.strategy,
+            folder = result.strategy + folder_suffix
+            saved = staging.write_onnx(graph, external, folder=folder,
                                        payloads=result.payloads)
         with monitor.phase("check"):
             check = self_check(graph, saved, tags, request.tree, request.model,
@@ -452,7 +525,7 @@ class UnifiedExporter:
         # Only a deduplicated file merges: elsewhere an initializer matched to several
         # tensors is a renamed one whose content several parameters share.
         merged = merged_parameters(held, request.traced) if self.dedupe_weights else {}
-        return _Candidate(result, tags, check, parity, external, merged)
+        return _Candidate(result, tags, check, parity, external, merged, folder)
 
     def _parity(self, source: Path | bytes, request: ExportRequest,
                 session: Any = None) -> ParityResult:
@@ -465,15 +538,11 @@ class _Candidate:
 
     def __init__(self, result: StrategyResult, tags: list[NodeTag], check: SelfCheck,
                  parity: ParityResult | None, external: bool,
-                 merged: dict[str, list[str]]) -> None:
+                 merged: dict[str, list[str]], folder: str) -> None:
         self.result, self.tags, self.check, self.parity = result, tags, check, parity
         self.external = external  # its weights were saved beside it
         self.merged = merged  # initializer -> the distinct parameters it stands for
-
-    @property
-    def folder(self) -> str:
-        """The staging sub-folder its file was saved in."""
-        return self.result.strategy
+        self.folder = folder  # the staging sub-folder its file was saved in
 
     @property
     def passed(self) -> bool:
@@ -538,22 +607,23 @@ def _export_warnings(request: ExportRequest, result: StrategyResult, check: Self
     return notes
 
 
-def _validation_warnings(parity: ParityResult | None, asked: bool, request: ExportRequest,
-                         left_open: dict[str, dict[int, str]],
+def _validation_warnings(parity: ParityResult | None, validated: bool, request: ExportRequest,
+                         closed: dict[str, list[str]],
                          merged: dict[str, list[str]]) -> list[str]:
     """What the user should know about how far the file was checked, and its weights."""
     notes: list[str] = []
-    if not asked:
+    if not validated:
         notes.append("not validated (validate=False): the file was loaded, never run")
     elif parity is not None and parity.passed and parity.second_shape is None:
         notes.append("validated at the example's shape only: "
                      + (parity.second_shape_skipped or "the file has no dynamic axis"))
-    for name, dims in request.dynamic_axes.items():
-        fixed = [axis for dim, axis in dims.items() if dim not in left_open.get(name, {})]
-        if fixed:
-            notes.append(f"input {name!r}: axis {', '.join(fixed)} was asked to be dynamic; "
-                         "the exporter fixed it at the example's size (the model's code "
-                         "specialises it)")
+    for name, fixed in closed.items():
+        kept_asking = set(request.dynamic_axes.get(name, {}).values())
+        why = ("the exporter fixed it (the model's code specialises it)"
+               if kept_asking.issuperset(fixed) else
+               "every export with it open failed on the open axes (summary.attempts)")
+        notes.append(f"input {name!r}: axis {', '.join(fixed)} was asked to be dynamic and "
+                     f"is fixed at the example's size: {why}")
     if merged:
         count = sum(len(names) for names in merged.values())
         notes.append(f"dedupe_weights: {count} parameters of equal content share "

@@ -21,6 +21,7 @@ class Attempt:
     seconds: float
     error_type: str = ""
     error: str = ""
+    axes: str = ""  # the axis ladder's rung it ran on, when the export climbed down
 
 
 @dataclass

@@ -110,10 +110,18 @@ class BakesItsBatch(torch.nn.Module):
 
 def test_a_size_baked_into_the_graph_fails_at_the_second_shape(tmp_path):
     report = modelexport.export_model(BakesItsBatch(), torch.randn(1, 4), tmp_path / "m.onnx",
-                                      strategy="htp")
+                                      strategy="htp", dynamic_batch=True)
     second = report.parity["second_shape"]
     assert second is not None and not second["passed"]
     assert not report.parity["passed"] and "batch=3" in report.parity["detail"]
+
+
+def test_by_default_a_baked_batch_closes_and_the_report_says_so(tmp_path):
+    report = modelexport.export_model(BakesItsBatch(), torch.randn(1, 4), tmp_path / "m.onnx",
+                                      strategy="htp")
+    assert report.parity["passed"] and report.settings["open_axes"] == {}
+    assert report.settings["closed_axes"] == {"x": ["batch"]}
+    assert [a.axes for a in report.summary.attempts] == ["batch open", "static"]
 
 
 def test_a_file_that_loads_but_cannot_run_fails_parity(tmp_path):

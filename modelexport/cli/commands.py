@@ -78,11 +78,14 @@ def _build_parser() -> argparse.ArgumentParser:
     export.add_argument("--input-specs", help="JSON file describing the inputs")
     export.add_argument("--static", action="store_true",
                         help="fix every input at the example's shape (default: batch and "
-                             "sequence axes dynamic, named batch and sequence)")
+                             "sequence axes dynamic, named batch and sequence; an axis the "
+                             "model's code fixes is closed, and the report says so)")
     export.add_argument("--dynamic-batch", action=argparse.BooleanOptionalAction,
-                        help="the batch axis alone (default: dynamic unless --static)")
+                        help="the batch axis alone; --dynamic-batch insists (the export "
+                             "fails rather than close it)")
     export.add_argument("--dynamic-sequence", action=argparse.BooleanOptionalAction,
-                        help="the sequence axis alone (default: dynamic unless --static)")
+                        help="the sequence axis alone; --dynamic-sequence insists (the "
+                             "export fails rather than close it)")
     export.add_argument("--no-optimize", action="store_true",
                         help="skip the exporters' graph optimisation")
     export.add_argument("--validate", action=argparse.BooleanOptionalAction, default=True,

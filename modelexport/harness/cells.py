@@ -40,6 +40,9 @@ from modelexport.tags import TagSource, read_node_tag, read_tags
 # Entries exported with their cache add ``decode``: a greedy decode in ONNX
 # Runtime alone gives PyTorch's tokens (``decoding``).
 CONDITIONS = ("loads", "runs", "parity", "second_shape", "tags", "decode")
+# Shown beside them, not required for ok: the file keeps every axis the export
+# asked open (an axis the model's code fixes is closed, and the report says so).
+AXES_KEPT = "axes_kept"
 OK, EXPORT_FAILED, CHECK_FAILED, PARITY_FAILED, DECODE_FAILED, TIMEOUT, CRASHED = (
     "ok", "export-failed", "check-failed", "parity-failed", "decode-failed", "timeout",
     "crashed")
@@ -346,6 +349,9 @@ def cell_conditions(report: ExportReport) -> dict[str, bool | None]:
         "parity": (parity.get("passed", False) or second is not None) if ran else None,
         "second_shape": None if second is None else second["passed"],
         "tags": ownership_ok and report.coverage["coverage"] >= 1.0,
+        AXES_KEPT: (not report.settings.get("closed_axes")
+                    if report.settings.get("dynamic_axes") or report.settings.get("closed_axes")
+                    else None),
     }
 
 

@@ -5,7 +5,14 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
-from modelexport.harness.cells import CONDITIONS, NOT_RUNNABLE, OK, STATUSES, CellResult
+from modelexport.harness.cells import (
+    AXES_KEPT,
+    CONDITIONS,
+    NOT_RUNNABLE,
+    OK,
+    STATUSES,
+    CellResult,
+)
 
 _SHORT = {"ok": "ok", "export-failed": "FAIL", "check-failed": "CHECK", "parity-failed": "PARITY",
           "decode-failed": "DECODE",
@@ -85,15 +92,16 @@ def render_conditions(cells: list[CellResult], strategies: list[str], markdown: 
     for strategy in strategies:
         judged = [c.conditions for c in cells if c.strategy == strategy and c.conditions]
         row = [strategy]
-        for name in CONDITIONS:
+        for name in (*CONDITIONS, AXES_KEPT):
             values = [v[name] for v in judged if v.get(name) is not None]
             row.append(f"{sum(values)}/{len(values)}" if values else "-")
         rows.append(row)
     if not any(len(r) > 1 and any(x != "-" for x in r[1:]) for r in rows):
         return []
     return ["", "conditions of ok (files that meet it / files it was judged on; "
-            "second_shape: files with a dynamic axis):",
-            *_table(["strategy", *CONDITIONS], rows, markdown)]
+            "second_shape: files with a dynamic axis; axes_kept, not required for ok: "
+            "files that keep open every axis asked open):",
+            *_table(["strategy", *CONDITIONS, AXES_KEPT], rows, markdown)]
 
 
 def _fmt(value: float | None, pattern: str) -> str:
