@@ -185,3 +185,30 @@ def test_a_fresh_batchnorm_folded_into_its_conv_keeps_the_conv_on_its_owner(tmp_
     # a folded Conv reads a new tensor that no parameter equals: it anchors
     # nothing (as with seeded weights) rather than anchoring on the BatchNorm
     assert report.anchored["accuracy"] in (None, 1.0)
+
+
+class DrawsNoise(torch.nn.Module):
+    """Adds fresh random numbers in eval mode, as a random-masking pretraining head does."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + torch.rand_like(x)
+
+
+def test_a_model_that_disagrees_with_itself_is_named_as_such(tmp_path):
+    report = modelexport.export_model(DrawsNoise(), torch.randn(2, 8), tmp_path / "m.onnx",
+                                      strategy="htp")
+    assert not report.parity["passed"]
+    assert "PyTorch gives other values on a second run" in report.parity["detail"]
+
+
+def test_a_deterministic_mismatch_is_not_blamed_on_pytorch(tmp_path):
+    graph = onnx.helper.make_graph(
+        [onnx.helper.make_node("Neg", ["x"], ["y"])], "g",
+        [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["batch", 4])],
+        [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["batch", 4])])
+    path = tmp_path / "neg.onnx"
+    onnx.save(onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 18)]),
+              path)
+    result = check_parity(path, torch.nn.Identity(), ModelInputs(args=(torch.randn(1, 4),)),
+                          ["x"])
+    assert not result.passed and result.detail == "output 0 exceeds tolerance"
