@@ -16,7 +16,10 @@ installed torch offers the switch, so a file reported as DYNAMO really is.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import inspect
+from collections.abc import Iterator
 
 import torch
 from torch.utils import _pytree as pytree
@@ -24,10 +27,11 @@ from torch.utils import _pytree as pytree
 from modelexport.capture.base import Capture, Captured, Evidence
 from modelexport.capture.graph_optimizer import optimize_graph
 from modelexport.capture.request import ExportRequest, normalise_names
-from modelexport.inputs import bound_arguments
+from modelexport.inputs import ModelInputs, bound_arguments
 
 
-def _dynamic_shapes(request: ExportRequest) -> dict | None:
+def _dynamic_shapes(request: ExportRequest, model: torch.nn.Module,
+                    inputs: ModelInputs) -> dict | None:
     """torch.export's spec: every forward argument by name, symbolic dims where asked.
 
     Tensor leaves are matched to the graph input names in flattening order,
@@ -43,8 +47,63 @@ def _dynamic_shapes(request: ExportRequest) -> dict | None:
         axes = request.dynamic_axes.get(next(names, ""))
         return {dim: torch.export.Dim.DYNAMIC for dim in axes} if axes else None
 
-    return {name: pytree.tree_map(spec, value)
-            for name, value in bound_arguments(request.traced, request.inputs).items()}
+    try:
+        bound = inspect.signature(model.forward).bind(*inputs.args, **inputs.kwargs)
+    except (TypeError, ValueError):  # no signature to follow: one spec per input
+        return {name: pytree.tree_map(spec, value)
+                for name, value in bound_arguments(model, inputs).items()}
+    # torch.export wants the signature's shape: ``*args`` a tuple, ``**kwargs`` a
+    # dict under its own name (a ``use_cache=False`` passed into ``**kwargs``).
+    shapes: dict[str, object] = {}
+    for name, value in bound.arguments.items():
+        kind = bound.signature.parameters[name].kind
+        if kind is inspect.Parameter.VAR_POSITIONAL:
+            shapes[name] = tuple(pytree.tree_map(spec, item) for item in value)
+        elif kind is inspect.Parameter.VAR_KEYWORD:
+            shapes[name] = {key: pytree.tree_map(spec, item) for key, item in value.items()}
+        else:
+            shapes[name] = pytree.tree_map(spec, value)
+    return shapes
+
+
+@contextlib.contextmanager
+def _options_fixed(model: torch.nn.Module, inputs: ModelInputs) -> Iterator[ModelInputs]:
+    """Non-tensor options that land in ``**kwargs`` fixed on the forward, for the export.
+
+    torch.export (2.13) cannot match a dynamic-shapes spec to a non-tensor
+    value inside ``**kwargs`` ("Must provide a tree_name"), and transformers
+    models take ``use_cache=False`` there.  Such a value is a constant of the
+    graph anyway: it is bound to the instance's forward for the export and
+    the instance is left as it was.  Yields the inputs that remain.
+    """
+    options = _var_keyword_options(model, inputs)
+    if not options:
+        yield inputs
+        return
+    own = model.__dict__.get("forward")
+    model.forward = functools.partial(model.forward, **options)
+    try:
+        yield ModelInputs(args=inputs.args, kwargs={
+            key: value for key, value in inputs.kwargs.items() if key not in options})
+    finally:
+        if own is None:
+            del model.forward
+        else:
+            model.forward = own
+
+
+def _var_keyword_options(model: torch.nn.Module, inputs: ModelInputs) -> dict[str, object]:
+    """The keyword inputs without a tensor that bind into ``forward``'s ``**kwargs``."""
+    try:
+        bound = inspect.signature(model.forward).bind(*inputs.args, **inputs.kwargs)
+    except (TypeError, ValueError):
+        return {}
+    for name, value in bound.arguments.items():
+        if bound.signature.parameters[name].kind is inspect.Parameter.VAR_KEYWORD:
+            return {key: item for key, item in value.items()
+                    if not any(isinstance(leaf, torch.Tensor)
+                               for leaf in pytree.tree_leaves(item))}
+    return {}
 
 
 class DynamoCapture(Capture):
@@ -60,14 +119,13 @@ class DynamoCapture(Capture):
             # optimised below, keeping one initializer per parameter (graph_optimizer)
             "optimize": False,
             "verbose": False,
-            "dynamic_shapes": _dynamic_shapes(request),
         }
         if "fallback" in inspect.signature(torch.onnx.export).parameters:
             options["fallback"] = False
-        with torch.no_grad():
-            program = torch.onnx.export(
-                request.traced, request.inputs.args, kwargs=request.inputs.kwargs, **options
-            )
+        model = request.traced
+        with torch.no_grad(), _options_fixed(model, request.inputs) as inputs:
+            options["dynamic_shapes"] = _dynamic_shapes(request, model, inputs)
+            program = torch.onnx.export(model, inputs.args, kwargs=inputs.kwargs, **options)
         if program is None or not hasattr(program, "model_proto"):
             raise RuntimeError("the dynamo exporter returned no ONNX program")
         if request.optimize:
