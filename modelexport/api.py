@@ -302,7 +302,7 @@ class UnifiedExporter:
                 model_class=type(model).__name__,
                 requested_strategy=self.strategy_name,
                 final_strategy=result.strategy,
-                success=True,
+                success=chosen.passed,  # False: the best failed file, kept for inspection
                 attempts=attempts,
             ),
             outputs=outputs,

@@ -538,7 +538,9 @@ def _print_summary(report) -> None:
         print(f"  parity {verdict}: max abs {p['max_abs']:.2e}, max rel {p['max_rel']:.2e}")
     for attempt in s.attempts:
         if not attempt.success:
-            print(f"  attempt {attempt.strategy} failed: {attempt.error_type}: {attempt.error}")
+            axes = f" [{attempt.axes}]" if attempt.axes else ""
+            print(f"  attempt {attempt.strategy}{axes} failed: {attempt.error_type}: "
+                  f"{attempt.error}")
     print(f"  sidecar {report.outputs.sidecar}")
     if report.outputs.report:
         print(f"  report {report.outputs.report}")
