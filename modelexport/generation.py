@@ -62,11 +62,14 @@ def greedy_generate(source: str | Path | Any, prompts: Sequence[Sequence[int]],
     session = _session(source)
     inputs = {i.name: i for i in session.get_inputs()}
     pasts = [name for name in inputs if name.startswith(PAST_PREFIX)]
-    if "input_ids" not in inputs or "attention_mask" not in inputs or not pasts:
+    if "input_ids" not in inputs or not pasts:
         raise InputMismatchError(
-            "this file takes no key/value cache (input_ids, attention_mask and "
-            "past_key_values.*): export it with with_past=True "
-            "(--task text-generation-with-past)")
+            "this file takes no key/value cache (input_ids and past_key_values.*): export "
+            "it with with_past=True (--task text-generation-with-past)")
+    if "attention_mask" not in inputs and len({len(p) for p in prompts}) > 1:
+        raise InputMismatchError(
+            "this file takes no attention_mask, so prompts of unequal length cannot share a "
+            "padded batch: decode them one at a time")
     outputs = [o.name for o in session.get_outputs()]
     presents = {name.replace(PRESENT_PREFIX, PAST_PREFIX, 1): index
                 for index, name in enumerate(outputs) if name.startswith(PRESENT_PREFIX)}
@@ -78,7 +81,9 @@ def greedy_generate(source: str | Path | Any, prompts: Sequence[Sequence[int]],
     logits_per_step: list[np.ndarray] = []
     step_ids = ids
     for _ in range(max_new_tokens):
-        feed = {"input_ids": step_ids, "attention_mask": mask, **past}
+        feed = {"input_ids": step_ids, **past}
+        if "attention_mask" in inputs:  # a graph that never reads the mask has no such input
+            feed["attention_mask"] = mask
         if "position_ids" in inputs:
             positions = np.where(mask == 1, np.cumsum(mask, axis=-1) - 1, 0)
             feed["position_ids"] = positions[:, -step_ids.shape[1]:].astype(np.int64)

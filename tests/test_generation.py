@@ -75,3 +75,32 @@ def test_the_generate_command_decodes_and_refuses_a_file_without_a_cache(tmp_pat
     modelexport.export_model(model, {"input_ids": ids}, plain, strategy="htp")
     assert main(["generate", str(plain), "--prompt-ids", "1 2"]) == 2
     assert "no key/value cache" in capsys.readouterr().err
+
+
+def _maskless_lm(path) -> None:
+    """A stand-in decoding step with a cache and no attention_mask input."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    nodes = [helper.make_node("Unsqueeze", ["input_ids", "axis"], ["expanded"]),
+             helper.make_node("Cast", ["expanded"], ["logits"], to=TensorProto.FLOAT),
+             helper.make_node("Concat", ["past_key_values.0.key", "past_key_values.0.key"],
+                              ["present.0.key"], axis=2)]
+    graph = helper.make_graph(
+        nodes, "step",
+        [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "sequence"]),
+         helper.make_tensor_value_info("past_key_values.0.key", TensorProto.FLOAT,
+                                       ["batch", 1, "past_sequence", 2])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, None),
+         helper.make_tensor_value_info("present.0.key", TensorProto.FLOAT, None)],
+        [onnx.numpy_helper.from_array(np.array([-1], dtype=np.int64), "axis")])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), path)
+
+
+def test_a_file_without_a_mask_decodes_equal_prompts_and_refuses_unequal_ones(tmp_path):
+    path = tmp_path / "maskless.onnx"
+    _maskless_lm(path)
+    done = greedy_generate(path, [[0, 1], [0, 0]], max_new_tokens=2)
+    assert done.tokens.shape == (2, 2)
+    with pytest.raises(InputMismatchError, match="takes no attention_mask"):
+        greedy_generate(path, [[0, 1, 0], [0]], max_new_tokens=2)
