@@ -115,6 +115,7 @@ def test_shards_split_the_models_and_merge_into_the_single_runs_verdicts(single_
     assert (out / "merged" / "scoreboard.md").read_text().startswith("# Zoo scoreboard")
 
 
+@pytest.mark.slow
 def test_merging_one_runs_own_shards_gives_every_figure_exactly(single_and_sharded, tmp_path):
     single = read(single_and_sharded / "single" / "results.json")
     cells = [CellResult.from_dict(c) for c in single["cells"]]

@@ -166,6 +166,7 @@ def cell(run, model, strategy) -> CellResult:
     return next(c for c in run.cells if c.model == model and c.strategy == strategy)
 
 
+@pytest.mark.slow  # the faulty run waits out a hang
 def test_tags_shifted_to_the_parent_fail_the_self_check(faulty_run):
     shifted = cell(faulty_run, "bert", "parent_shift")
     assert shifted.status == "check-failed" and shifted.coverage == 1.0
@@ -175,12 +176,14 @@ def test_tags_shifted_to_the_parent_fail_the_self_check(faulty_run):
     assert shifted.reference_agreement < cell(faulty_run, "bert", "htp").reference_agreement
 
 
+@pytest.mark.slow  # the faulty run waits out a hang
 def test_perturbed_output_is_flagged_parity_failed(faulty_run):
     perturbed = cell(faulty_run, "bert", "perturbed_output")
     assert perturbed.status == "parity-failed"
     assert perturbed.parity_max_abs == pytest.approx(0.5, abs=1e-3)
 
 
+@pytest.mark.slow  # the faulty run waits out a hang
 def test_crash_and_hang_are_contained(faulty_run):
     for model in ("bert", "small_cnn"):
         assert cell(faulty_run, model, "crashing").status == "crashed"
@@ -189,6 +192,7 @@ def test_crash_and_hang_are_contained(faulty_run):
     assert len(faulty_run.cells) == 12
 
 
+@pytest.mark.slow  # the faulty run waits out a hang
 def test_dynamo_agrees_with_itself(faulty_run):
     assert cell(faulty_run, "bert", "dynamo").reference_agreement == 1.0
 
