@@ -2,8 +2,10 @@
 
 A spec is, in this order:
 
-1. ``zoo:NAME[:TIER]``: a model-zoo entry, built offline from its config with
-   seeded weights, with the entry's own example inputs;
+1. ``SCHEME:...`` for a scheme an installed package registers under the
+   ``modelexport.model_sources`` entry point: ``zoo:NAME[:TIER]``, a
+   model-zoo entry built offline with its own example inputs, is the
+   project's own (``model_zoo.source``);
 2. ``pkg.module:function`` or ``path/to/file.py:function``: a factory returning
    an ``nn.Module`` or ``(nn.Module, example_inputs)``;
 3. a local folder written by ``save_pretrained`` (config.json inside);
@@ -14,7 +16,9 @@ A spec is, in this order:
 
 from __future__ import annotations
 
+import functools
 import importlib
+import importlib.metadata
 import importlib.util
 import re
 from dataclasses import dataclass
@@ -44,7 +48,8 @@ TASK_AUTO_CLASSES: dict[str, str] = {
 # Tasks that export one decoding step with its cache (``with_past=True``).
 WITH_PAST_TASKS = frozenset({"text-generation-with-past"})
 
-ZOO_PREFIX = "zoo:"
+# Packages add ``--model`` schemes here (``zoo = "model_zoo.source:load_zoo_entry"``).
+SOURCE_ENTRY_POINTS = "modelexport.model_sources"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
 
@@ -58,11 +63,19 @@ class LoadedModel:
     task: str | None = None
 
 
+@functools.lru_cache(maxsize=1)
+def _registered_sources() -> dict[str, importlib.metadata.EntryPoint]:
+    """Scheme -> its loader's entry point, from the installed packages' metadata."""
+    return {point.name: point
+            for point in importlib.metadata.entry_points(group=SOURCE_ENTRY_POINTS)}
+
+
 def load_model(spec: str, task: str | None = None, trust_remote_code: bool = False,
                ) -> LoadedModel:
     """Resolve ``spec`` (see module doc) to a model; every failure is one clear line."""
-    if spec.startswith(ZOO_PREFIX):
-        return _load_zoo_entry(spec)
+    scheme = spec.split(":", 1)[0]
+    if ":" in spec and scheme in _registered_sources():
+        return _registered_sources()[scheme].load()(spec)
     if task is not None and task not in TASK_AUTO_CLASSES:
         known = ", ".join(TASK_AUTO_CLASSES)
         raise ModelLoadError(f"unknown task {task!r} (known: {known})")
@@ -78,24 +91,6 @@ def load_model(spec: str, task: str | None = None, trust_remote_code: bool = Fal
     if spec.startswith((".", "/", "~")) or not _HUB_ID.match(spec):
         raise ModelLoadError(f"no model folder at {spec}")
     return _load_pretrained(spec, task, trust_remote_code, local=False)
-
-
-def _load_zoo_entry(spec: str) -> LoadedModel:
-    """``zoo:NAME[:TIER]``: a zoo model with its own inputs (seeded, offline).
-
-    Entries of every tier resolve, the wide tier's generated ones included.
-    """
-    from model_zoo import get_entry
-
-    _, name, *rest = spec.split(":")
-    try:
-        entry = get_entry(name)
-        # without a tier: tiny where the entry has one (a wide-tier entry has only "wide")
-        tier = rest[0] if rest else ("tiny" if "tiny" in entry.tiers else entry.tiers[0])
-        model = entry.build(tier)
-    except (KeyError, ValueError) as exc:
-        raise ModelLoadError(str(exc).strip("'\"")) from None
-    return LoadedModel(model=model, inputs=entry.inputs(model, tier), source=spec)
 
 
 def _load_factory(spec: str) -> LoadedModel:

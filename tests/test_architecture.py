@@ -1,8 +1,9 @@
 """The layers drawn in docs/architecture.md, held by the imports themselves.
 
-Every ``modelexport`` import is read from the source (function-level ones
-included, since a lazy import is still a dependency), so a change that
-reintroduces a cycle or reaches up a layer fails here, not in review.
+Every ``modelexport`` and ``model_zoo`` import is read from the source
+(function-level ones included, since a lazy import is still a dependency),
+so a change that reintroduces a cycle, within the exporter or between it and
+the zoo, or reaches up a layer fails here, not in review.
 """
 
 from __future__ import annotations
@@ -13,26 +14,28 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[1] / "modelexport"
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "modelexport"
+PACKAGES = ("modelexport", "model_zoo")
 MEASUREMENT = {"harness", "gate", "benchmarking"}
 
 
 def _module_name(path: Path) -> str:
-    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    parts = path.relative_to(ROOT).with_suffix("").parts
     return ".".join(parts).removesuffix(".__init__")
 
 
 def _imports(path: Path) -> list[tuple[str, bool]]:
-    """(imported modelexport module, whether the import sits at module level)."""
+    """(imported module of ``PACKAGES``, whether the import sits at module level)."""
     tree = ast.parse(path.read_text())
     top_level = {id(node) for node in tree.body}
     found = []
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.module and \
-                node.module.startswith("modelexport"):
+                node.module.startswith(PACKAGES):
             names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
         elif isinstance(node, ast.Import):
-            names = [a.name for a in node.names if a.name.startswith("modelexport")]
+            names = [a.name for a in node.names if a.name.startswith(PACKAGES)]
         else:
             continue
         found += [(name, id(node) in top_level) for name in names]
@@ -42,7 +45,8 @@ def _imports(path: Path) -> list[tuple[str, bool]]:
 @pytest.fixture(scope="module")
 def graph() -> dict[str, dict[str, bool]]:
     """module -> {imported module: imported at module level}."""
-    modules = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
+    modules = {_module_name(p): p for package in PACKAGES
+               for p in (ROOT / package).rglob("*.py")}
     edges: dict[str, dict[str, bool]] = defaultdict(dict)
     for name, path in modules.items():
         for target, top in _imports(path):
@@ -93,7 +97,10 @@ def _cycles(edges: dict[str, set[str]]) -> list[list[str]]:
 
 
 def _package(module: str) -> str:
+    """The exporter's sub-package (``capture``, ``cli``...), or ``model_zoo`` whole."""
     parts = module.split(".")
+    if parts[0] != "modelexport":
+        return parts[0]
     return parts[1] if len(parts) > 1 else "modelexport"
 
 
@@ -106,6 +113,15 @@ def test_no_package_imports_itself_back(graph):
     for module, targets in graph.items():
         packages[_package(module)] |= {_package(t) for t in targets} - {_package(module)}
     assert _cycles(packages) == []
+
+
+def test_the_exporter_finds_the_zoo_without_importing_it(graph):
+    """``zoo:`` names resolve through an entry point: no exporter module imports the zoo
+    except the measurement layers and the CLI, which run the zoo."""
+    reaching = sorted(m for m, targets in graph.items() if m.startswith("modelexport.")
+                      and _package(m) not in MEASUREMENT | {"cli"}
+                      for t in targets if _package(t) == "model_zoo")
+    assert reaching == []
 
 
 def test_a_cycle_is_seen():
