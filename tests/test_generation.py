@@ -104,3 +104,24 @@ def test_a_file_without_a_mask_decodes_equal_prompts_and_refuses_unequal_ones(tm
     assert done.tokens.shape == (2, 2)
     with pytest.raises(InputMismatchError, match="takes no attention_mask"):
         greedy_generate(path, [[0, 1, 0], [0]], max_new_tokens=2)
+
+
+def _layer(**extra):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(keys=torch.zeros(2, 1, 3, 4), values=torch.zeros(2, 1, 3, 4), **extra)
+
+
+def test_a_cache_with_state_beside_keys_and_values_is_refused_in_one_line():
+    """A short convolution's state per sequence cannot ride in a key/value file."""
+    from types import SimpleNamespace
+
+    from modelexport.capture.with_past import cache_layers
+
+    window = {"_sliding_window_tensor": torch.tensor(4)}  # configuration, not state
+    plain = SimpleNamespace(past_key_values=SimpleNamespace(layers=[_layer(**window)]))
+    assert len(cache_layers(plain)) == 1
+    hybrid = SimpleNamespace(past_key_values=SimpleNamespace(
+        layers=[_layer(conv_states={0: torch.zeros(2, 8, 4)}, **window)]))
+    with pytest.raises(InputMismatchError, match=r"per-sequence state \(conv_states"):
+        cache_layers(hybrid)

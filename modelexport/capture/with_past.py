@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from torch.utils import _pytree as pytree
 
 from modelexport.capture.request import ADAPTER_ATTRIBUTE
 from modelexport.errors import InputMismatchError, one_line
@@ -69,7 +70,31 @@ def _layer_tensors(cache: Any) -> list[tuple[torch.Tensor, torch.Tensor]]:
     if any(layer.keys is None for layer in layers):
         raise InputMismatchError("with_past: some cache layers hold no keys (a recurrent or "
                                  "linear-attention layer); only key/value caches are supported")
+    extra = sorted({name for layer in layers for name in _sequence_state(layer)})
+    if extra:
+        raise InputMismatchError(
+            f"with_past: the cache layers also hold per-sequence state ({', '.join(extra)}: a "
+            "convolution or recurrent state beside the keys and values), which the file "
+            "could not carry between steps; only key/value caches are supported")
     return [(layer.keys, layer.values) for layer in layers]
+
+
+def _sequence_state(layer: Any) -> list[str]:
+    """A layer's attributes besides keys and values that hold a tensor per sequence.
+
+    Such a tensor has the keys' batch as its first dimension (a short
+    convolution's last inputs, a recurrent state); a scalar such as a
+    sliding-window size is configuration, not state.
+    """
+    batch = layer.keys.shape[0]
+    found = []
+    for name, value in vars(layer).items():
+        if name in ("keys", "values"):
+            continue
+        if any(isinstance(leaf, torch.Tensor) and leaf.dim() >= 1 and leaf.shape[0] == batch
+               for leaf in pytree.tree_leaves(value)):
+            found.append(name)
+    return found
 
 
 def cache_layers(outputs: Any) -> list[tuple[torch.Tensor, torch.Tensor]]:
