@@ -11,8 +11,11 @@ takes.  Each strategy is compared with the plain export it is built on:
                  a Hugging Face model, whose forward TorchScript cannot trace
                  from positional inputs alone).
 
-Both plain exports write modelexport's default opset, so neither side pays
-for a conversion the other skips, and run with autograd off, their fastest
+Both plain exports write modelexport's default opset and leave open the
+axes modelexport's default leaves open (batch, and sequence for token
+inputs: ``dynamic_shapes`` for DYNAMO, ``dynamic_axes`` for TorchScript), so
+both sides write the same kind of file and neither pays for a conversion or
+a symbolic shape the other skips; they run with autograd off, their fastest
 (7% on ResNet-50's TorchScript export, 10 to 30% on bert-base's), as
 modelexport's captures do too.
 
@@ -30,7 +33,8 @@ paired, each round's own CPU ratio is kept too: their median
 (``paired_cpu_interval``), the figure to hold a limit against, because on a
 shared VM a single median moves by more than the 10% a limit allows.  modelexport
 runs with its defaults, so its self-check (checker, ONNX Runtime load, tag
-ownership) is part of what is measured: that is the export a user gets.
+ownership) and its validation (the file run against PyTorch at two shapes)
+are part of what is measured: that is the export a user gets.
 
 ``python -m modelexport.benchmarking.overhead`` prints the table; the asv suite
 tracks the ratios (``benchmarks/bench_overhead.py``).
@@ -42,6 +46,7 @@ import argparse
 import contextlib
 import ctypes
 import gc
+import inspect
 import logging
 import math
 import os
@@ -191,18 +196,28 @@ def _plain_export(baseline: str, model: Any, inputs: Any, path: Path) -> None:
     import torch
 
     from modelexport.api import DEFAULT_OPSET
-    from modelexport.inputs import ModelInputs
+    from modelexport.inputs import ModelInputs, dynamic_axes_for
 
     example = ModelInputs.from_user(inputs)
+    positional_names = [f"input_{i}" for i in range(len(example.args))]
+    names = list(example.kwargs)
+    axes = dynamic_axes_for([*positional_names, *names],
+                            [*example.args, *example.kwargs.values()], True, True)
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         if baseline == "dynamo":
+            def spec(name: str) -> dict | None:
+                return {dim: torch.export.Dim.DYNAMIC for dim in axes.get(name, {})} or None
+
+            # torch.export keys the spec by forward's parameter names
+            parameters = list(inspect.signature(model.forward).parameters)
+            shapes = {parameters[i]: spec(name) for i, name in enumerate(positional_names)}
+            shapes.update({name: spec(name) for name in names})
             program = torch.onnx.export(model, example.args, kwargs=example.kwargs,
                                         dynamo=True, optimize=True, verbose=False,
-                                        opset_version=DEFAULT_OPSET)
+                                        opset_version=DEFAULT_OPSET, dynamic_shapes=shapes)
             program.save(str(path))
             return
-        names = list(example.kwargs)
 
         class KeywordCall(torch.nn.Module):
             def __init__(self) -> None:
@@ -213,10 +228,9 @@ def _plain_export(baseline: str, model: Any, inputs: Any, path: Path) -> None:
                 positional = tensors[:len(example.args)]
                 return self.model(*positional, **dict(zip(names, tensors[len(positional):])))
 
-        positional_names = [f"input_{i}" for i in range(len(example.args))]
         torch.onnx.export(KeywordCall(), (*example.args, *example.kwargs.values()), str(path),
                           dynamo=False, opset_version=DEFAULT_OPSET,
-                          input_names=[*positional_names, *names])
+                          input_names=[*positional_names, *names], dynamic_axes=axes)
 
 
 def _ours(strategy: str, model: Any, inputs: Any, path: Path) -> None:
