@@ -50,16 +50,28 @@ def test_every_entry_builds_and_runs_forward(name):
     assert torch.equal(first, next(iter(again.state_dict().values())))
 
 
-def test_user_zoo_file_adds_an_entry(tmp_path, capsys, monkeypatch):
+@pytest.fixture
+def zoo_file(tmp_path, monkeypatch):
+    """Writes a user zoo file (after its imports) and returns its path.
+
+    Its entries register in this process too: gone after the test, so later
+    tests see the tiers as shipped.
+    """
     from model_zoo import registry
 
-    # the entry registers in this process too: gone after the test, so later
-    # tests see the tier as shipped
     monkeypatch.setattr(registry, "_ENTRIES", dict(registry._ENTRIES))
-    extra = tmp_path / "my_zoo.py"
-    extra.write_text(
-        "import torch\n"
-        "from model_zoo import zoo_entry\n"
+
+    def write(name: str, body: str) -> Path:
+        path = tmp_path / name
+        path.write_text("import torch\nfrom model_zoo import zoo_entry\n" + body)
+        return path
+
+    return write
+
+
+def test_user_zoo_file_adds_an_entry(zoo_file, capsys):
+    extra = zoo_file(
+        "my_zoo.py",
         "@zoo_entry('my_mlp', family='mine', kind='custom', tiers=('tiny',),\n"
         "           inputs=lambda m, tier, seed: torch.randn(2, 4))\n"
         "def my_mlp(tier):\n"
@@ -70,15 +82,10 @@ def test_user_zoo_file_adds_an_entry(tmp_path, capsys, monkeypatch):
     assert run.cells[0].status == "ok"
 
 
-def test_a_cell_measures_the_memory_its_export_takes(tmp_path, monkeypatch):
+def test_a_cell_measures_the_memory_its_export_takes(zoo_file):
     """A forward that holds 64 MB at once (made from the input: nothing to fold away)."""
-    from model_zoo import registry
-
-    monkeypatch.setattr(registry, "_ENTRIES", dict(registry._ENTRIES))
-    extra = tmp_path / "hungry_zoo.py"
-    extra.write_text(
-        "import torch\n"
-        "from model_zoo import zoo_entry\n"
+    extra = zoo_file(
+        "hungry_zoo.py",
         "class Hungry(torch.nn.Module):\n"
         "    def forward(self, x):\n"
         "        big = x.reshape(-1)[:1].repeat(2**24)  # 64 MB of float32\n"
