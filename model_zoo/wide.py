@@ -171,7 +171,7 @@ def generation_inputs(model: torch.nn.Module, _tier: str, seed: int) -> dict[str
     that return none, are outside what a with-past export supports: their
     generation entries are not runnable, with that reason.
     """
-    from modelexport.capture.with_past import cache_layers
+    from modelexport.capture.with_past import prefill
 
     config = getattr(model, "config", None)
     text = config.get_text_config() if hasattr(config, "get_text_config") else config
@@ -179,8 +179,7 @@ def generation_inputs(model: torch.nn.Module, _tier: str, seed: int) -> dict[str
     generator = torch.Generator().manual_seed(seed)
     ids = torch.randint(1, vocab, (1, 16), generator=generator)
     inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
-    with torch.no_grad():
-        cache_layers(model(**inputs, use_cache=True))  # raises: no key/value cache
+    prefill(model, inputs)  # raises: a cache the file could not carry
     return inputs
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from modelexport.capture.with_past import PAST_SEQUENCE
 from modelexport.errors import InputMismatchError
 from modelexport.onnx_runtime.sessions import ort_call
 
@@ -113,13 +114,21 @@ def _session(source: str | Path | Any) -> Any:
 
 
 def _empty_past(value: Any, batch: int) -> np.ndarray:
-    """A past of length zero for one cache input: ``batch x heads x 0 x head_dim``."""
+    """A past of length zero for one cache input: its ``past_sequence`` axis empty.
+
+    Keys and values are ``batch x heads x past_sequence x head_dim``; other
+    per-token state (an indexer's keys) has its own rank: every axis but
+    the batch and the past is fixed by the file.
+    """
     shape = list(value.shape)
-    if len(shape) != 4 or not all(isinstance(d, int) for d in (shape[1], shape[3])):
-        raise InputMismatchError(f"cache input {value.name} has shape {shape}; expected "
-                                 "batch x heads x past_sequence x head_dim with fixed heads "
-                                 "and head size")
+    axes = [i for i, d in enumerate(shape) if d == PAST_SEQUENCE]
+    fixed = all(isinstance(d, int) for i, d in enumerate(shape) if i not in (0, *axes))
+    if len(axes) != 1 or axes[0] == 0 or not fixed:
+        raise InputMismatchError(f"cache input {value.name} has shape {shape}; expected a "
+                                 f"batch axis, one {PAST_SEQUENCE} axis and fixed sizes "
+                                 "otherwise")
     dtype = _NUMPY_TYPES.get(value.type)
     if dtype is None:
         raise InputMismatchError(f"cache input {value.name} is {value.type}, not a float")
-    return np.zeros((batch, shape[1], 0, shape[3]), dtype=dtype)
+    shape[0], shape[axes[0]] = batch, 0
+    return np.zeros(shape, dtype=dtype)

@@ -112,16 +112,67 @@ def _layer(**extra):
     return SimpleNamespace(keys=torch.zeros(2, 1, 3, 4), values=torch.zeros(2, 1, 3, 4), **extra)
 
 
-def test_a_cache_with_state_beside_keys_and_values_is_refused_in_one_line():
-    """A short convolution's state per sequence cannot ride in a key/value file."""
+def _cache(**extra):
     from types import SimpleNamespace
 
-    from modelexport.capture.with_past import cache_layers
+    return SimpleNamespace(layers=[_layer(**extra)])
+
+
+def test_a_cache_with_state_that_does_not_grow_per_token_is_refused_in_one_line():
+    """A short convolution's state is as long after a token as before: no file carries it."""
+    from modelexport.capture.with_past import cache_layout
 
     window = {"_sliding_window_tensor": torch.tensor(4)}  # configuration, not state
-    plain = SimpleNamespace(past_key_values=SimpleNamespace(layers=[_layer(**window)]))
-    assert len(cache_layers(plain)) == 1
-    hybrid = SimpleNamespace(past_key_values=SimpleNamespace(
-        layers=[_layer(conv_states={0: torch.zeros(2, 8, 4)}, **window)]))
-    with pytest.raises(InputMismatchError, match=r"per-sequence state \(conv_states"):
-        cache_layers(hybrid)
+    assert [s.name for s in cache_layout(_cache(**window), _cache(**window)).states[0]] == \
+        ["key", "value"]
+    conv = {"conv_states": {0: torch.zeros(2, 8, 4)}}
+    with pytest.raises(InputMismatchError, match=r"does not grow with the sequence \(conv_states"):
+        cache_layout(_cache(**conv, **window), _cache(**conv, **window))
+
+
+def test_state_that_grows_per_token_is_carried_as_an_input_and_output_of_its_own(tmp_path):
+    """A sparse-attention indexer's keys (DeepSeek V3.2) go in and out beside keys and values.
+
+    The indexer's keys for the prompt come out of the prompt's run and go
+    back in with the next token: the file's are PyTorch's after both runs.
+    """
+    from model_zoo.wide import shrunk_config
+
+    torch.manual_seed(0)
+    model = hf.DeepseekV32ForCausalLM(shrunk_config("deepseek_v32")).eval()
+    ids = torch.randint(1, 200, (2, 6))
+    mask = torch.ones_like(ids)
+    path = tmp_path / "dsa.onnx"
+    report = modelexport.export_model(model, {"input_ids": ids, "attention_mask": mask}, path,
+                                      strategy="htp", with_past=True)
+    assert report.summary.success, report.summary.attempts
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    shapes = {i.name: i.shape for i in session.get_inputs()}
+    assert shapes["past_key_values.0.indexer_keys"][:2] == ["batch", "past_sequence"]
+    outputs = [o.name for o in session.get_outputs()]
+    with torch.no_grad():
+        prompt = model(input_ids=ids, attention_mask=mask, use_cache=True)
+        step = model(input_ids=ids[:, :1], attention_mask=torch.ones(2, 7, dtype=torch.long),
+                     past_key_values=prompt.past_key_values, use_cache=True)
+    first = dict(zip(outputs, session.run(None, _feed(session, ids, mask, None))))
+    second = dict(zip(outputs, session.run(None, _feed(
+        session, ids[:, :1], torch.ones(2, 7, dtype=torch.long), first))))
+    expected = step.past_key_values.layers[0].indexer_keys.numpy()
+    assert second["present.0.indexer_keys"].shape == expected.shape == (2, 7, 128)
+    assert np.abs(second["present.0.indexer_keys"] - expected).max() < 1e-4
+    assert np.abs(second["logits"] - step.logits.numpy()).max() < 1e-4
+
+
+def _feed(session, ids, mask, previous):
+    """One run's inputs: an empty past for the prompt, else the previous run's present."""
+    from modelexport.generation import _empty_past
+
+    feed = {"input_ids": ids.numpy(), "attention_mask": mask.numpy()}
+    total, new = mask.shape[1], ids.shape[1]
+    for value in session.get_inputs():
+        if value.name == "position_ids":
+            feed["position_ids"] = np.tile(np.arange(total - new, total), (ids.shape[0], 1))
+        elif value.name.startswith("past_key_values."):
+            feed[value.name] = (_empty_past(value, ids.shape[0]) if previous is None else
+                                previous[value.name.replace("past_key_values.", "present.")])
+    return feed

@@ -47,12 +47,77 @@ TOTAL_SEQUENCE = f"{PAST_SEQUENCE} + {SEQUENCE}"
 NEW_TOKENS = 2
 
 
-def past_names(layers: int) -> list[str]:
-    return [f"past_key_values.{i}.{kind}" for i in range(layers) for kind in ("key", "value")]
+@dataclass(frozen=True)
+class CacheState:
+    """One tensor a cache layer keeps per sequence: the layer's attribute that
+    holds it, its name in the file, and the axis it grows along."""
+
+    attribute: str
+    name: str
+    axis: int
 
 
-def present_names(layers: int) -> list[str]:
-    return [f"present.{i}.{kind}" for i in range(layers) for kind in ("key", "value")]
+KEYS = CacheState("keys", "key", 2)
+VALUES = CacheState("values", "value", 2)
+# What a lazy initialisation sets beside a state tensor (``is_..._initialized``,
+# its dtype and device): copied onto a rebuilt layer, so that the layer takes
+# the tensor handed to it as its past instead of starting afresh.  Counters
+# (ints) are not copied: the layer's own update keeps them.
+_FLAG_TYPES = (bool, torch.dtype, torch.device)
+
+
+@dataclass
+class CacheLayout:
+    """What each layer of a model's cache holds, in the file's order.
+
+    Every layer holds keys and values (``batch x heads x past_sequence x
+    head_dim``); a layer may hold more tensors that grow with the sequence,
+    such as a sparse-attention indexer's keys (``batch x past_sequence x
+    dim``): they become inputs and outputs of their own, named after the
+    attribute, and are set back on the rebuilt layer with the flags its lazy
+    initialisation set.
+    """
+
+    states: list[tuple[CacheState, ...]]
+    flags: list[dict[str, Any]]
+
+    @property
+    def layers(self) -> int:
+        return len(self.states)
+
+    def past_names(self) -> list[str]:
+        return [f"past_key_values.{i}.{state.name}" for i, layer in enumerate(self.states)
+                for state in layer]
+
+    def present_names(self) -> list[str]:
+        return [f"present.{i}.{state.name}" for i, layer in enumerate(self.states)
+                for state in layer]
+
+    def past_axes(self) -> dict[str, dict[int, str]]:
+        return {f"past_key_values.{i}.{state.name}": {state.axis: PAST_SEQUENCE}
+                for i, layer in enumerate(self.states) for state in layer}
+
+    def tensors(self, cache: Any) -> list[torch.Tensor]:
+        """The cache's tensors, flat, in the file's order."""
+        return [getattr(layer, state.attribute)
+                for layer, states in zip(_key_value_layers(cache), self.states)
+                for state in states]
+
+    def rebuild(self, past: tuple[torch.Tensor, ...], config: Any) -> Any:
+        """A transformers cache holding ``past`` (flat, in the file's order)."""
+        from transformers import DynamicCache
+
+        cache = DynamicCache(config=config)
+        flat = iter(past)
+        for index, states in enumerate(self.states):
+            tensors = {state.attribute: next(flat) for state in states}
+            cache.update(tensors.pop("keys"), tensors.pop("values"), index)
+            layer = cache.layers[index]
+            for name, value in self.flags[index].items():
+                setattr(layer, name, value)
+            for name, tensor in tensors.items():
+                setattr(layer, name, tensor)
+        return cache
 
 
 def _cache_argument(model: torch.nn.Module) -> str:
@@ -61,8 +126,8 @@ def _cache_argument(model: torch.nn.Module) -> str:
     return "cache" if "cache" in parameters else "past_key_values"
 
 
-def _layer_tensors(cache: Any) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """(keys, values) per layer of a transformers cache object."""
+def _key_value_layers(cache: Any) -> list[Any]:
+    """The layers of a transformers cache object; one clear error if it holds no keys."""
     layers = getattr(cache, "layers", None)
     if layers is None or not all(hasattr(layer, "keys") for layer in layers):
         raise InputMismatchError(
@@ -70,36 +135,76 @@ def _layer_tensors(cache: Any) -> list[tuple[torch.Tensor, torch.Tensor]]:
     if any(layer.keys is None for layer in layers):
         raise InputMismatchError("with_past: some cache layers hold no keys (a recurrent or "
                                  "linear-attention layer); only key/value caches are supported")
-    extra = sorted({name for layer in layers for name in _sequence_state(layer)})
-    if extra:
-        raise InputMismatchError(
-            f"with_past: the cache layers also hold per-sequence state ({', '.join(extra)}: a "
-            "convolution or recurrent state beside the keys and values), which the file "
-            "could not carry between steps; only key/value caches are supported")
-    return [(layer.keys, layer.values) for layer in layers]
+    return list(layers)
 
 
-def _sequence_state(layer: Any) -> list[str]:
-    """A layer's attributes besides keys and values that hold a tensor per sequence.
+def _other_state(layer: Any) -> dict[str, Any]:
+    """A layer's attributes besides keys and values that hold something per sequence.
 
-    Such a tensor has the keys' batch as its first dimension (a short
-    convolution's last inputs, a recurrent state); a scalar such as a
-    sliding-window size is configuration, not state.
+    Such a value has the keys' batch as the first dimension of a tensor in
+    it (an indexer's keys, a short convolution's last inputs, a recurrent
+    state); a scalar such as a sliding-window size is configuration.
     """
     batch = layer.keys.shape[0]
-    found = []
-    for name, value in vars(layer).items():
-        if name in ("keys", "values"):
-            continue
-        if any(isinstance(leaf, torch.Tensor) and leaf.dim() >= 1 and leaf.shape[0] == batch
-               for leaf in pytree.tree_leaves(value)):
-            found.append(name)
-    return found
+    return {name: value for name, value in vars(layer).items()
+            if name not in ("keys", "values")
+            and any(isinstance(leaf, torch.Tensor) and leaf.dim() >= 1 and leaf.shape[0] == batch
+                    for leaf in pytree.tree_leaves(value))}
+
+
+def cache_layout(longer: Any, shorter: Any | None) -> CacheLayout:
+    """The layout of a cache, from two prefills one token apart.
+
+    A state beside keys and values is carried when it is one tensor with
+    exactly one axis that grew by that token; anything else (a fixed-size
+    convolution or recurrent state, a dict of buffers) is refused, because
+    a file that dropped it would decode other tokens than the model.
+    Without the shorter prefill (a one-token prompt) only keys and values
+    are carried.
+    """
+    layers = _key_value_layers(longer)
+    earlier = _key_value_layers(shorter) if shorter is not None else [None] * len(layers)
+    states, flags, refused = [], [], set()
+    for layer, before in zip(layers, earlier):
+        extra = []
+        for name, value in _other_state(layer).items():
+            axis = _growth_axis(value, getattr(before, name, None))
+            if axis is None:
+                refused.add(name)
+            else:
+                extra.append(CacheState(name, name, axis))
+        states.append((KEYS, VALUES, *extra))
+        flags.append({name: value for name, value in vars(layer).items()
+                      if extra and isinstance(value, _FLAG_TYPES)})
+    if refused and shorter is None:
+        raise InputMismatchError(
+            f"with_past: the cache layers also hold {', '.join(sorted(refused))}; a prompt of "
+            "at least two tokens is needed to tell how that state grows")
+    if refused:
+        raise InputMismatchError(
+            f"with_past: the cache layers also hold state that does not grow with the sequence "
+            f"({', '.join(sorted(refused))}: a convolution or recurrent state, or buffers), "
+            "which the file could not carry between steps; only caches of tensors that grow "
+            "by one entry per token are supported")
+    return CacheLayout(states, flags)
+
+
+def _growth_axis(value: Any, before: Any) -> int | None:
+    """The one axis along which ``value`` is one longer than ``before``, if it is so."""
+    if not isinstance(value, torch.Tensor) or not isinstance(before, torch.Tensor):
+        return None
+    if value.dim() != before.dim():
+        return None
+    grown = [axis for axis in range(1, value.dim())
+             if value.shape[axis] == before.shape[axis] + 1]
+    same = all(value.shape[axis] == before.shape[axis]
+               for axis in range(value.dim()) if axis not in grown)
+    return grown[0] if len(grown) == 1 and same else None
 
 
 def cache_layers(outputs: Any) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """(keys, values) per layer of the cache a forward returned; one clear error if none."""
-    return _layer_tensors(_returned_cache(outputs))
+    return [(layer.keys, layer.values) for layer in _key_value_layers(_returned_cache(outputs))]
 
 
 def _returned_cache(outputs: Any) -> Any:
@@ -128,31 +233,27 @@ def positions_from_mask(attention_mask: torch.Tensor, new: int) -> torch.Tensor:
 class DecodingStep(torch.nn.Module):
     """``forward(input_ids, attention_mask, position_ids, past)`` -> main output, new cache.
 
-    ``past`` is the flat tuple (layer 0 key, layer 0 value, layer 1 key, ...).
+    ``past`` is the flat tuple of the layout's tensors (layer 0 key, layer 0
+    value, any other state of layer 0, layer 1 key, ...).
     """
 
-    def __init__(self, model: torch.nn.Module, layers: int, main_output: str) -> None:
+    def __init__(self, model: torch.nn.Module, layout: CacheLayout, main_output: str) -> None:
         super().__init__()
         setattr(self, ADAPTER_ATTRIBUTE, model)
-        self.layers = layers
+        self.layout = layout
         self.main_output = main_output
         self.cache_argument = _cache_argument(model)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                 position_ids: torch.Tensor | None = None,
                 past: tuple[torch.Tensor, ...] = ()) -> tuple[torch.Tensor, ...]:
-        from transformers import DynamicCache
-
         model = getattr(self, ADAPTER_ATTRIBUTE)
         positions = {} if position_ids is None else {"position_ids": position_ids}
-        cache = DynamicCache(config=getattr(model, "config", None))
-        for index in range(self.layers):
-            cache.update(past[2 * index], past[2 * index + 1], index)
+        cache = self.layout.rebuild(past, getattr(model, "config", None))
         outputs = model(input_ids=input_ids, attention_mask=attention_mask, **positions,
                         use_cache=True, **{self.cache_argument: cache})
-        present = cache_layers(outputs)
         return (getattr(outputs, self.main_output),
-                *(tensor for pair in present for tensor in pair))
+                *self.layout.tensors(_returned_cache(outputs)))
 
 
 @dataclass
@@ -166,6 +267,36 @@ class DecodingExport:
     dynamic_axes: dict[str, dict[int, str]]
 
 
+def prefill(model: torch.nn.Module, inputs: dict[str, Any]) -> tuple[Any, CacheLayout]:
+    """The model's outputs on ``inputs`` with the cache on, and its cache's layout.
+
+    The layout is read from a second prefill one token shorter (every
+    input of the prompt's length loses its last token): what grew by one
+    is per-token state.  One clear error where the cache cannot be carried.
+    """
+    ids = inputs["input_ids"]
+    length = ids.shape[1]
+    try:
+        with torch.no_grad():
+            outputs = model(**inputs, use_cache=True)
+            cache = _returned_cache(outputs)
+            if length < 2:
+                return outputs, cache_layout(cache, None)
+            shorter = {name: value[:, :-1] if _per_token(value, length) else value
+                       for name, value in inputs.items()}
+            before = _returned_cache(model(**shorter, use_cache=True))
+    except InputMismatchError:
+        raise
+    except Exception as exc:
+        raise InputMismatchError(f"with_past: the model does not run with use_cache=True: "
+                                 f"{one_line(exc)}") from None
+    return outputs, cache_layout(cache, before)
+
+
+def _per_token(value: Any, length: int) -> bool:
+    return isinstance(value, torch.Tensor) and value.dim() >= 2 and value.shape[1] == length
+
+
 def decoding_step(model: torch.nn.Module, example: ModelInputs, seed: int = 0,
                   ) -> DecodingExport:
     """The adapter and a second-step example built from the caller's first-step inputs."""
@@ -173,43 +304,37 @@ def decoding_step(model: torch.nn.Module, example: ModelInputs, seed: int = 0,
     if example.args or not isinstance(ids, torch.Tensor) or ids.dim() != 2:
         raise InputMismatchError("with_past needs keyword inputs with 2-D input_ids")
     first = {k: v for k, v in example.kwargs.items() if k not in ("use_cache",)}
-    try:
-        with torch.no_grad():
-            outputs = model(**first, use_cache=True)
-    except Exception as exc:
-        raise InputMismatchError(f"with_past: the model does not run with use_cache=True: "
-                                 f"{one_line(exc)}") from None
-    past = cache_layers(outputs)
+    outputs, layout = prefill(model, first)
     main = "logits" if getattr(outputs, "logits", None) is not None else "last_hidden_state"
-    adapter = DecodingStep(model, len(past), main).eval()
+    adapter = DecodingStep(model, layout, main).eval()
     names = ["input_ids", "attention_mask"]
     if takes_position_ids(model):
         names.append("position_ids")
+    past = tuple(t.detach().clone() for t in layout.tensors(_returned_cache(outputs)))
     step = _runnable_step(adapter, ids, past, "position_ids" in names, seed)
     axes: dict[str, dict[int, str]] = {"input_ids": {1: SEQUENCE},
                                        "attention_mask": {1: TOTAL_SEQUENCE}}
     if "position_ids" in names:
         axes["position_ids"] = {1: SEQUENCE}
-    axes.update({name: {2: PAST_SEQUENCE} for name in past_names(len(past))})
+    axes.update(layout.past_axes())
     return DecodingExport(
         adapter=adapter,
         inputs=ModelInputs(kwargs=step),
-        input_names=[*names, *past_names(len(past))],
-        output_names=[main, *present_names(len(past))],
+        input_names=[*names, *layout.past_names()],
+        output_names=[main, *layout.present_names()],
         dynamic_axes=axes,
     )
 
 
-def _runnable_step(adapter: DecodingStep, ids: torch.Tensor,
-                   past: list[tuple[torch.Tensor, torch.Tensor]], positions: bool,
-                   seed: int) -> dict[str, Any]:
+def _runnable_step(adapter: DecodingStep, ids: torch.Tensor, past: tuple[torch.Tensor, ...],
+                   positions: bool, seed: int) -> dict[str, Any]:
     """The capture's example: ``NEW_TOKENS`` new tokens after ``past``, or one.
 
     Some architectures' own code cannot read several new tokens beside a
     past (a sparse-attention indexer that builds its mask for one token):
     for them the example is a single new token, as their ``generate`` feeds.
     """
-    batch, past_length = ids.shape[0], past[0][0].shape[-2]
+    batch, past_length = ids.shape[0], past[0].shape[KEYS.axis]
     refusal = None
     for new in (NEW_TOKENS, 1):
         generator = torch.Generator().manual_seed(seed)
@@ -221,7 +346,7 @@ def _runnable_step(adapter: DecodingStep, ids: torch.Tensor,
         }
         if positions:
             step["position_ids"] = positions_from_mask(mask, new)
-        step["past"] = tuple(t.detach().clone() for pair in past for t in pair)
+        step["past"] = tuple(t.clone() for t in past)
         try:
             with torch.no_grad():
                 adapter(**step)
