@@ -140,6 +140,36 @@ def test_a_file_that_loads_but_cannot_run_fails_parity(tmp_path):
     assert not result.passed and result.detail.startswith("ONNX Runtime failed")
 
 
+class _BranchesOnAnEmptyPast(torch.nn.Module):
+    """Sums its inputs, but adds one when the past is empty: the branch a trace bakes."""
+
+    def forward(self, x: torch.Tensor, past: torch.Tensor) -> torch.Tensor:
+        extra = 1.0 if past.shape[1] == 0 else 0.0
+        return x.sum(-1) + past.sum(-1) + extra
+
+
+def test_a_with_past_file_wrong_for_an_empty_past_fails_parity(tmp_path):
+    """The file (sums, no branch) matches at the example's and the second shape, and
+    fails only where the past is empty, as on a prompt."""
+    helper = onnx.helper
+    graph = helper.make_graph(
+        [helper.make_node("ReduceSum", ["x", "axis"], ["sx"], keepdims=0),
+         helper.make_node("ReduceSum", ["past", "axis"], ["sp"], keepdims=0),
+         helper.make_node("Add", ["sx", "sp"], ["y"])], "g",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["batch", "sequence"]),
+         helper.make_tensor_value_info("past", onnx.TensorProto.FLOAT,
+                                       ["batch", "past_sequence"])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["batch"])],
+        [onnx.numpy_helper.from_array(np.array([-1], dtype=np.int64), "axis")])
+    path = tmp_path / "step.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), path)
+    example = ModelInputs(args=(torch.randn(1, 2), torch.randn(1, 5)))
+    result = check_parity(path, _BranchesOnAnEmptyPast(), example, ["x", "past"])
+    assert result.second_shape.passed and result.second_shape.sizes["past_sequence"] == 4
+    assert not result.passed and result.empty_past.sizes["past_sequence"] == 0
+    assert "past_sequence=0" in result.detail
+
+
 def test_the_second_shape_follows_the_files_symbols():
     example = ModelInputs(kwargs=text_inputs(1, 16))
     resized, sizes = at_second_shape(

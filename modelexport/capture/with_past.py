@@ -37,9 +37,9 @@ from torch.utils import _pytree as pytree
 
 from modelexport.capture.request import ADAPTER_ATTRIBUTE
 from modelexport.errors import InputMismatchError, one_line
+from modelexport.input_generation.second_shape import PAST_SEQUENCE
 from modelexport.inputs import ModelInputs
 
-PAST_SEQUENCE = "past_sequence"
 SEQUENCE = "sequence"
 # The mask covers the past and the new tokens: its length is their sum
 # (``input_generation.second_shape`` reads the sum).

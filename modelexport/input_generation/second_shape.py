@@ -21,6 +21,7 @@ from modelexport.input_generation.like_example import redrawn
 from modelexport.inputs import ModelInputs
 
 BATCH_AXIS = "batch"
+PAST_SEQUENCE = "past_sequence"  # a with-past file's cache length (capture.with_past)
 
 
 def new_size(symbol: str, size: int, longer: bool = False) -> int:
@@ -32,7 +33,8 @@ def new_size(symbol: str, size: int, longer: bool = False) -> int:
 
 def at_second_shape(example: ModelInputs, input_names: list[str],
                     open_dims: Mapping[str, Mapping[int, str]], seed: int = 4321,
-                    longer: bool = False) -> tuple[ModelInputs, dict[str, int]] | None:
+                    longer: bool = False, preset: Mapping[str, int] | None = None,
+                    ) -> tuple[ModelInputs, dict[str, int]] | None:
     """``example`` with every open axis resized (fresh values), and the sizes by symbol.
 
     ``open_dims`` is the file's graph input -> dim -> symbol
@@ -41,11 +43,12 @@ def at_second_shape(example: ModelInputs, input_names: list[str],
     model that refuses the shorter shape.  A symbol that is a sum of others
     (``past_sequence + sequence``: a mask over the past and the new tokens)
     gets the sum of their new sizes, so the inputs stay consistent.
+    ``preset`` fixes some symbols' sizes (a past of length zero).
     """
     tensors = [leaf for leaf in pytree.tree_leaves((example.args, example.kwargs))
                if isinstance(leaf, torch.Tensor)]
     wanted = [(open_dims.get(name, {}), tensor) for name, tensor in zip(input_names, tensors)]
-    sizes: dict[str, int] = {}
+    sizes: dict[str, int] = dict(preset or {})
     for dims, tensor in wanted:  # plain symbols first, then the sums of them
         for dim, symbol in dims.items():
             if dim < tensor.dim() and SUM not in symbol:

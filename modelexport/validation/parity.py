@@ -15,7 +15,7 @@ import torch
 
 from modelexport.errors import InputMismatchError, one_line
 from modelexport.input_generation.like_example import fresh_like
-from modelexport.input_generation.second_shape import at_second_shape
+from modelexport.input_generation.second_shape import PAST_SEQUENCE, at_second_shape
 from modelexport.inputs import ModelInputs, flatten_outputs
 from modelexport.onnx_runtime.comparison import max_abs_difference, output_scale
 from modelexport.onnx_runtime.sessions import open_session, ort_feed
@@ -41,6 +41,11 @@ class ParityResult:
     export), or when PyTorch itself refuses both candidate second shapes
     (``second_shape_skipped`` says why): then only the example's shape is
     judged, and the report says so.
+
+    A file with a ``past_sequence`` axis is also run with that axis at zero,
+    as a generation runtime runs it on the prompt: a model whose code takes
+    another branch for an empty cache (ProphetNet) traced with a past gives
+    a file that is right for every later step and wrong for the first.
     """
 
     passed: bool
@@ -53,6 +58,8 @@ class ParityResult:
     detail: str = ""
     second_shape: ShapeParity | None = None
     second_shape_skipped: str = ""
+    # a file with a past (``past_sequence``) run as the prompt's step: the past empty
+    empty_past: ShapeParity | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -90,11 +97,23 @@ def check_parity(onnx_path: str | Path | bytes, model: torch.nn.Module, example:
     if not first.passed:
         return result
     open_dims = _open_dims(session)
+    _second_shape(result, session, model, example, input_names, open_dims)
+    if result.passed and any(PAST_SEQUENCE in dims.values() for dims in open_dims.values()):
+        result.empty_past = _with_empty_past(session, model, example, input_names, open_dims,
+                                             atol, rtol)
+        _judge(result, result.empty_past)
+    return result
+
+
+def _second_shape(result: ParityResult, session: Any, model: torch.nn.Module,
+                  example: ModelInputs, input_names: list[str],
+                  open_dims: dict[str, dict[int, str]]) -> None:
+    """The comparison at the second shape, shorter first, folded into ``result``."""
     refusals = []
     for longer in (False, True):
         resized = at_second_shape(example, input_names, open_dims, longer=longer)
         if resized is None:
-            return result
+            return
         inputs, sizes = resized
         try:
             with torch.no_grad():
@@ -102,18 +121,42 @@ def check_parity(onnx_path: str | Path | bytes, model: torch.nn.Module, example:
         except Exception as exc:  # PyTorch refuses this shape: not the file's fault
             refusals.append(f"{_sizes_text(sizes)}: {one_line(exc, 120)}")
             continue
-        second = _at_shape(session, model, inputs, input_names, atol, rtol, reference)
+        second = _at_shape(session, model, inputs, input_names, result.atol, result.rtol,
+                           reference)
         second.sizes = sizes
         result.second_shape = second
-        result.max_abs, result.max_rel = (max(result.max_abs, second.max_abs),
-                                          max(result.max_rel, second.max_rel))
-        if not second.passed:
-            result.passed = False
-            result.detail = f"at {_sizes_text(sizes)}: {second.detail}"
-        return result
+        _judge(result, second)
+        return
     result.second_shape_skipped = "PyTorch refuses the second shapes (" + "; ".join(
         refusals) + ")"
-    return result
+
+
+def _judge(result: ParityResult, shape: ShapeParity) -> None:
+    """Fold one more shape's comparison into ``result``."""
+    result.max_abs, result.max_rel = (max(result.max_abs, shape.max_abs),
+                                      max(result.max_rel, shape.max_rel))
+    if not shape.passed and result.passed:
+        result.passed = False
+        result.detail = f"at {_sizes_text(shape.sizes or {})}: {shape.detail}"
+
+
+def _with_empty_past(session: Any, model: torch.nn.Module, example: ModelInputs,
+                     input_names: list[str], open_dims: dict[str, dict[int, str]],
+                     atol: float, rtol: float) -> ShapeParity:
+    """The file against PyTorch on a prompt: the second shape with no past at all."""
+    resized = at_second_shape(example, input_names, open_dims, seed=2468,
+                              preset={PAST_SEQUENCE: 0})
+    assert resized is not None  # the file has a past_sequence axis
+    inputs, sizes = resized
+    try:
+        with torch.no_grad():
+            reference = inputs.call(model)
+    except Exception as exc:  # PyTorch cannot read a prompt through this adapter
+        return ShapeParity(False, float("inf"), float("inf"), 0,
+                           f"PyTorch refuses an empty past: {one_line(exc, 120)}", sizes)
+    shape = _at_shape(session, model, inputs, input_names, atol, rtol, reference)
+    shape.sizes = sizes
+    return shape
 
 
 def _at_shape(session: Any, model: torch.nn.Module, inputs: ModelInputs,
