@@ -33,6 +33,8 @@ KINDS = ("cnn", "transformer", "custom", "idiom")
 SEEDED, NATIVE = "seeded", "native"
 # The task of entries exported with their cache and decoded (ZooEntry.task).
 GENERATION = "text-generation-with-past"
+SEQ2SEQ_GENERATION = "text2text-generation-with-past"  # an encoder file and a decoder file
+GENERATION_TASKS = (GENERATION, SEQ2SEQ_GENERATION)
 WEIGHT_MODES = (SEEDED, NATIVE)
 # A model run with native weights is named ``ENTRY@native`` in the matrix, so
 # results, expectations and the scoreboard carry the mode in the model's name.
@@ -91,14 +93,14 @@ class ZooEntry:
     # the family read off the built model, where the entry cannot know it before
     categorize: Callable[[torch.nn.Module], str] | None = None
     weights: str = SEEDED  # one of WEIGHT_MODES: how ``build`` leaves the parameters
-    # GENERATION: exported with its key/value cache and checked by a greedy
-    # decode in ONNX Runtime against ``generate`` (``harness.decoding``)
+    # one of GENERATION_TASKS: exported with its key/value cache and checked by
+    # a greedy decode in ONNX Runtime against ``generate`` (``harness.decoding``)
     task: str = ""
 
     @property
     def export_options(self) -> dict[str, Any]:
         """What the entry's export is asked beyond the defaults (its task, as data)."""
-        return {"with_past": True} if self.task == GENERATION else {}
+        return {"with_past": True} if self.task in GENERATION_TASKS else {}
 
     @property
     def group(self) -> str:

@@ -21,11 +21,13 @@ from typing import Any
 
 import torch
 
-from model_zoo.registry import GENERATION, WIDE, register_entry
+from model_zoo.registry import GENERATION, SEQ2SEQ_GENERATION, WIDE, register_entry
 from model_zoo.shrink import shrink_config
 
 PREFIX = "hf-"
 GENERATION_SUFFIX = "-with-past"
+# a model type may be both a causal LM and an encoder-decoder (BART): two entries
+SEQ2SEQ_GENERATION_SUFFIX = "-seq2seq-with-past"
 MAX_PARAMETERS = 5_000_000  # the tier's size limit after shrinking
 
 # Config settings that one architecture needs on top of the generic shrink,
@@ -173,19 +175,35 @@ def generation_inputs(model: torch.nn.Module, _tier: str, seed: int) -> dict[str
     """
     from modelexport.capture.with_past import prefill
 
+    inputs = _prompt(model, seed)
+    prefill(model, inputs)  # raises: a cache the file could not carry
+    return inputs
+
+
+def seq2seq_inputs(model: torch.nn.Module, _tier: str, seed: int) -> dict[str, Any]:
+    """A source text for an encoder-decoder; refused (the entry does not run) where its
+    decoder's cache cannot be carried (``capture.seq2seq_past``)."""
+    from modelexport.capture.seq2seq_past import decoder_step
+    from modelexport.inputs import ModelInputs
+
+    inputs = _prompt(model, seed)
+    decoder_step(model, ModelInputs(kwargs=inputs))  # raises: a decoder it cannot export
+    return inputs
+
+
+def _prompt(model: torch.nn.Module, seed: int) -> dict[str, torch.Tensor]:
     config = getattr(model, "config", None)
     text = config.get_text_config() if hasattr(config, "get_text_config") else config
     vocab = max(2, min(int(getattr(text, "vocab_size", 1000) or 1000), 1000))
     generator = torch.Generator().manual_seed(seed)
     ids = torch.randint(1, vocab, (1, 16), generator=generator)
-    inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
-    prefill(model, inputs)  # raises: a cache the file could not carry
-    return inputs
+    return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
 
 
 def register_all() -> None:
-    """One zoo entry per architecture, named ``hf-<model_type>``, and per causal LM
-    ``hf-<model_type>-with-past``, exported with its cache and decoded."""
+    """One zoo entry per architecture, named ``hf-<model_type>``; per causal LM
+    ``hf-<model_type>-with-past`` and per encoder-decoder LM
+    ``hf-<model_type>-seq2seq-with-past``, exported with their cache and decoded."""
     for model_type, class_name in architectures().items():
         why = OVERRIDES.get(model_type, ({}, ""))[1]
         register_entry(
@@ -204,4 +222,14 @@ def register_all() -> None:
             task=GENERATION,
             notes=f"{class_name} from the shrunk default config, exported with its cache "
                   "and decoded",
+        )
+    for model_type, class_name in _mappings().MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES.items():
+        class_name = class_name if isinstance(class_name, str) else class_name[0]
+        register_entry(
+            name=f"{PREFIX}{model_type}{SEQ2SEQ_GENERATION_SUFFIX}", family=model_type,
+            kind="transformer", builder=_builder(model_type, class_name),
+            inputs=seq2seq_inputs, tiers=(WIDE,), category="generation",
+            task=SEQ2SEQ_GENERATION,
+            notes=f"{class_name} from the shrunk default config, exported as an encoder "
+                  "and a decoder with its cache, and decoded",
         )

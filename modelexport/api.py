@@ -37,6 +37,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +55,14 @@ from modelexport.axis_ladder import (
 )
 from modelexport.capture.axis_names import dynamic_dims, name_dynamic_axes
 from modelexport.capture.export_friendly import export_friendly
-from modelexport.capture.with_past import decoding_step
+from modelexport.capture.seq2seq_past import (
+    decoder_start_token,
+    decoder_step,
+    encoder_part,
+    encoder_path_for,
+    is_encoder_decoder,
+)
+from modelexport.capture.with_past import DecodingExport, decoding_step
 from modelexport.errors import InputMismatchError, StrategyFailedError
 from modelexport.hierarchy import ModuleTree
 from modelexport.inputs import (
@@ -91,6 +99,8 @@ from modelexport.validation.self_check import SelfCheck, self_check
 from modelexport.version import __version__
 
 DEFAULT_OPSET = 18
+# What builds a part's adapter and example (a decoding step, an encoder).
+Part = Callable[[torch.nn.Module, ModelInputs], DecodingExport]
 # TorchScript's exporter starts at opset 7; nothing can write past onnx's newest.
 OLDEST_OPSET = 7
 
@@ -191,21 +201,53 @@ class UnifiedExporter:
                 f"model must be a torch.nn.Module, not {type(model).__name__}")
         monitor = PhaseMonitor(track_memory=self.enable_monitoring, log=self._log and self._say)
         example = ModelInputs.from_user(inputs)
+        if self.with_past and is_encoder_decoder(model):
+            return self._export_seq2seq(model, example, Path(output_path), monitor, started)
+        part = decoding_step if self.with_past else None
+        return self._export_to(model, example, Path(output_path), monitor, started, part)
+
+    def _export_to(self, model: torch.nn.Module, example: ModelInputs, output_path: Path,
+                   monitor: PhaseMonitor, started: float, part: Part | None) -> ExportReport:
         staging = StagedOutput.open(output_path)
         try:
-            return self._export(model, example, staging, monitor, started)
+            return self._export(model, example, staging, monitor, started, part)
         finally:
             staging.close()
 
+    def _export_seq2seq(self, model: torch.nn.Module, example: ModelInputs, output_path: Path,
+                        monitor: PhaseMonitor, started: float) -> ExportReport:
+        """The decoder with its past at ``output_path``, the encoder beside it.
+
+        The decoder goes first (it is the likelier to fail); if the
+        encoder's export then raises, the decoder's files are removed, so
+        that no half of a pair is left behind.  ``success`` holds only when
+        both files pass; the encoder's report is ``report.encoder``.
+        """
+        report = self._export_to(model, example, output_path, monitor, started, decoder_step)
+        encoder_path = encoder_path_for(Path(report.outputs.onnx))
+        try:
+            encoder = self._export_to(model, example, encoder_path, monitor, started,
+                                      encoder_part)
+        except Exception:
+            for written in report.outputs.files():
+                Path(written).unlink(missing_ok=True)
+            raise
+        report.encoder = encoder.to_dict()
+        report.outputs.encoder = encoder.outputs.onnx
+        report.summary.success = report.summary.success and encoder.summary.success
+        report.warnings += [f"encoder: {note}" for note in encoder.warnings]
+        report.summary.total_seconds = time.perf_counter() - started
+        return report
+
     def _export(self, model: torch.nn.Module, example: ModelInputs, staging: StagedOutput,
-                monitor: PhaseMonitor, started: float) -> ExportReport:
+                monitor: PhaseMonitor, started: float, part: Part | None) -> ExportReport:
         model.eval()
         notes: list[str] = []
         example = in_signature_order(model, example)
         step = None
-        if self.with_past:
-            with monitor.phase("decoding-step"):
-                step = decoding_step(model, example)
+        if part is not None:
+            with monitor.phase(f"{part.__name__.replace('_', '-')}"):
+                step = part(model, example)
             example = step.inputs
         traced = step.adapter if step is not None else model
         tree = ModuleTree(model)
@@ -286,6 +328,7 @@ class UnifiedExporter:
             "open_axes": open_axes,
             "closed_axes": closed,
             "with_past": self.with_past,
+            **_generation_settings(model, part),
             "implementations": switched,
         }
         outputs = Outputs(
@@ -569,6 +612,13 @@ def _probe(model: torch.nn.Module, traced: torch.nn.Module, example: ModelInputs
     execution = ExecutionEvidence.from_run(ops, tree.call_counts()) if watch else None
     example, dropped_cache = without_unrequested_cache(traced, example, probed)
     return example, dropped_cache, execution
+
+
+def _generation_settings(model: torch.nn.Module, part: Part | None) -> dict[str, Any]:
+    """What a runtime needs beside a decoder file to generate with it: the start token."""
+    if part is not decoder_step:
+        return {}
+    return {"decoder_start_token_id": decoder_start_token(model)}
 
 
 def _check_opset(opset: int) -> None:

@@ -8,10 +8,16 @@ just chosen with the cache the previous run returned.  Positions are
 counted from each row's first real token, and a row that has produced the
 end-of-sequence token is padded from then on, as transformers' greedy
 ``generate`` does, so the tokens can be compared with it one for one.
+
+An encoder-decoder's pair (``capture.seq2seq_past``) runs the same way:
+the encoder file reads the padded prompts once, and the decoder file
+starts every row from the start token with an empty past, reading the
+encoder's states and mask at every step.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,12 +25,15 @@ from typing import Any
 
 import numpy as np
 
+from modelexport.capture.seq2seq_past import encoder_path_for
 from modelexport.capture.with_past import PAST_SEQUENCE
 from modelexport.errors import InputMismatchError
 from modelexport.onnx_runtime.sessions import ort_call
+from modelexport.output.files import sidecar_path_for
 
 PAST_PREFIX = "past_key_values."
 PRESENT_PREFIX = "present."
+ENCODER_STATES = "encoder_hidden_states"  # an encoder-decoder's decoder file takes it
 _NUMPY_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16,
                 "tensor(double)": np.float64}
 
@@ -55,10 +64,16 @@ def left_padded(prompts: Sequence[Sequence[int]], pad_id: int) -> tuple[np.ndarr
 
 def greedy_generate(source: str | Path | Any, prompts: Sequence[Sequence[int]],
                     max_new_tokens: int, pad_id: int = 0,
-                    eos_id: int | None = None) -> Generation:
+                    eos_id: int | None = None, encoder: str | Path | Any | None = None,
+                    decoder_start_id: int | None = None) -> Generation:
     """Decode ``max_new_tokens`` greedily for every prompt at once (module doc).
 
-    ``source`` is the file's path or an ONNX Runtime session on it.
+    ``source`` is the file's path or an ONNX Runtime session on it.  For an
+    encoder-decoder's decoder file (it takes ``encoder_hidden_states``) the
+    prompts are the source text: ``encoder`` is the encoder's file or
+    session (by default the ``.encoder.onnx`` beside ``source``) and
+    ``decoder_start_id`` the token every output starts from (by default the
+    one the export recorded in the file's sidecar).
     """
     session = _session(source)
     inputs = {i.name: i for i in session.get_inputs()}
@@ -67,7 +82,8 @@ def greedy_generate(source: str | Path | Any, prompts: Sequence[Sequence[int]],
         raise InputMismatchError(
             "this file takes no key/value cache (input_ids and past_key_values.*): export "
             "it with with_past=True (--task text-generation-with-past)")
-    if "attention_mask" not in inputs and len({len(p) for p in prompts}) > 1:
+    seq2seq = ENCODER_STATES in inputs
+    if not seq2seq and "attention_mask" not in inputs and len({len(p) for p in prompts}) > 1:
         raise InputMismatchError(
             "this file takes no attention_mask, so prompts of unequal length cannot share a "
             "padded batch: decode them one at a time")
@@ -77,12 +93,18 @@ def greedy_generate(source: str | Path | Any, prompts: Sequence[Sequence[int]],
     ids, mask = left_padded(prompts, pad_id)
     batch = ids.shape[0]
     past = {name: _empty_past(inputs[name], batch) for name in pasts}
+    if seq2seq:
+        fixed = {ENCODER_STATES: _encoded(source, encoder, ids, mask),
+                 "encoder_attention_mask": mask}
+        start = decoder_start_id if decoder_start_id is not None else _recorded_start(source)
+        step_ids = np.full((batch, 1), start, dtype=np.int64)
+    else:
+        fixed, step_ids = {}, ids
     finished = np.zeros(batch, dtype=bool)
     chosen: list[np.ndarray] = []
     logits_per_step: list[np.ndarray] = []
-    step_ids = ids
     for _ in range(max_new_tokens):
-        feed = {"input_ids": step_ids, **past}
+        feed = {"input_ids": step_ids, **fixed, **past}
         if "attention_mask" in inputs:  # a graph that never reads the mask has no such input
             feed["attention_mask"] = mask
         if "position_ids" in inputs:
@@ -98,8 +120,37 @@ def greedy_generate(source: str | Path | Any, prompts: Sequence[Sequence[int]],
         logits_per_step.append(logits)
         past = {name: results[presents[name]] for name in pasts}
         step_ids = next_tokens[:, None]
-        mask = np.concatenate([mask, np.ones((batch, 1), dtype=np.int64)], axis=1)
+        if not seq2seq:
+            mask = np.concatenate([mask, np.ones((batch, 1), dtype=np.int64)], axis=1)
     return Generation(np.stack(chosen, axis=1), logits_per_step)
+
+
+def _encoded(source: str | Path | Any, encoder: str | Path | Any | None, ids: np.ndarray,
+             mask: np.ndarray) -> np.ndarray:
+    """The encoder's last hidden state for the padded prompts."""
+    if encoder is None:
+        if not isinstance(source, (str, Path)):
+            raise InputMismatchError("an encoder-decoder's decoder session needs its encoder: "
+                                     "pass encoder= (a file or a session)")
+        encoder = encoder_path_for(Path(source))
+    session = _session(encoder)
+    feed = {"input_ids": ids, "attention_mask": mask}
+    names = {i.name for i in session.get_inputs()}
+    return ort_call("run the encoder", lambda: session.run(
+        ["last_hidden_state"], {k: v for k, v in feed.items() if k in names}))[0]
+
+
+def _recorded_start(source: str | Path | Any) -> int:
+    """The decoder start token the export wrote into the file's sidecar."""
+    sidecar = (sidecar_path_for(Path(source)) if isinstance(source, (str, Path)) else None)
+    try:
+        start = json.loads(sidecar.read_text())["settings"]["decoder_start_token_id"]
+    except (AttributeError, OSError, ValueError, KeyError, TypeError):
+        start = None
+    if not isinstance(start, int):
+        raise InputMismatchError("no decoder start token: the file's sidecar records none; "
+                                 "pass decoder_start_id (--decoder-start-id)")
+    return start
 
 
 def _session(source: str | Path | Any) -> Any:

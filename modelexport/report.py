@@ -40,6 +40,11 @@ class Outputs:
     sidecar: str
     external_data: str | None = None
     report: str | None = None
+    encoder: str | None = None  # an encoder-decoder's with-past export: the encoder's file
+
+    def files(self) -> list[str]:
+        """The files this export wrote (the encoder's are its own report's)."""
+        return [f for f in (self.onnx, self.sidecar, self.external_data, self.report) if f]
 
 
 @dataclass
@@ -59,6 +64,7 @@ class ExportReport(Mapping):
     selection: dict[str, Any] | None = None
     check: dict[str, Any] | None = None  # the self-check (see modelexport.validation.self_check)
     warnings: list[str] = field(default_factory=list)  # what the user should know
+    encoder: dict[str, Any] | None = None  # an encoder-decoder's with-past export: its report
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -42,11 +42,13 @@ TASK_AUTO_CLASSES: dict[str, str] = {
     # one decoding step, past key/values in and present key/values out (see capture/with_past.py)
     "text-generation-with-past": "AutoModelForCausalLM",
     "text2text-generation": "AutoModelForSeq2SeqLM",
+    # an encoder file and a decoder file with its cache (see capture/seq2seq_past.py)
+    "text2text-generation-with-past": "AutoModelForSeq2SeqLM",
     "image-classification": "AutoModelForImageClassification",
     "audio-classification": "AutoModelForAudioClassification",
 }
 # Tasks that export one decoding step with its cache (``with_past=True``).
-WITH_PAST_TASKS = frozenset({"text-generation-with-past"})
+WITH_PAST_TASKS = frozenset({"text-generation-with-past", "text2text-generation-with-past"})
 
 # Packages add ``--model`` schemes here (``zoo = "model_zoo.source:load_zoo_entry"``).
 SOURCE_ENTRY_POINTS = "modelexport.model_sources"

@@ -176,3 +176,53 @@ def _feed(session, ids, mask, previous):
             feed[value.name] = (_empty_past(value, ids.shape[0]) if previous is None else
                                 previous[value.name.replace("past_key_values.", "present.")])
     return feed
+
+
+def fresh_t5() -> torch.nn.Module:
+    config = hf.T5Config(vocab_size=100, d_model=32, d_kv=8, d_ff=64, num_layers=2,
+                         num_heads=4, decoder_start_token_id=0)
+    torch.manual_seed(0)
+    return hf.T5ForConditionalGeneration(config).eval()
+
+
+def test_an_encoder_decoder_generates_in_onnx_runtime_from_its_encoder_and_decoder_files(
+        tmp_path, capsys):
+    """The pair serves a batch of unequal sources; the tokens are generate's, the start
+    token comes from the sidecar, and the CLI decodes with the same files."""
+    model = fresh_t5()
+    ids = torch.randint(1, 100, (1, 9))
+    path = tmp_path / "t5.onnx"
+    report = modelexport.export_model(model, {"input_ids": ids, "attention_mask":
+                                              torch.ones_like(ids)}, path, with_past=True)
+    assert report.summary.success, report.summary.attempts
+    assert report.outputs.encoder == str(tmp_path / "t5.encoder.onnx")
+    assert report.encoder["parity"]["second_shape"]["passed"]
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    shapes = {i.name: i.shape for i in session.get_inputs()}
+    assert shapes["encoder_hidden_states"][:2] == ["batch", "encoder_sequence"]
+    assert shapes["past_key_values.1.decoder.key"][2] == "past_sequence"
+    got = greedy_generate(path, PROMPTS, 8)
+    ids_padded, mask = left_padded(PROMPTS, pad_id=0)
+    with torch.no_grad():
+        expected = model.generate(input_ids=torch.from_numpy(ids_padded),
+                                  attention_mask=torch.from_numpy(mask), max_new_tokens=8,
+                                  min_new_tokens=8, do_sample=False, eos_token_id=None)
+    assert got.as_lists() == expected[:, 1:].tolist()
+    assert main(["generate", str(path), "--prompt-ids", "5 17 33", "--max-new-tokens", "3",
+                 "--json"]) == 0
+    assert '"new_tokens"' in capsys.readouterr().out
+
+
+def test_an_encoder_decoder_pair_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
+    """The decoder is written first; an encoder export that raises takes it away again."""
+    import modelexport.api as api
+
+    def refuse(model, example):
+        raise InputMismatchError("the encoder refuses")
+
+    monkeypatch.setattr(api, "encoder_part", refuse)
+    ids = torch.randint(1, 100, (1, 9))
+    with pytest.raises(InputMismatchError, match="the encoder refuses"):
+        modelexport.export_model(fresh_t5(), {"input_ids": ids}, tmp_path / "t5.onnx",
+                                 with_past=True, strategy="htp")
+    assert [p.name for p in tmp_path.iterdir()] == []

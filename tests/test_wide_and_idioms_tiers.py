@@ -17,7 +17,9 @@ def test_wide_tier_has_one_entry_per_architecture_of_the_installed_transformers(
     names = {e.name for e in model_zoo.entries("wide")}
     assert names == {wide.PREFIX + t for t in modeling_auto.MODEL_MAPPING_NAMES} | {
         wide.PREFIX + t + wide.GENERATION_SUFFIX
-        for t in modeling_auto.MODEL_FOR_CAUSAL_LM_MAPPING_NAMES}
+        for t in modeling_auto.MODEL_FOR_CAUSAL_LM_MAPPING_NAMES} | {
+        wide.PREFIX + t + wide.SEQ2SEQ_GENERATION_SUFFIX
+        for t in modeling_auto.MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES}
     assert {e.category for e in model_zoo.entries("wide") if e.category} <= set(wide.CATEGORIES)
 
 

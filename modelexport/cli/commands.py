@@ -255,6 +255,15 @@ def _cmd_export(args: argparse.Namespace) -> int:
     if report.parity is not None and not report.parity["passed"]:
         print(f"error: parity failed: {report.parity['detail']}", file=sys.stderr)
         return EXIT_PARITY_FAILED
+    if report.encoder is not None and not report.encoder["summary"]["success"]:
+        encoder = report.encoder
+        if not encoder["check"]["passed"]:
+            print(f"error: the encoder's self-check failed: "
+                  f"{'; '.join(encoder['check']['failures'])}", file=sys.stderr)
+            return EXIT_CHECK_FAILED
+        print(f"error: the encoder's parity failed: {(encoder['parity'] or {}).get('detail')}",
+              file=sys.stderr)
+        return EXIT_PARITY_FAILED
     return EXIT_OK
 
 
@@ -542,6 +551,8 @@ def _print_summary(report) -> None:
             print(f"  attempt {attempt.strategy}{axes} failed: {attempt.error_type}: "
                   f"{attempt.error}")
     print(f"  sidecar {report.outputs.sidecar}")
+    if report.outputs.encoder:
+        print(f"  encoder {report.outputs.encoder} (with its own sidecar)")
     if report.outputs.report:
         print(f"  report {report.outputs.report}")
     print(f"  total {s.total_seconds:.2f}s")

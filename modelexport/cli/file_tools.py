@@ -55,7 +55,8 @@ def add_tool_parsers(sub: Any) -> None:
     validate.add_argument("--json", action="store_true", help="print the report as JSON")
 
     generate = sub.add_parser("generate", help="greedy decoding with ONNX Runtime alone, on a "
-                              "file exported with --task text-generation-with-past")
+                              "file exported with --task text-generation-with-past (or the "
+                              "decoder file of --task text2text-generation-with-past)")
     generate.add_argument("file")
     generate.add_argument("--prompt-ids", action="append", required=True, type=token_ids,
                           help="one prompt's token ids, spaced or comma-separated "
@@ -64,6 +65,11 @@ def add_tool_parsers(sub: Any) -> None:
     generate.add_argument("--pad-id", type=non_negative_int, default=0)
     generate.add_argument("--eos-id", type=non_negative_int,
                           help="a row that produces it is padded from then on")
+    generate.add_argument("--encoder", help="an encoder-decoder's encoder file (default: the "
+                          "NAME.encoder.onnx beside the decoder file)")
+    generate.add_argument("--decoder-start-id", type=non_negative_int,
+                          help="an encoder-decoder's first decoder token (default: the one "
+                               "the export recorded in the sidecar)")
     generate.add_argument("--json", action="store_true")
 
     compare = sub.add_parser("compare", help="module-by-module differences of two exports")
@@ -335,7 +341,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from modelexport.generation import greedy_generate
 
     result = greedy_generate(args.file, args.prompt_ids, args.max_new_tokens,
-                             pad_id=args.pad_id, eos_id=args.eos_id)
+                             pad_id=args.pad_id, eos_id=args.eos_id, encoder=args.encoder,
+                             decoder_start_id=args.decoder_start_id)
     if args.json:
         print(json.dumps({"prompts": args.prompt_ids, "new_tokens": result.as_lists()}))
         return EXIT_OK

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from transformers import GenerationConfig
 
+from modelexport.capture.seq2seq_past import decoder_start_token, is_encoder_decoder
 from modelexport.generation import greedy_generate, left_padded
 from modelexport.onnx_runtime.comparison import max_abs_difference, output_scale
 
@@ -48,9 +49,11 @@ def decode_check(model: torch.nn.Module, path: Path, atol: float, rtol: float,
     # that is generate's policy, not the model, and generate merges a passed
     # configuration with the model's, so the model's is swapped for the call.
     own = model.generation_config
+    start = ({"decoder_start_token_id": decoder_start_token(model)}
+             if is_encoder_decoder(model) else {})
     model.generation_config = GenerationConfig(
         max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS, do_sample=False,
-        pad_token_id=PAD_ID, eos_token_id=None)
+        pad_token_id=PAD_ID, eos_token_id=None, **start)
     try:
         with torch.no_grad():
             reference = model.generate(
@@ -58,7 +61,9 @@ def decode_check(model: torch.nn.Module, path: Path, atol: float, rtol: float,
                 output_logits=True, return_dict_in_generate=True)
     finally:
         model.generation_config = own
-    expected = reference.sequences[:, ids.shape[1]:].numpy()
+    # a decoder-only model's sequences begin with the prompt, an encoder-decoder's
+    # with the start token
+    expected = reference.sequences[:, 1 if start else ids.shape[1]:].numpy()
     scores = [s.float().numpy() for s in reference.logits]
     got = greedy_generate(path, prompts, NEW_TOKENS, pad_id=PAD_ID)
     worst = 0.0
