@@ -44,14 +44,14 @@ def commit_change(repo: Path, path: str, old: str, new: str, message: str) -> No
     git(repo, "commit", "--quiet", "-am", message)
 
 
-EXPORT = "            return self._export(model, example, staging, monitor, started)\n"
+EXPORT = "            return self._export(model, example, staging, monitor, started, part)\n"
 
 
 def planted_slowdown(share: float) -> str:
     """``share`` more process CPU time on every export that HTP writes, and on no other."""
     return (
         "            cpu_start = time.process_time()\n"
-        "            report = self._export(model, example, staging, monitor, started)\n"
+        "            report = self._export(model, example, staging, monitor, started, part)\n"
         "            if report.summary.final_strategy == \"htp\":  # planted\n"
         "                spent = time.process_time() - cpu_start\n"
         "                spent -= report.cpu_timings.get(\"validate\", 0.0)\n"
@@ -66,6 +66,13 @@ def planted_slowdown(share: float) -> str:
 PLANTED_SLOWDOWN = planted_slowdown(0.20)
 PLANTED_UNDER_LOAD = planted_slowdown(0.10)
 LOAD_MODELS = ["bert", "small_cnn", "shared_block"]
+
+
+@pytest.mark.parametrize(("path", "anchor"), [(API, "EXPORT"), (HTP, "RESOLVE")])
+def test_the_planted_changes_still_find_their_lines(path, anchor):
+    """The slow proofs plant their regressions by replacing a line: a refactor that
+    moves the line should fail here, in seconds, not in the slow run."""
+    assert globals()[anchor] in (REPO / path).read_text()
 
 
 @pytest.fixture
