@@ -213,23 +213,20 @@ def register_all() -> None:
             categorize=_categorizer(model_type),
             notes=f"{class_name} from the shrunk default config" + (f"; {why}" if why else ""),
         )
-    for model_type, class_name in _mappings().MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.items():
-        class_name = class_name if isinstance(class_name, str) else class_name[0]
-        register_entry(
-            name=f"{PREFIX}{model_type}{GENERATION_SUFFIX}", family=model_type,
-            kind="transformer", builder=_builder(model_type, class_name),
-            inputs=generation_inputs, tiers=(WIDE,), category="generation",
-            task=GENERATION,
-            notes=f"{class_name} from the shrunk default config, exported with its cache "
-                  "and decoded",
-        )
-    for model_type, class_name in _mappings().MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES.items():
-        class_name = class_name if isinstance(class_name, str) else class_name[0]
-        register_entry(
-            name=f"{PREFIX}{model_type}{SEQ2SEQ_GENERATION_SUFFIX}", family=model_type,
-            kind="transformer", builder=_builder(model_type, class_name),
-            inputs=seq2seq_inputs, tiers=(WIDE,), category="generation",
-            task=SEQ2SEQ_GENERATION,
-            notes=f"{class_name} from the shrunk default config, exported as an encoder "
-                  "and a decoder with its cache, and decoded",
-        )
+    mappings = _mappings()
+    generation = (
+        (mappings.MODEL_FOR_CAUSAL_LM_MAPPING_NAMES, GENERATION_SUFFIX, generation_inputs,
+         GENERATION, "exported with its cache and decoded"),
+        (mappings.MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES, SEQ2SEQ_GENERATION_SUFFIX,
+         seq2seq_inputs, SEQ2SEQ_GENERATION,
+         "exported as an encoder and a decoder with its cache, and decoded"),
+    )
+    for mapping, suffix, inputs, task, how in generation:
+        for model_type, class_name in mapping.items():
+            class_name = class_name if isinstance(class_name, str) else class_name[0]
+            register_entry(
+                name=f"{PREFIX}{model_type}{suffix}", family=model_type, kind="transformer",
+                builder=_builder(model_type, class_name), inputs=inputs, tiers=(WIDE,),
+                category="generation", task=task,
+                notes=f"{class_name} from the shrunk default config, {how}",
+            )

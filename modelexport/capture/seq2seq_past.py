@@ -33,11 +33,11 @@ import torch
 
 from modelexport.capture.request import ADAPTER_ATTRIBUTE
 from modelexport.capture.with_past import (
-    NEW_TOKENS,
     CacheLayout,
     DecodingExport,
     _cache_argument,
     cache_layout,
+    first_runnable_step,
 )
 from modelexport.errors import InputMismatchError, one_line
 from modelexport.inputs import ModelInputs
@@ -209,19 +209,9 @@ def _source(example: ModelInputs) -> tuple[torch.Tensor, torch.Tensor]:
 def _runnable_step(adapter: DecoderStep, tokens: Any, hidden: torch.Tensor,
                    mask: torch.Tensor, past: tuple[torch.Tensor, ...]) -> dict[str, Any]:
     """``NEW_TOKENS`` new decoder tokens after ``past``, or one where the model takes one."""
-    refusal = None
-    for new in (NEW_TOKENS, 1):
-        step = {"input_ids": tokens(new), "encoder_hidden_states": hidden.clone(),
-                "encoder_attention_mask": mask, "past": tuple(t.clone() for t in past)}
-        try:
-            with torch.no_grad():
-                adapter(**step)
-        except Exception as exc:
-            refusal = exc
-            continue
-        return step
-    raise InputMismatchError(f"with_past: the decoder does not run a step with its own "
-                             f"cache: {one_line(refusal)}")
+    return first_runnable_step(adapter, lambda new: {
+        "input_ids": tokens(new), "encoder_hidden_states": hidden.clone(),
+        "encoder_attention_mask": mask, "past": tuple(t.clone() for t in past)}, "the decoder")
 
 
 def encoder_path_for(decoder_path: Path) -> Path:

@@ -29,6 +29,7 @@ cache object ever is to an exporter.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -335,8 +336,8 @@ def _runnable_step(adapter: DecodingStep, ids: torch.Tensor, past: tuple[torch.T
     for them the example is a single new token, as their ``generate`` feeds.
     """
     batch, past_length = ids.shape[0], past[0].shape[KEYS.axis]
-    refusal = None
-    for new in (NEW_TOKENS, 1):
+
+    def step_of(new: int) -> dict[str, Any]:
         generator = torch.Generator().manual_seed(seed)
         mask = torch.ones(batch, past_length + new, dtype=torch.long)
         step: dict[str, Any] = {
@@ -347,6 +348,18 @@ def _runnable_step(adapter: DecodingStep, ids: torch.Tensor, past: tuple[torch.T
         if positions:
             step["position_ids"] = positions_from_mask(mask, new)
         step["past"] = tuple(t.clone() for t in past)
+        return step
+
+    return first_runnable_step(adapter, step_of, "the model")
+
+
+def first_runnable_step(adapter: torch.nn.Module, step_of: Callable[[int], dict[str, Any]],
+                        who: str) -> dict[str, Any]:
+    """The step of ``NEW_TOKENS`` new tokens (``step_of(n)``) if ``adapter`` runs it, else
+    of one; one clear error if it runs neither."""
+    refusal = None
+    for new in (NEW_TOKENS, 1):
+        step = step_of(new)
         try:
             with torch.no_grad():
                 adapter(**step)
@@ -354,5 +367,5 @@ def _runnable_step(adapter: DecodingStep, ids: torch.Tensor, past: tuple[torch.T
             refusal = exc
             continue
         return step
-    raise InputMismatchError(f"with_past: the model does not run a step with its own cache: "
+    raise InputMismatchError(f"with_past: {who} does not run a step with its own cache: "
                              f"{one_line(refusal)}")
