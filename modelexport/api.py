@@ -56,7 +56,6 @@ from modelexport.axis_ladder import (
 from modelexport.capture.axis_names import dynamic_dims, name_dynamic_axes
 from modelexport.capture.export_friendly import export_friendly
 from modelexport.capture.seq2seq_past import (
-    decoder_start_token,
     decoder_step,
     encoder_part,
     encoder_path_for,
@@ -246,7 +245,7 @@ class UnifiedExporter:
         example = in_signature_order(model, example)
         step = None
         if part is not None:
-            with monitor.phase(f"{part.__name__.replace('_', '-')}"):
+            with monitor.phase(part.__name__.replace("_", "-")):
                 step = part(model, example)
             example = step.inputs
         traced = step.adapter if step is not None else model
@@ -328,7 +327,7 @@ class UnifiedExporter:
             "open_axes": open_axes,
             "closed_axes": closed,
             "with_past": self.with_past,
-            **_generation_settings(model, part),
+            **(step.settings if step is not None else {}),
             "implementations": switched,
         }
         outputs = Outputs(
@@ -612,13 +611,6 @@ def _probe(model: torch.nn.Module, traced: torch.nn.Module, example: ModelInputs
     execution = ExecutionEvidence.from_run(ops, tree.call_counts()) if watch else None
     example, dropped_cache = without_unrequested_cache(traced, example, probed)
     return example, dropped_cache, execution
-
-
-def _generation_settings(model: torch.nn.Module, part: Part | None) -> dict[str, Any]:
-    """What a runtime needs beside a decoder file to generate with it: the start token."""
-    if part is not decoder_step:
-        return {}
-    return {"decoder_start_token_id": decoder_start_token(model)}
 
 
 def _check_opset(opset: int) -> None:

@@ -142,11 +142,13 @@ def _encoded(source: str | Path | Any, encoder: str | Path | Any | None, ids: np
 
 def _recorded_start(source: str | Path | Any) -> int:
     """The decoder start token the export wrote into the file's sidecar."""
-    sidecar = (sidecar_path_for(Path(source)) if isinstance(source, (str, Path)) else None)
-    try:
-        start = json.loads(sidecar.read_text())["settings"]["decoder_start_token_id"]
-    except (AttributeError, OSError, ValueError, KeyError, TypeError):
-        start = None
+    start = None
+    if isinstance(source, (str, Path)):
+        try:
+            sidecar = json.loads(sidecar_path_for(Path(source)).read_text())
+            start = sidecar["settings"]["decoder_start_token_id"]
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
     if not isinstance(start, int):
         raise InputMismatchError("no decoder start token: the file's sidecar records none; "
                                  "pass decoder_start_id (--decoder-start-id)")

@@ -36,6 +36,7 @@ from modelexport.capture.with_past import (
     CacheLayout,
     DecodingExport,
     _cache_argument,
+    _returned_cache,
     cache_layout,
     first_runnable_step,
 )
@@ -117,12 +118,11 @@ class DecoderStep(torch.nn.Module):
 def _returned(outputs: Any) -> Any:
     from transformers import EncoderDecoderCache
 
-    for name in ("past_key_values", "cache"):
-        value = getattr(outputs, name, None)
-        if isinstance(value, EncoderDecoderCache):
-            return value
-    raise InputMismatchError("with_past: the model returned no encoder-decoder cache with "
-                             "use_cache=True")
+    cache = _returned_cache(outputs)
+    if not isinstance(cache, EncoderDecoderCache):
+        raise InputMismatchError(f"with_past: the model returned a {type(cache).__name__}, "
+                                 "not an encoder-decoder cache")
+    return cache
 
 
 def encoder_part(model: torch.nn.Module, example: ModelInputs) -> DecodingExport:
@@ -194,6 +194,7 @@ def decoder_step(model: torch.nn.Module, example: ModelInputs, seed: int = 0,
                      *layout.past_names()],
         output_names=["logits", *layout.present_names()],
         dynamic_axes=axes,
+        settings={"decoder_start_token_id": start},
     )
 
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -259,13 +259,15 @@ class DecodingStep(torch.nn.Module):
 
 @dataclass
 class DecodingExport:
-    """What the exporter needs to capture one decoding step."""
+    """What the exporter needs to capture one part (a decoding step, an encoder)."""
 
-    adapter: DecodingStep
+    adapter: torch.nn.Module
     inputs: ModelInputs
     input_names: list[str]
     output_names: list[str]
     dynamic_axes: dict[str, dict[int, str]]
+    # what a runtime needs beside the file, kept in its settings and sidecar
+    settings: dict[str, Any] = field(default_factory=dict)
 
 
 def prefill(model: torch.nn.Module, inputs: dict[str, Any]) -> tuple[Any, CacheLayout]:
