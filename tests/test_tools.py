@@ -419,13 +419,51 @@ def test_profile_attributes_kernel_time_to_modules(exported, tmp_path, capsys):
     assert rows[""]["total_ms"] == pytest.approx(result["kernel_ms"])
     assert rows["encoder.layer.0"]["total_ms"] > 0 and rows["encoder.layer.1"]["total_ms"] > 0
     assert all(m["total_ms"] >= m["self_ms"] - 1e-9 for m in result["modules"])
+    parts = result["parts"]
+    assert parts["depth"] == 1
+    assert parts["accounted_ms"] == pytest.approx(sum(m["self_wall_ms"]
+                                                      for m in result["modules"]))
+    # the parts are disjoint pieces of the runs: never more than the runs, and most of them
+    assert 0.5 * result["run_ms"] < parts["accounted_ms"] <= result["run_ms"] * 1.0001
     code, text, _ = cli(capsys, "profile", exported("resnet", "htp").path, "--repeats", 2,
                         "--depth", 2)
-    assert code == 0 and "total ms" in text and "share" in text
+    assert code == 0 and "total ms" in text and "share" in text and "wall ms" in text
     code, text, _ = cli(capsys, "profile", exported("resnet", "htp").path, "--repeats", 2,
                         "--format", "csv", "--top", 3)
     rows = list(csv.DictReader(io.StringIO(text)))
     assert code == 0 and len(rows) == 3 and rows[0]["path"] == ""  # the root has the most
+
+
+
+@pytest.mark.parametrize("strategy", ["htp", "dynamo"])
+def test_profile_puts_a_cnn_s_relaid_kernels_on_their_modules(exported, strategy, tmp_path,
+                                                              capsys):
+    """At level all ONNX Runtime rebuilds a CNN's convolutions in its NCHWc layout: new
+    nodes named after the tensor they replace, writing new tensors.  They belong to
+    the stages' blocks, not to the root."""
+    out = tmp_path / "profile.json"
+    code, _, _ = cli(capsys, "profile", exported("resnet", strategy).path, "--repeats", 2,
+                     "--warmup", 1, "--format", "json", "--depth", 2, "-o", out)
+    result = json.loads(out.read_text())
+    rows = {m["path"]: m for m in result["modules"]}
+    assert code == 0 and result["retag"]["rules"].get("renamed", 0) > 0
+    assert rows[""]["self_ms"] < 0.2 * result["kernel_ms"]
+    assert rows["encoder"]["total_ms"] > 0.5 * result["kernel_ms"]
+
+
+def test_profile_draws_the_parts_of_the_run_as_svg(exported, tmp_path, capsys):
+    chart = tmp_path / "profile.svg"
+    code, _, err = cli(capsys, "profile", exported("bert", "htp").path, "--repeats", 2,
+                       "--depth", 2, "--plot", chart)
+    assert code == 0 and "wrote" in err
+    svg = ET.parse(chart).getroot()
+    bars = [r for r in svg.iter("{http://www.w3.org/2000/svg}rect") if r.find(
+        "{http://www.w3.org/2000/svg}title") is not None]
+    labels = " ".join(t.text or "" for t in svg.iter("{http://www.w3.org/2000/svg}text"))
+    assert len(bars) >= 3 and "encoder.layer" in labels and "depth 2" in labels
+    code, _, err = cli(capsys, "profile", exported("bert", "htp").path, "--plot",
+                       tmp_path / "profile.png")
+    assert code != 0 and "SVG" in err and not (tmp_path / "profile.png").exists()
 
 
 # --- retag after optimisers ----------------------------------------------------

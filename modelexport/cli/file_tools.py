@@ -96,8 +96,12 @@ def add_tool_parsers(sub: Any) -> None:
                          help="ONNX Runtime graph optimisation level (default all)")
     profile.add_argument("--threads", type=non_negative_int, default=0,
                          help="intra-op threads (0: ORT's)")
-    profile.add_argument("--depth", type=non_negative_int)
+    profile.add_argument("--depth", type=non_negative_int,
+                         help="rows down to this depth; the parts that add up to the run are "
+                              "cut here (default 1)")
     profile.add_argument("--top", type=positive_int, help="only the N modules with most total time")
+    profile.add_argument("--plot", metavar="FILE.svg",
+                         help="also draw the time per module at --depth as an SVG bar chart")
     profile.add_argument("--format", default="table", choices=["table", "json", "csv"])
     profile.add_argument("--dim", action="append", help="symbolic dimension NAME=VALUE")
     profile.add_argument("-o", "--output", help="write here instead of stdout")
@@ -268,6 +272,10 @@ def cmd_profile(args: argparse.Namespace) -> int:
 
     if args.output:
         check_writable(args.output, args.file)
+    if args.plot:
+        if not args.plot.lower().endswith(".svg"):
+            raise ModelExportError(f"--plot writes SVG; name the file *.svg, not {args.plot}")
+        check_writable(args.plot, args.file)
     if args.repeats < 1 or args.warmup < 0:
         raise ModelExportError("--repeats must be at least 1 and --warmup at least 0")
     view = open_view(args.file)
@@ -280,7 +288,14 @@ def cmd_profile(args: argparse.Namespace) -> int:
     rows = profiling.select_rows(result, args.depth, args.top)
     render = {"table": profiling.render_table, "json": profiling.render_json,
               "csv": profiling.render_csv}[args.format]
-    _emit(render(result, rows), args.output)
+    _emit(render(result, rows, args.depth), args.output)
+    if args.plot:
+        from modelexport.tools.profile_chart import profile_svg
+        from modelexport.tools.writing import write_text
+
+        depth = 1 if args.depth is None else args.depth
+        target = write_text(args.plot, profile_svg(result, depth, args.top))
+        print(f"wrote {target}", file=sys.stderr)
     return EXIT_OK
 
 

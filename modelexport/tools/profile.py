@@ -6,7 +6,15 @@ that optimised graph, which is re-tagged from the original
 (:mod:`modelexport.tools.retag`): a fused node lands on the common ancestor
 of the nodes it replaced.  Kernel times of the measured runs (warm-up runs
 excluded) are then summed per module: *self* for the module's own nodes,
-*total* for its subtree, and *share* of the mean ``model_run`` time.
+*total* for its subtree.
+
+Kernels are only part of a run: on a small model the sequential executor's
+work between kernels (binding inputs, allocating outputs) is as large as the
+kernels themselves.  Each node's *wall* time is therefore counted from the end
+of the kernel before it (the run's start for the first), so the executor's
+time lands on the node it prepared and the wall times of a depth's modules add
+up to the mean ``model_run`` time, less only what follows the last kernel
+(handing the outputs back).  *share* is a module's wall time over the run's.
 """
 
 from __future__ import annotations
@@ -36,6 +44,8 @@ class ModuleTime:
     cls: str
     self_ms: float = 0.0
     total_ms: float = 0.0
+    self_wall_ms: float = 0.0
+    total_wall_ms: float = 0.0
     kernels: int = 0
 
     @property
@@ -62,24 +72,54 @@ class Profile:
             "optimized_nodes": self.optimized_nodes, "original_nodes": self.original_nodes,
             "level": self.level, "retag": self.retag.as_dict() if self.retag else None,
             "modules": [{"path": m.path, "class": m.cls, "self_ms": m.self_ms,
-                         "total_ms": m.total_ms, "share": self.share(m), "kernels": m.kernels}
+                         "total_ms": m.total_ms, "self_wall_ms": m.self_wall_ms,
+                         "total_wall_ms": m.total_wall_ms, "share": self.share(m),
+                         "kernels": m.kernels}
                         for m in self.modules],
         }
 
     def share(self, module: ModuleTime) -> float:
-        return module.total_ms / self.run_ms if self.run_ms else 0.0
+        return module.total_wall_ms / self.run_ms if self.run_ms else 0.0
+
+    def at_depth(self, depth: int) -> list[tuple[str, ModuleTime, float]]:
+        """The run cut into disjoint parts at ``depth``: each module at that depth with its
+        subtree's wall time, and each shallower module with its own nodes' wall time.
+
+        The parts' times add up to every kernel's wall time, so their sum against
+        ``run_ms`` says how much of the run the profile accounts for."""
+        parts = []
+        for m in self.modules:
+            if m.depth == depth and m.total_wall_ms > 0:
+                parts.append((m.path or "(root)", m, m.total_wall_ms))
+            elif m.depth < depth and m.self_wall_ms > 0:
+                label = f"{m.path or '(root)'} (own nodes)" if m.total_wall_ms > m.self_wall_ms \
+                    else m.path or "(root)"
+                parts.append((label, m, m.self_wall_ms))
+        return parts
+
+    def accounted_ms(self, depth: int) -> float:
+        return sum(ms for _, _, ms in self.at_depth(depth))
 
 
 def _measured_events(events: list[dict], runs: int) -> tuple[list[dict], list[float]]:
-    """Kernel events inside the last ``runs`` model_run windows, and those runs' µs."""
+    """Kernel events inside the last ``runs`` model_run windows, each with its ``wall``
+    µs (from the previous kernel's end in its run), and those runs' µs."""
     windows = sorted((e["ts"], e["ts"] + e["dur"]) for e in events
                      if e.get("cat") == "Session" and e.get("name") == "model_run")[-runs:]
     if not windows:
         return [], []
-    start = windows[0][0]
-    kernels = [e for e in events if e.get("cat") == "Node"
-               and e.get("name", "").endswith(_KERNEL_SUFFIX) and e["ts"] >= start]
-    return kernels, [end - begin for begin, end in windows]
+    kernels = sorted((e for e in events if e.get("cat") == "Node"
+                      and e.get("name", "").endswith(_KERNEL_SUFFIX)
+                      and e["ts"] >= windows[0][0]), key=lambda e: e["ts"])
+    measured = []
+    for begin, end in windows:
+        previous_end = begin
+        for event in kernels:
+            if begin <= event["ts"] <= end:
+                finish = event["ts"] + event["dur"]
+                measured.append({**event, "wall": max(finish - previous_end, event["dur"])})
+                previous_end = max(previous_end, finish)
+    return measured, [end - begin for begin, end in windows]
 
 
 def profile_model(view: ModuleView, model_path: Path, feeds: dict[str, np.ndarray],
@@ -107,10 +147,14 @@ def profile_model(view: ModuleView, model_path: Path, feeds: dict[str, np.ndarra
         if module not in times:
             times[module] = ModuleTime(module, "")
         ms = event["dur"] / 1000.0 / repeats
+        wall = event["wall"] / 1000.0 / repeats
         times[module].self_ms += ms
+        times[module].self_wall_ms += wall
         times[module].kernels += 1
         for path in ancestors(module):
-            times.setdefault(path, ModuleTime(path, "")).total_ms += ms
+            time = times.setdefault(path, ModuleTime(path, ""))
+            time.total_ms += ms
+            time.total_wall_ms += wall
     for time in times.values():
         time.kernels = round(time.kernels / repeats)
     known = set(tree)
@@ -130,34 +174,44 @@ def select_rows(result: Profile, depth: int | None, top: int | None) -> list[Mod
     return rows
 
 
-def render_table(result: Profile, rows: list[ModuleTime]) -> str:
+def render_table(result: Profile, rows: list[ModuleTime], depth: int | None = None) -> str:
     lines = [f"{result.runs} runs (level {result.level}): mean run {result.run_ms:.3f} ms, "
              f"kernels {result.kernel_ms:.3f} ms; {result.original_nodes} nodes -> "
              f"{result.optimized_nodes} after ONNX Runtime's optimisation"]
-    header = f"{'module':<50} {'class':<24} {'self ms':>9} {'total ms':>9} {'share':>7}"
+    header = (f"{'module':<46} {'class':<22} {'self ms':>8} {'total ms':>8} {'wall ms':>8} "
+              f"{'share':>6}")
     lines += [header, "-" * len(header)]
     for m in rows:
-        name = ("  " * m.depth + (m.path.rsplit(".", 1)[-1] if m.path else "(root)"))[:50]
-        lines.append(f"{name:<50} {m.cls.rsplit('.', 1)[-1][:24]:<24} {m.self_ms:>9.3f} "
-                     f"{m.total_ms:>9.3f} {result.share(m):>6.1%}")
-    outside = max(result.run_ms - result.kernel_ms, 0.0)
-    share = outside / result.run_ms if result.run_ms else 0.0
-    lines.append(f"{'(outside kernels: session overhead)':<85} {outside:>9.3f} {share:>6.1%}")
+        name = ("  " * m.depth + (m.path.rsplit(".", 1)[-1] if m.path else "(root)"))[:46]
+        lines.append(f"{name:<46} {m.cls.rsplit('.', 1)[-1][:22]:<22} {m.self_ms:>8.3f} "
+                     f"{m.total_ms:>8.3f} {m.total_wall_ms:>8.3f} {result.share(m):>6.1%}")
+    cut = 1 if depth is None else depth
+    accounted = result.accounted_ms(cut)
+    share = accounted / result.run_ms if result.run_ms else 0.0
+    lines.append(f"the {len(result.at_depth(cut))} disjoint parts at depth {cut} hold "
+                 f"{accounted:.3f} ms of the mean run's {result.run_ms:.3f} ms ({share:.1%}); "
+                 "wall ms counts each kernel with the executor's time before it")
     return "\n".join(lines)
 
 
-def render_json(result: Profile, rows: list[ModuleTime]) -> str:
+def render_json(result: Profile, rows: list[ModuleTime], depth: int | None = None) -> str:
     payload = result.as_dict()
     keep = {m.path for m in rows}
     payload["modules"] = [m for m in payload["modules"] if m["path"] in keep]
+    cut = 1 if depth is None else depth
+    payload["parts"] = {"depth": cut, "accounted_ms": result.accounted_ms(cut),
+                        "rows": [{"label": label, "path": m.path, "wall_ms": ms}
+                                 for label, m, ms in result.at_depth(cut)]}
     return json.dumps(payload, indent=2)
 
 
-def render_csv(result: Profile, rows: list[ModuleTime]) -> str:
+def render_csv(result: Profile, rows: list[ModuleTime], depth: int | None = None) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["path", "class", "depth", "self_ms", "total_ms", "share", "kernels"])
+    writer.writerow(["path", "class", "depth", "self_ms", "total_ms", "self_wall_ms",
+                     "total_wall_ms", "share", "kernels"])
     for m in rows:
         writer.writerow([m.path, m.cls, m.depth, f"{m.self_ms:.6f}", f"{m.total_ms:.6f}",
+                         f"{m.self_wall_ms:.6f}", f"{m.total_wall_ms:.6f}",
                          f"{result.share(m):.6f}", m.kernels])
     return out.getvalue()

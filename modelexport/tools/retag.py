@@ -14,9 +14,15 @@ applies:
    output tensors and the tensors it reads (walking back from what it makes,
    stopping at tensors the rewritten graph still has) get their common
    ancestor module: a fused attention node lands on the attention module;
-4. ``neighbours``: the shared projection pass (consumers first, then
+4. ``renamed``: its name is an original tensor's name plus a suffix an
+   optimiser appends when it rebuilds a node in another layout (ONNX
+   Runtime's NCHWc transformer names a fused Conv+Relu ``relu_nchwc``, and
+   its outputs are new tensors, so rule 3 has nowhere to start): the
+   tensor's producer, and the chain back from it to the nearest node of the
+   same op type (the Conv the Relu was fused into), get their common ancestor;
+5. ``neighbours``: the shared projection pass (consumers first, then
    producers), as for scope-less nodes at export;
-5. ``root``: nothing is known.
+6. ``root``: nothing is known.
 """
 
 from __future__ import annotations
@@ -42,6 +48,10 @@ from modelexport.tags import (
 from modelexport.tools.module_view import ModuleView
 
 _WALK_LIMIT = 10_000  # original nodes visited per rewritten node, at most
+# Suffixes optimisers append to an original tensor's name when they rebuild its
+# producer in another layout (declared data: one entry per optimiser convention).
+RENAMED_SUFFIXES = ("_nchwc",)
+_FUSED_CHAIN_LIMIT = 4  # original nodes a renamed node may stand for, back from its tensor
 
 
 @dataclass
@@ -148,6 +158,20 @@ class _Original:
                     frontier.append(self.producer[name])
         return sorted(seen)
 
+    def renamed(self, node: onnx.NodeProto) -> list[int]:
+        """Original nodes a node named ``<original tensor><suffix>`` was rebuilt from."""
+        base = next((node.name[:-len(suffix)] for suffix in RENAMED_SUFFIXES
+                     if node.name.endswith(suffix)), None)
+        index = self.producer.get(base) if base else None
+        chain: list[int] = []
+        while index is not None and len(chain) < _FUSED_CHAIN_LIMIT:
+            chain.append(index)
+            if self.nodes[index].op_type == node.op_type:
+                return chain
+            first = self.nodes[index].input[0] if self.nodes[index].input else ""
+            index = self.producer.get(first)
+        return chain[:1]
+
 
 def _assign(node: onnx.NodeProto, original: _Original, still_there: set[str],
             known: set[str], consumers: list[onnx.NodeProto], present: set[str],
@@ -175,6 +199,10 @@ def _assign(node: onnx.NodeProto, original: _Original, still_there: set[str],
             return Assignment(modules[0], _source(original.view.nodes[replaced[0]].source)), \
                 "replaced"
         return Assignment(common_ancestor(modules), TagSource.INHERITED), "replaced"
+    renamed = [original.view.nodes[i].module for i in original.renamed(node)
+               if original.view.nodes[i].module is not None]
+    if renamed:
+        return Assignment(common_ancestor(renamed), TagSource.INHERITED), "renamed"
     return None, ""
 
 
