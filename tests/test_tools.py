@@ -443,12 +443,13 @@ def test_profile_puts_a_cnn_s_relaid_kernels_on_their_modules(exported, strategy
     the stages' blocks, not to the root."""
     out = tmp_path / "profile.json"
     code, _, _ = cli(capsys, "profile", exported("resnet", strategy).path, "--repeats", 2,
-                     "--warmup", 1, "--format", "json", "--depth", 2, "-o", out)
+                     "--warmup", 1, "--format", "json", "-o", out)
     result = json.loads(out.read_text())
-    rows = {m["path"]: m for m in result["modules"]}
+    # kernel counts, not times: a tiny CNN's kernels take microseconds, too noisy to compare
+    kernels = {m["path"]: m["kernels"] for m in result["modules"]}
+    in_encoder = sum(n for path, n in kernels.items() if path.startswith("encoder."))
     assert code == 0 and result["retag"]["rules"].get("renamed", 0) > 0
-    assert rows[""]["self_ms"] < 0.2 * result["kernel_ms"]
-    assert rows["encoder"]["total_ms"] > 0.5 * result["kernel_ms"]
+    assert kernels[""] < 0.25 * sum(kernels.values()) and in_encoder > 2 * kernels[""]
 
 
 def test_profile_draws_the_parts_of_the_run_as_svg(exported, tmp_path, capsys):
