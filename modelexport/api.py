@@ -37,7 +37,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +63,7 @@ from modelexport.capture.seq2seq_past import (
 )
 from modelexport.capture.with_past import DecodingExport, decoding_step
 from modelexport.errors import InputMismatchError, StrategyFailedError
+from modelexport.folding import fold_staged, recheck_ownership, wanted_classes
 from modelexport.hierarchy import ModuleTree
 from modelexport.inputs import (
     ModelInputs,
@@ -161,6 +162,7 @@ class UnifiedExporter:
         with_past: bool = False,
         log: Any = None,
         objective: Objective | str | None = None,
+        modules_as_functions: Sequence[str] = (),
     ) -> None:
         self.strategy = strategy
         self.strategy_name = _strategy_name(strategy)
@@ -184,6 +186,10 @@ class UnifiedExporter:
         self.rtol = rtol
         self.markdown_report = markdown_report
         self.with_past = with_past
+        if modules_as_functions and clean:
+            raise InputMismatchError("modules_as_functions keeps each node's module in the "
+                                     "function bodies; it cannot be combined with clean")
+        self.modules_as_functions = tuple(modules_as_functions)
         self._log = log if log is not None else (print if verbose else None)
 
     def _say(self, line: str) -> None:
@@ -250,6 +256,7 @@ class UnifiedExporter:
             example = step.inputs
         traced = step.adapter if step is not None else model
         tree = ModuleTree(model)
+        wanted = wanted_classes(tree, self.modules_as_functions)
         auto = self.strategy_name == ExportStrategy.AUTO.value
         # AUTO's selector reads what the probe saw run (no second forward),
         # when its rules test any of it: then the probe comes first.
@@ -306,6 +313,15 @@ class UnifiedExporter:
         staging.promote(chosen.folder)
         notes += _export_warnings(request, result, check, traits)
         parity = chosen.parity
+        folded, flat, flat_tags = None, graph, tags
+        if wanted:
+            with monitor.phase("functions"):
+                folded, flat, flat_tags = fold_staged(staging, external, tree, wanted,
+                                                      set(model.state_dict()))
+                recheck_ownership(check, flat, flat_tags, request)
+            parity = None  # the file changed: what is validated is the folded one
+            notes += [f"modules_as_functions: {path} stays inline: {why}"
+                      for path, why in folded.skipped.items()]
         if self.validate and parity is None:
             with monitor.phase("validate"):
                 parity = self._parity(staging.staged(target), request)
@@ -329,6 +345,7 @@ class UnifiedExporter:
             "with_past": self.with_past,
             **(step.settings if step is not None else {}),
             "implementations": switched,
+            "functions": folded.as_dict() if folded is not None else None,
         }
         outputs = Outputs(
             onnx=str(target),
@@ -344,7 +361,8 @@ class UnifiedExporter:
                 model_class=type(model).__name__,
                 requested_strategy=self.strategy_name,
                 final_strategy=result.strategy,
-                success=chosen.passed,  # False: the best failed file, kept for inspection
+                # False: the best failed file, kept for inspection
+                success=check.passed and (parity is None or parity.passed),
                 attempts=attempts,
             ),
             outputs=outputs,
@@ -365,7 +383,7 @@ class UnifiedExporter:
             self._say(f"warning: {note}")
         with monitor.phase("sidecar"):
             sidecar = build_sidecar(
-                graph=graph, tags=tags, tree=tree, strategy=result.strategy,
+                graph=flat, tags=flat_tags, tree=tree, strategy=result.strategy,
                 version=__version__, figures={**figures, "anchored": anchored},
                 timings=monitor.seconds, settings=settings,
             )

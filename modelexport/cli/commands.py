@@ -95,6 +95,10 @@ def _build_parser() -> argparse.ArgumentParser:
                         help="let the exporter merge parameters of equal content into one "
                              "initializer (default: each keeps its own; the report lists "
                              "merges)")
+    export.add_argument("--functions", metavar="CLASS[,CLASS]", default="",
+                        help="export every instance of these module classes (BertLayer, or "
+                             "the full class path) as a call of one ONNX function per "
+                             "structure; the file is validated as folded")
     export.add_argument("--atol", type=non_negative_float, default=1e-4)
     export.add_argument("--rtol", type=non_negative_float, default=1e-3)
     export.add_argument("--clean", action="store_true",
@@ -240,6 +244,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
         objective=args.objective,
         with_past=args.task in WITH_PAST_TASKS,
         log=say,
+        modules_as_functions=[c for c in args.functions.split(",") if c.strip()],
     )
     report = exporter.export(loaded.model, inputs, args.output)
     if args.json:
@@ -550,6 +555,12 @@ def _print_summary(report) -> None:
             axes = f" [{attempt.axes}]" if attempt.axes else ""
             print(f"  attempt {attempt.strategy}{axes} failed: {attempt.error_type}: "
                   f"{attempt.error}")
+    folded = report.settings.get("functions") or {}
+    for function in folded.get("functions", []):
+        instances = function["instances"]
+        shown = ", ".join(instances[:3]) + (", ..." if len(instances) > 3 else "")
+        print(f"  function {function['name'].rsplit('.', 1)[-1]}: {function['nodes']} nodes, "
+              f"called by {len(instances)} instances ({shown})")
     print(f"  sidecar {report.outputs.sidecar}")
     if report.outputs.encoder:
         print(f"  encoder {report.outputs.encoder} (with its own sidecar)")

@@ -21,14 +21,14 @@ from modelexport.tags import NodeTag, read_node_tag
 SIDECAR_SCHEMA = "modelexport.hierarchy/1"
 
 
-def node_counts(tags: Sequence[NodeTag]) -> dict[str, int]:
-    return dict(Counter(tag.module for tag in tags))
+def node_counts(tags: Sequence[NodeTag | None]) -> dict[str, int]:
+    return dict(Counter(tag.module for tag in tags if tag is not None))
 
 
 def build_sidecar(
     *,
     graph: onnx.ModelProto,
-    tags: Sequence[NodeTag],
+    tags: Sequence[NodeTag | None],
     tree: ModuleTree,
     strategy: str,
     version: str,

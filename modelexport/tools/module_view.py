@@ -29,6 +29,7 @@ from modelexport.hierarchy import ROOT, ancestors, is_within, parent_path
 from modelexport.output.files import sidecar_path_for
 from modelexport.output.sidecar import read_sidecar
 from modelexport.tags import KEY_CALL, KEY_MODULE, KEY_SOURCE, KEY_TAG, node_props
+from modelexport.tools.module_functions import has_module_functions, inline_module_functions
 from modelexport.tools.onnx_file import load_graph
 
 ORIGIN_TAGS = "modelexport-tags"
@@ -59,6 +60,7 @@ class ModuleView:
     origin: str
     sidecar: dict | None = None
     sidecar_problem: str = ""  # why a sidecar beside the file was not used
+    inlined: bool = False  # the file's module functions were expanded into ``model``
 
     def tree(self) -> list[str]:
         """Every module path, depth first from the root.
@@ -183,7 +185,13 @@ def _classes_from_tags(model: onnx.ModelProto, classes: dict[str, str]) -> None:
 
 
 def module_view(model: onnx.ModelProto, path: str | Path | None = None) -> ModuleView:
-    """Read module information from ``model`` (and its sidecar, when ``path`` is given)."""
+    """Read module information from ``model`` (and its sidecar, when ``path`` is given).
+
+    Calls of modules exported as functions are expanded first, so every tool sees
+    each node with its full module path whether the file was folded or not."""
+    inlined = has_module_functions(model)
+    if inlined:
+        model = inline_module_functions(model)
     file = Path(path) if path is not None else None
     sidecar, problem = _read_sidecar(file)
     classes = _classes_from_sidecar(sidecar)
@@ -198,9 +206,9 @@ def module_view(model: onnx.ModelProto, path: str | Path | None = None) -> Modul
         if infos is not None:
             if origin == ORIGIN_TAGS:
                 _classes_from_tags(model, classes)
-            return ModuleView(file, model, infos, classes, origin, sidecar, problem)
+            return ModuleView(file, model, infos, classes, origin, sidecar, problem, inlined)
     return ModuleView(file, model, [NodeInfo(None) for _ in model.graph.node], classes,
-                      ORIGIN_NONE, sidecar, problem)
+                      ORIGIN_NONE, sidecar, problem, inlined)
 
 
 def iter_within(view: ModuleView, scope: str) -> Iterator[int]:

@@ -31,6 +31,7 @@ import onnx
 
 from modelexport.hierarchy import ROOT, ancestors
 from modelexport.onnx_runtime.sessions import ORT_LEVELS, open_session, ort_call, session_options
+from modelexport.tools.module_functions import inline_module_functions
 from modelexport.tools.module_view import ModuleView, module_view
 from modelexport.tools.retag import RetagResult, retag
 
@@ -125,12 +126,19 @@ def _measured_events(events: list[dict], runs: int) -> tuple[list[dict], list[fl
 def profile_model(view: ModuleView, model_path: Path, feeds: dict[str, np.ndarray],
                   warmup: int = 3, repeats: int = 20, level: str = "all",
                   threads: int = 0) -> Profile:
-    """Profile ``model_path`` (the file of ``view``) and attribute kernel time to modules."""
+    """Profile ``model_path`` (the file of ``view``) and attribute kernel time to modules.
+
+    A file with module functions is profiled inlined as the view reads it (ONNX
+    Runtime inlines them anyway), so that each kernel's node name is one the view
+    knows; ONNX Runtime's own inlined names do not say which call a node came from."""
+    source: Path | bytes = model_path
+    if view.inlined:
+        source = inline_module_functions(onnx.load(str(model_path))).SerializeToString()
     with tempfile.TemporaryDirectory(prefix="modelexport-profile-") as scratch:
         options = session_options(level=level, threads=threads, spinning=True,
                                   profile_prefix=Path(scratch) / "profile",
                                   optimized_path=Path(scratch) / "optimized.onnx")
-        session = ort_call("load the model", lambda: open_session(model_path, options))
+        session = ort_call("load the model", lambda: open_session(source, options))
         for _ in range(warmup + repeats):
             ort_call("run the model on generated inputs (set symbolic sizes with --dim)",
                      lambda: session.run(None, feeds))
