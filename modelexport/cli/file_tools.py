@@ -106,6 +106,22 @@ def add_tool_parsers(sub: Any) -> None:
     profile.add_argument("--dim", action="append", help="symbolic dimension NAME=VALUE")
     profile.add_argument("-o", "--output", help="write here instead of stdout")
 
+    quantize = sub.add_parser("quantize", help="int8 quantization of chosen modules only, "
+                              "with the error at each module's output")
+    quantize.add_argument("file")
+    quantize.add_argument("-o", "--output", required=True)
+    quantize.add_argument("--mode", default="dynamic", choices=["dynamic", "static"],
+                          help="dynamic (weights int8, activations at run time; default) or "
+                               "static (QDQ, calibrated on generated inputs)")
+    quantize.add_argument("--include", action="append", default=[], metavar="PATH_GLOB",
+                          help="quantize only these modules (with everything inside them)")
+    quantize.add_argument("--exclude", action="append", default=[], metavar="PATH_GLOB",
+                          help="keep these modules in float ('encoder.layer.0.*')")
+    quantize.add_argument("--depth", type=non_negative_int, default=3,
+                          help="report modules at this depth (root 0; default 3)")
+    quantize.add_argument("--dim", action="append", help="symbolic dimension NAME=VALUE")
+    quantize.add_argument("--json", action="store_true")
+
     optimize = sub.add_parser("optimize", help="run a graph optimiser, then restore the tags")
     optimize.add_argument("file")
     optimize.add_argument("--with", dest="optimizer", required=True, choices=OPTIMIZERS)
@@ -333,6 +349,31 @@ def cmd_optimize(args: argparse.Namespace) -> int:
                             args.optimizer)
 
 
+def cmd_quantize(args: argparse.Namespace) -> int:
+    from modelexport.input_generation.for_graph import generated_feeds, parse_dims
+    from modelexport.output.sidecar import derive_sidecar
+    from modelexport.tools.quantize import CALIBRATION_BATCHES, quantize_model, render_table
+    from modelexport.tools.writing import check_writable, write_model
+
+    check_writable(args.output, args.file)
+    view = open_view(args.file, external_data=True)
+    dims = parse_dims(args.dim)
+    feeds = [generated_feeds(view.model, dims, seed=seed) for seed in range(CALIBRATION_BATCHES)]
+    quantized, result = quantize_model(view, args.mode, args.include, args.exclude, feeds,
+                                       args.depth)
+    sidecar = None
+    if view.sidecar:
+        sidecar = derive_sidecar(view.sidecar, quantized,
+                                 note=f"{args.file} quantized ({args.mode} int8)")
+    target = write_model(args.output, quantized, sidecar)
+    if args.json:
+        print(json.dumps({"output": str(target), **result.as_dict()}, indent=2))
+    else:
+        print(render_table(result))
+        print(f"wrote {target}")
+    return EXIT_OK
+
+
 def cmd_retag(args: argparse.Namespace) -> int:
     from modelexport.tools.onnx_file import load_graph
     from modelexport.tools.writing import check_writable
@@ -369,4 +410,4 @@ def cmd_generate(args: argparse.Namespace) -> int:
 TOOL_COMMANDS = {"analyze": cmd_analyze, "generate": cmd_generate, "validate": cmd_validate,
                  "compare": cmd_compare,
                  "extract": cmd_extract, "profile": cmd_profile, "optimize": cmd_optimize,
-                 "retag": cmd_retag}
+                 "quantize": cmd_quantize, "retag": cmd_retag}
