@@ -453,7 +453,7 @@ def test_profile_puts_a_cnn_s_relaid_kernels_on_their_modules(exported, strategy
     assert kernels[""] < 0.25 * sum(kernels.values()) and in_encoder > 2 * kernels[""]
 
 
-def test_profile_draws_the_parts_of_the_run_as_svg(exported, tmp_path, capsys):
+def test_profile_draws_the_parts_of_the_run_as_svg_and_png(exported, tmp_path, capsys):
     chart = tmp_path / "profile.svg"
     code, _, err = cli(capsys, "profile", exported("bert", "htp").path, "--repeats", 2,
                        "--depth", 2, "--plot", chart)
@@ -463,9 +463,17 @@ def test_profile_draws_the_parts_of_the_run_as_svg(exported, tmp_path, capsys):
         "{http://www.w3.org/2000/svg}title") is not None]
     labels = " ".join(t.text or "" for t in svg.iter("{http://www.w3.org/2000/svg}text"))
     assert len(bars) >= 3 and "encoder.layer" in labels and "depth 2" in labels
+    code, _, err = cli(capsys, "profile", exported("bert", "htp").path, "--repeats", 2,
+                       "--depth", 2, "--plot", tmp_path / "profile.png")
+    png = (tmp_path / "profile.png").read_bytes()
+    assert code == 0 and png.startswith(b"\x89PNG\r\n\x1a\n")
+    from PIL import Image
+
+    with Image.open(tmp_path / "profile.png") as image:  # the bars are drawn, not a blank
+        assert len(image.getcolors(1 << 16) or []) > 2
     code, _, err = cli(capsys, "profile", exported("bert", "htp").path, "--plot",
-                       tmp_path / "profile.png")
-    assert code != 0 and "SVG" in err and not (tmp_path / "profile.png").exists()
+                       tmp_path / "profile.jpg")
+    assert code != 0 and "SVG or PNG" in err and not (tmp_path / "profile.jpg").exists()
 
 
 # --- retag after optimisers ----------------------------------------------------

@@ -10,6 +10,7 @@ Tables go to stdout, or to ``-o`` for the machine formats.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -100,8 +101,9 @@ def add_tool_parsers(sub: Any) -> None:
                          help="rows down to this depth; the parts that add up to the run are "
                               "cut here (default 1)")
     profile.add_argument("--top", type=positive_int, help="only the N modules with most total time")
-    profile.add_argument("--plot", metavar="FILE.svg",
-                         help="also draw the time per module at --depth as an SVG bar chart")
+    profile.add_argument("--plot", metavar="FILE.svg|FILE.png",
+                         help="also draw the time per module at --depth as a bar chart "
+                              "(PNG needs Pillow)")
     profile.add_argument("--format", default="table", choices=["table", "json", "csv"])
     profile.add_argument("--dim", action="append", help="symbolic dimension NAME=VALUE")
     profile.add_argument("-o", "--output", help="write here instead of stdout")
@@ -289,8 +291,13 @@ def cmd_profile(args: argparse.Namespace) -> int:
     if args.output:
         check_writable(args.output, args.file)
     if args.plot:
-        if not args.plot.lower().endswith(".svg"):
-            raise ModelExportError(f"--plot writes SVG; name the file *.svg, not {args.plot}")
+        kind = Path(args.plot).suffix.lower()
+        if kind not in (".svg", ".png"):
+            raise ModelExportError(f"--plot writes SVG or PNG; name the file *.svg or *.png, "
+                                   f"not {args.plot}")
+        if kind == ".png" and importlib.util.find_spec("PIL") is None:
+            raise ModelExportError("--plot *.png needs Pillow (pip install Pillow, or the "
+                                   "'tools' extra); *.svg needs nothing")
         check_writable(args.plot, args.file)
     if args.repeats < 1 or args.warmup < 0:
         raise ModelExportError("--repeats must be at least 1 and --warmup at least 0")
@@ -306,11 +313,14 @@ def cmd_profile(args: argparse.Namespace) -> int:
               "csv": profiling.render_csv}[args.format]
     _emit(render(result, rows, args.depth), args.output)
     if args.plot:
-        from modelexport.tools.profile_chart import profile_svg
-        from modelexport.tools.writing import write_text
+        from modelexport.tools.profile_chart import profile_png, profile_svg
+        from modelexport.tools.writing import write_bytes, write_text
 
         depth = 1 if args.depth is None else args.depth
-        target = write_text(args.plot, profile_svg(result, depth, args.top))
+        if args.plot.lower().endswith(".png"):
+            target = write_bytes(args.plot, profile_png(result, depth, args.top))
+        else:
+            target = write_text(args.plot, profile_svg(result, depth, args.top))
         print(f"wrote {target}", file=sys.stderr)
     return EXIT_OK
 

@@ -45,6 +45,16 @@ def write_text(path: str | Path, text: str) -> Path:
     return staged.target
 
 
+def write_bytes(path: str | Path, data: bytes) -> Path:
+    staged = StagedOutput.open(path)
+    try:
+        staged.staged(staged.target).write_bytes(data)
+        staged.commit([staged.target])
+    finally:
+        staged.close()
+    return staged.target
+
+
 def write_model(path: str | Path, model: onnx.ModelProto, sidecar: dict | None = None) -> Path:
     """Save ``model`` (and its sidecar); weights go to ``<name>.data`` only when needed."""
     staged = StagedOutput.open(path)
