@@ -56,17 +56,31 @@ class Assignment:
     source: TagSource
 
 
+def node_reads(node: onnx.NodeProto) -> list[str]:
+    """Tensors a node reads: its inputs, and what its subgraphs (an ``If``'s branches, a
+    ``Loop``'s body) read from the enclosing graph."""
+    names = [name for name in node.input if name]
+    for attribute in node.attribute:
+        graphs = [attribute.g] if attribute.HasField("g") else list(attribute.graphs)
+        for graph in graphs:
+            defined = {v.name for v in graph.input} | {i.name for i in graph.initializer}
+            defined |= {out for inner in graph.node for out in inner.output}
+            names += [name for inner in graph.node for name in node_reads(inner)
+                      if name not in defined]
+    return names
+
+
 def graph_edges(nodes: Sequence[onnx.NodeProto]) -> tuple[dict[str, int], dict[str, list[int]]]:
-    """Which node produces each tensor, and which nodes consume it (by node index)."""
+    """Which node produces each tensor, and which nodes consume it (by node index; a node
+    whose subgraph reads a tensor of the enclosing graph consumes it too)."""
     producer: dict[str, int] = {}
     consumers: dict[str, list[int]] = {}
     for index, node in enumerate(nodes):
         for name in node.output:
             if name:
                 producer[name] = index
-        for name in node.input:
-            if name:
-                consumers.setdefault(name, []).append(index)
+        for name in dict.fromkeys(node_reads(node)):
+            consumers.setdefault(name, []).append(index)
     return producer, consumers
 
 

@@ -28,14 +28,16 @@ class becomes a call inside the outer function's body.
 
 from __future__ import annotations
 
-from collections import defaultdict, deque
+from collections import defaultdict
 from dataclasses import dataclass, field
 
 import onnx
 
 from modelexport.hierarchy import ROOT, is_within
+from modelexport.tagging import node_reads
 from modelexport.tags import KEY_MODULE, KEY_SOURCE, KEY_TAG, TagSource, node_props
 from modelexport.tools.instance_regions import common_tag, hoist_shared, recompute_shapes
+from modelexport.tools.regions import RegionIndex
 
 FUNCTION_DOMAIN = "modelexport.modules"
 KEY_RELATIVE = "modelexport.relative_module"
@@ -67,19 +69,6 @@ def class_matches(tag: str, wanted: set[str]) -> bool:
     return tag in wanted or tag.rsplit(".", 1)[-1] in wanted
 
 
-def _used_names(node: onnx.NodeProto) -> list[str]:
-    """Tensors a node reads, including those its subgraphs read from the outer scope."""
-    names = [name for name in node.input if name]
-    for attribute in node.attribute:
-        graphs = [attribute.g] if attribute.HasField("g") else list(attribute.graphs)
-        for graph in graphs:
-            defined = {v.name for v in graph.input} | {i.name for i in graph.initializer}
-            defined |= {out for inner in graph.node for out in inner.output}
-            names += [name for inner in graph.node for name in _used_names(inner)
-                      if name not in defined]
-    return names
-
-
 def _rename(node: onnx.NodeProto, mapping: dict[str, str]) -> None:
     """Rename ``node``'s tensors in place, subgraph references to the outer scope included."""
     for position, name in enumerate(node.input):
@@ -96,33 +85,6 @@ def _rename(node: onnx.NodeProto, mapping: dict[str, str]) -> None:
             outer = {k: v for k, v in mapping.items() if k not in defined}
             for inner in graph.node:
                 _rename(inner, outer)
-
-
-def _is_convex(members: set[int], nodes: list[onnx.NodeProto],
-               consumers: dict[str, list[int]]) -> bool:
-    """No path leaves ``members`` and re-enters them through outside nodes."""
-    outputs = {name for i in members for name in nodes[i].output}
-    frontier = deque(c for name in outputs for c in consumers.get(name, ()) if c not in members)
-    seen: set[int] = set()
-    while frontier:
-        index = frontier.popleft()
-        if index in seen:
-            continue
-        seen.add(index)
-        for name in nodes[index].output:
-            for consumer in consumers.get(name, ()):
-                if consumer in members:
-                    return False
-                frontier.append(consumer)
-    return True
-
-
-def _consumers(nodes: list[onnx.NodeProto]) -> dict[str, list[int]]:
-    table: dict[str, list[int]] = defaultdict(list)
-    for index, node in enumerate(nodes):
-        for name in _used_names(node):
-            table[name].append(index)
-    return table
 
 
 def _relative(path: str, instance: str) -> str:
@@ -178,7 +140,7 @@ def _dataflow_order(nodes: list[onnx.NodeProto], outputs: list[str]) -> list[onn
                 ordered.append(nodes[index])
                 continue
             stack.append((index, True))
-            needed = [producer[name] for name in _used_names(nodes[index]) if name in producer]
+            needed = [producer[name] for name in node_reads(nodes[index]) if name in producer]
             stack.extend((i, False) for i in reversed(needed) if i not in done)
     return ordered + [node for i, node in enumerate(nodes) if i not in done]
 
@@ -216,7 +178,7 @@ def _topological(nodes: list[onnx.NodeProto], available: set[str]) -> list[onnx.
     while pending:
         left = []
         for node in pending:
-            if all(name in ready for name in _used_names(node)):
+            if all(name in ready for name in node_reads(node)):
                 ordered.append(node)
                 ready.update(node.output)
             else:
@@ -267,7 +229,6 @@ def fold_module_functions(model: onnx.ModelProto, classes: dict[str, str],
         if len(group) > 1:
             hoist_shared(graph, group, parameters)
             recompute_shapes(graph, group)
-    graph_outputs = {value.name for value in graph.output}
     for instance in instances:
         nodes = list(graph.node)
         members = {i for i, node in enumerate(nodes)
@@ -275,17 +236,16 @@ def fold_module_functions(model: onnx.ModelProto, classes: dict[str, str],
         if not members:
             result.skipped[instance] = "no node of the graph belongs to it"
             continue
-        consumers = _consumers(nodes)
-        if not _is_convex(members, nodes, consumers):
+        regions = RegionIndex(model)
+        if regions.convexity_breaks(sorted(members)):
             result.skipped[instance] = ("its nodes are not one region: a tensor leaves it "
                                         "and comes back through nodes outside it")
             continue
         inside = [nodes[i] for i in sorted(members)]
-        outputs = [out for node in inside for out in node.output if out and (
-            out in graph_outputs or any(c not in members for c in consumers.get(out, ())))]
+        outputs = regions.boundary(sorted(members)).outputs
         inside = _dataflow_order(inside, outputs)
         made = {out for node in inside for out in node.output if out}
-        inputs = list(dict.fromkeys(name for node in inside for name in _used_names(node)
+        inputs = list(dict.fromkeys(name for node in inside for name in node_reads(node)
                                     if name not in made))
         instance_tag = common_tag(inside)
         body, body_inputs, body_outputs = _body(inside, instance, instance_tag, inputs,
