@@ -48,12 +48,31 @@ def _bert_feeds(batch: int, sequence: int) -> dict[str, np.ndarray]:
             "token_type_ids": np.zeros((batch, sequence), dtype=np.int64)}
 
 
+_FOLDED: dict[str, tuple] = {}
+
+
+@pytest.fixture
+def folded_bert(exported, tmp_path_factory):
+    """``folded_bert(strategy)``: the zoo's tiny BERT exported with BertLayer as a
+    function (path, report), once per strategy for the module's tests."""
+
+    def get(strategy: str) -> tuple:
+        if strategy not in _FOLDED:
+            flat = exported("bert", strategy)
+            path = tmp_path_factory.mktemp("folded") / f"bert-{strategy}.onnx"
+            report = modelexport.export_model(flat.model, flat.inputs, path,
+                                              strategy=strategy,
+                                              modules_as_functions=["BertLayer"])
+            _FOLDED[strategy] = path, report
+        return _FOLDED[strategy]
+
+    return get
+
+
 @pytest.mark.parametrize("strategy", ["htp", "dynamo", "usage_based"])
-def test_each_bert_layer_is_a_call_of_one_function(exported, strategy, tmp_path):
+def test_each_bert_layer_is_a_call_of_one_function(exported, folded_bert, strategy):
     flat = exported("bert", strategy)
-    path = tmp_path / "folded.onnx"
-    report = modelexport.export_model(flat.model, flat.inputs, path, strategy=strategy,
-                                      modules_as_functions=["BertLayer"])
+    path, report = folded_bert(strategy)
     model = onnx.load(str(path))
     functions = _functions(model)
     calls = _calls(model.graph.node)
@@ -154,11 +173,8 @@ def test_a_user_module_folds_and_a_module_called_twice_stays_inline(strategy, tm
     assert any("shared stays inline" in note for note in report.warnings)
 
 
-def test_profile_reads_a_folded_file_by_module(tmp_path, capsys, exported):
-    flat = exported("bert", "dynamo")
-    path = tmp_path / "folded.onnx"
-    modelexport.export_model(flat.model, flat.inputs, path, strategy="dynamo",
-                             modules_as_functions=["BertLayer"])
+def test_profile_reads_a_folded_file_by_module(tmp_path, folded_bert):
+    path, _ = folded_bert("dynamo")
     out = tmp_path / "profile.json"
     code = main(["profile", str(path), "--repeats", "2", "--format", "json", "-o", str(out)])
     result = json.loads(out.read_text())
@@ -217,3 +233,13 @@ def test_resnet_conv_layers_share_functions_by_structure(exported, strategy, tmp
         (2, 3, 32, 32)).astype(np.float32)}
     for ours, theirs in zip(_run(path, feeds), _run(flat.path, feeds)):
         assert np.abs(ours - theirs).max() <= 1e-5
+
+
+def test_quantize_reads_a_folded_file_by_module(tmp_path, folded_bert, capsys):
+    path, _ = folded_bert("dynamo")
+    target = tmp_path / "int8.onnx"
+    code = main(["quantize", str(path), "-o", str(target), "--exclude", "encoder.layer.0.*",
+                 "--json"])
+    rows = {row["path"]: row for row in json.loads(capsys.readouterr().out)["modules"]}
+    assert code == 0 and rows["encoder.layer.0"]["quantized"] == 0
+    assert rows["encoder.layer.1"]["quantized"] >= 6
