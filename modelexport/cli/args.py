@@ -12,6 +12,10 @@ from __future__ import annotations
 import argparse
 from typing import NoReturn
 
+# The CLI's exit codes: done; a verdict against the file (parity, self-check, a check
+# that failed); a user error (bad input, unknown model, unwritable path).
+EXIT_OK, EXIT_FAILED, EXIT_USER_ERROR = 0, 1, 2
+
 
 class OneLineParser(argparse.ArgumentParser):
     """An argument error is one line and exit code 2, pointing at ``--help``."""

@@ -17,6 +17,9 @@ import warnings
 from collections.abc import Sequence
 
 from modelexport.cli.args import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USER_ERROR,
     NameList,
     OneLineParser,
     non_negative_float,
@@ -28,7 +31,7 @@ from modelexport.cli.file_tools import TOOL_COMMANDS, add_tool_parsers
 from modelexport.errors import ModelExportError
 from modelexport.names import Objective
 
-EXIT_OK, EXIT_PARITY_FAILED, EXIT_USER_ERROR = 0, 1, 2
+EXIT_PARITY_FAILED = EXIT_FAILED
 # A file was written but failed its own check: as for parity, the export is not trustworthy.
 EXIT_CHECK_FAILED = EXIT_PARITY_FAILED
 # A zoo run under its expectations, or a gate, found something worse than before.  It shares
