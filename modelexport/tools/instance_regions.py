@@ -140,10 +140,15 @@ def _elements(tensor: onnx.TensorProto) -> int:
     return count
 
 
-def recompute_shapes(graph: onnx.GraphProto, instances: list[str]) -> int:
-    """Copy outside shape computations into each instance that reads them; nodes copied."""
+def recompute_shapes(graph: onnx.GraphProto, instances: list[str],
+                     parameters: set[str] | None = None) -> int:
+    """Copy outside shape computations into each instance that reads them; nodes copied.
+
+    A chain reads only small constants besides the instance's input shape: never a
+    parameter, however small, whose reader would then sit in every instance."""
     copied = 0
-    constants = {init.name for init in graph.initializer if _elements(init) <= _SMALL}
+    constants = {init.name for init in graph.initializer
+                 if _elements(init) <= _SMALL and init.name not in (parameters or ())}
     for instance in instances:
         nodes = list(graph.node)
         producer = {out: i for i, node in enumerate(nodes) for out in node.output}

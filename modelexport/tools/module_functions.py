@@ -228,7 +228,7 @@ def fold_module_functions(model: onnx.ModelProto, classes: dict[str, str],
     for group in by_class.values():
         if len(group) > 1:
             hoist_shared(graph, group, parameters)
-            recompute_shapes(graph, group)
+            recompute_shapes(graph, group, parameters)
     for instance in instances:
         nodes = list(graph.node)
         members = {i for i, node in enumerate(nodes)
