@@ -27,6 +27,8 @@ from collections import defaultdict
 import onnx
 
 from modelexport.hierarchy import ROOT, common_ancestor, is_within
+from modelexport.output.onnx_payload import tensor_elements
+from modelexport.tagging import graph_edges
 from modelexport.tags import KEY_MODULE, KEY_SOURCE, KEY_TAG, TagSource, node_props
 
 # Ops that compute on shapes and small index tensors only: recomputing them is cheap
@@ -83,13 +85,9 @@ def hoist_shared(graph: onnx.GraphProto, instances: list[str],
     (a small one may still be a parameter, such as T5's relative attention bias)."""
     nodes = list(graph.node)
     weights = {init.name for init in graph.initializer
-               if _elements(init) > _SMALL or init.name in (parameters or ())}
-    producer = {out: i for i, node in enumerate(nodes) for out in node.output}
+               if tensor_elements(init) > _SMALL or init.name in (parameters or ())}
+    producer, readers_of = graph_edges(nodes)
     owner = [_owner(_module(node), instances) for node in nodes]
-    readers_of: dict[str, list[int]] = defaultdict(list)
-    for i, node in enumerate(nodes):
-        for name in node.input:
-            readers_of[name].append(i)
     moved = 0
     for index, node in enumerate(nodes):
         home = owner[index]
@@ -133,13 +131,6 @@ def _cone_within(index: int, nodes: list[onnx.NodeProto], producer: dict[str, in
     return cone
 
 
-def _elements(tensor: onnx.TensorProto) -> int:
-    count = 1
-    for dim in tensor.dims:
-        count *= dim
-    return count
-
-
 def recompute_shapes(graph: onnx.GraphProto, instances: list[str],
                      parameters: set[str] | None = None) -> int:
     """Copy outside shape computations into each instance that reads them; nodes copied.
@@ -148,10 +139,10 @@ def recompute_shapes(graph: onnx.GraphProto, instances: list[str],
     parameter, however small, whose reader would then sit in every instance."""
     copied = 0
     constants = {init.name for init in graph.initializer
-                 if _elements(init) <= _SMALL and init.name not in (parameters or ())}
+                 if tensor_elements(init) <= _SMALL and init.name not in (parameters or ())}
     for instance in instances:
         nodes = list(graph.node)
-        producer = {out: i for i, node in enumerate(nodes) for out in node.output}
+        producer, _ = graph_edges(nodes)
         inside = [i for i, node in enumerate(nodes) if is_within(_module(node), instance)]
         if not inside:
             continue

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+from onnx.external_data_helper import uses_external_data
 
 from modelexport.hierarchy import ROOT, ancestors
 from modelexport.onnx_runtime.sessions import ORT_LEVELS, open_session, ort_call, session_options
@@ -132,8 +133,10 @@ def profile_model(view: ModuleView, model_path: Path, feeds: dict[str, np.ndarra
     Runtime inlines them anyway), so that each kernel's node name is one the view
     knows; ONNX Runtime's own inlined names do not say which call a node came from."""
     source: Path | bytes = model_path
-    if view.inlined:
-        source = inline_module_functions(onnx.load(str(model_path))).SerializeToString()
+    if view.inlined:  # the view's graph holds its weights unless they live beside the file
+        external = any(uses_external_data(t) for t in view.model.graph.initializer)
+        flat = inline_module_functions(onnx.load(str(model_path))) if external else view.model
+        source = flat.SerializeToString()
     with tempfile.TemporaryDirectory(prefix="modelexport-profile-") as scratch:
         options = session_options(level=level, threads=threads, spinning=True,
                                   profile_prefix=Path(scratch) / "profile",
